@@ -1,0 +1,66 @@
+// The routing contract (SPEC §1, §7) as TypeScript types. snake_case on purpose: these objects
+// are the JSON payloads on Kafka and the gRPC messages, field for field.
+
+export type Embedding = ArrayLike<number> | Float32Array;
+
+export interface Candidate {
+  id: string;
+  embedding: Embedding;
+  metadata?: Record<string, string>;
+  /** Unix seconds. */
+  created_at?: number;
+  access_count?: number;
+  /** In [0, 1]. */
+  success_rate?: number;
+}
+
+export interface RoutingRequest {
+  request_id: string;
+  query_embedding: Embedding;
+  candidates: Candidate[];
+  metadata?: Record<string, string>;
+}
+
+export type DecisionReason = 'model' | 'breaker_open' | 'uncertain' | 'below_threshold';
+
+export interface RoutingDecision {
+  request_id: string;
+  candidate_id: string;
+  /** Model score, 0..1: the probability that the lightweight model suffices. */
+  confidence: number;
+  /** 0..1, from the conformal prediction set (or the documented heuristic without calibration). */
+  uncertainty: number;
+  use_lightweight: boolean;
+  /** 0 = best. */
+  rank: number;
+  model_version: string;
+  reason: DecisionReason;
+  metadata: Record<string, string>;
+  inference_time_us: number;
+}
+
+export interface RoutingResponse {
+  /** Ordered by rank. */
+  decisions: RoutingDecision[];
+  inference_time_us: number;
+  feature_time_us: number;
+  candidates_processed: number;
+}
+
+/** Outcome of a decision, reported back by the pipeline that ran the chosen model (feedback loop). */
+export interface Outcome {
+  request_id: string;
+  candidate_id: string;
+  ok: boolean;
+  quality?: number;
+  served_by?: 'lightweight' | 'heavyweight';
+}
+
+/** Limits of SPEC §1, enforced by validation everywhere a request enters. */
+export const LIMITS = Object.freeze({
+  maxRequestIdBytes: 256,
+  minDim: 1,
+  maxDim: 4096,
+  minCandidates: 1,
+  maxCandidates: 1000,
+});
