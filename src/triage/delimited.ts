@@ -15,7 +15,7 @@ export async function* readDelimited(
   options: { maxRecordBytes?: number } = {},
 ): AsyncGenerator<LineItem> {
   const max = options.maxRecordBytes ?? 64 * 1024 * 1024;
-  let buffer = new Uint8Array(0);
+  let buffer: Uint8Array = new Uint8Array(0);
   let offset = 0;
   let number = 0;
 

@@ -1,0 +1,266 @@
+// Engine benchmarks: the seed README's rows, plus throughput against the seed's own engine
+// (@ruvector/tiny-dancer, native Rust via N-API) routing the same requests in the same run.
+//
+//   npm run bench                 (≈ 1–2 minutes)
+//   BENCH_QUICK=1 npm run bench   (shorter rounds, for a smoke run)
+//
+// Method. The machine is shared and noisy, so every throughput figure is the MEDIAN of several
+// rounds, and the rounds of the seed and of ours are interleaved (seed, Router, pool, seed, …) so
+// that background load hits all of them alike; ratios are taken between those medians. Each
+// round runs for a fixed time after its own warm-up. Micro rows (features, inference) use
+// tinybench with an inner loop so timer overhead does not dominate sub-microsecond calls, and
+// report the median per call.
+//
+// Workload: 384-dim embeddings (the seed's), random unit-ish vectors from a fixed seed,
+// candidates with created_at / access_count / success_rate set, no metadata. The seed takes the
+// same Float32Arrays (createdAt in milliseconds, its unit). The seed's Router is built with a
+// model path that does not exist, which makes it use its built-in default FastGRNN — the same
+// computation as with a file. Output: a markdown table on stdout and JSON in bench/results/.
+import { createRequire } from 'node:module';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Bench } from 'tinybench';
+import { DEFAULT_FEATURE_CONFIG, FEATURE_COUNT, cosineBatchScalar, extractFeatures } from '../src/engine/features.js';
+import { loadModelFile, defaultModelPath, scoreBatch } from '../src/engine/model.js';
+import { RouterPool } from '../src/engine/pool/pool.js';
+import { Router } from '../src/engine/router.js';
+import { cosineBatchSimd } from '../src/engine/simd/cosine.js';
+import type { RoutingRequest } from '../src/engine/types.js';
+import { validateRequest } from '../src/engine/validate.js';
+
+const QUICK = process.env.BENCH_QUICK === '1';
+const DIM = 384;
+const NOW = 1_700_000_000;
+const ROUND_MS = QUICK ? 250 : 700;
+const ROUNDS = QUICK ? 2 : 3;
+const POOL_CONCURRENCY = [16, 64] as const;
+
+// ---------------------------------------------------------------------------------------------
+// workload
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function makeRequests(n: number, count: number, seed: number): RoutingRequest[] {
+  const r = rng(seed);
+  const vec = (): Float32Array => Float32Array.from({ length: DIM }, () => r() * 2 - 1);
+  return Array.from({ length: count }, (_, k) => ({
+    request_id: `bench-${n}-${k}`,
+    query_embedding: vec(),
+    candidates: Array.from({ length: n }, (_, i) => ({
+      id: `cand-${i}`,
+      embedding: vec(),
+      created_at: NOW - Math.floor(r() * 86_400),
+      access_count: Math.floor(r() * 1000),
+      success_rate: r(),
+    })),
+  }));
+}
+
+interface SeedCandidate { id: string; embedding: Float32Array; createdAt: number; accessCount: number; successRate: number }
+interface SeedRequest { queryEmbedding: Float32Array; candidates: SeedCandidate[] }
+interface SeedRouter { route(req: SeedRequest): Promise<{ decisions: unknown[] }> }
+
+function toSeed(req: RoutingRequest): SeedRequest {
+  return {
+    queryEmbedding: req.query_embedding as Float32Array,
+    candidates: req.candidates.map((c) => ({
+      id: c.id,
+      embedding: c.embedding as Float32Array,
+      createdAt: (c.created_at ?? 0) * 1000,
+      accessCount: c.access_count ?? 0,
+      successRate: c.success_rate ?? 0,
+    })),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// measurement helpers
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Requests per second of a synchronous call, for ROUND_MS after a short warm-up. */
+function syncRate(fn: (i: number) => void): number {
+  const warm = performance.now() + 50;
+  let i = 0;
+  while (performance.now() < warm) fn(i++);
+  let done = 0;
+  const t0 = performance.now();
+  const end = t0 + ROUND_MS;
+  while (true) {
+    for (let k = 0; k < 16; k++) fn(done++);
+    if (performance.now() >= end) break;
+  }
+  return done / ((performance.now() - t0) / 1000);
+}
+
+/** Requests per second of an async call with `concurrency` callers in flight. */
+async function asyncRate(fn: (i: number) => Promise<unknown>, concurrency: number): Promise<number> {
+  const run = async (ms: number): Promise<number> => {
+    let i = 0;
+    let done = 0;
+    const end = performance.now() + ms;
+    const lane = async (): Promise<void> => {
+      while (performance.now() < end) {
+        await fn(i++);
+        done++;
+      }
+    };
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: concurrency }, lane));
+    return done / ((performance.now() - t0) / 1000);
+  };
+  await run(50);
+  return run(ROUND_MS);
+}
+
+function fmtRate(x: number): string {
+  return x >= 10_000 ? `${(x / 1000).toFixed(1)}k` : x.toFixed(0);
+}
+
+function fmtUs(x: number): string {
+  return x < 10 ? x.toFixed(2) : x.toFixed(1);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const require = createRequire(import.meta.url);
+  const seedPkg = require('@ruvector/tiny-dancer') as { Router: new (cfg: { modelPath: string }) => SeedRouter };
+  const seedVersion = (require('@ruvector/tiny-dancer/package.json') as { version: string }).version;
+  const seed = new seedPkg.Router({ modelPath: '/nonexistent/seed-default.safetensors' });
+
+  const sizes = [10, 50, 100] as const;
+  const requests = new Map(sizes.map((n) => [n, makeRequests(n, 32, n)]));
+  const seedRequests = new Map(sizes.map((n) => [n, requests.get(n)!.map(toSeed)]));
+  const features = { nowSeconds: NOW };
+  const router = new Router({ features });
+  const model = loadModelFile(defaultModelPath());
+
+  // ----- micro rows (the seed README's table)
+  const micro = new Bench({ time: QUICK ? 150 : 400, warmupTime: 50 });
+  const microInner = new Map<string, number>();
+  const add = (name: string, inner: number, fn: () => void): void => {
+    microInner.set(name, inner);
+    micro.add(name, () => { for (let k = 0; k < inner; k++) fn(); });
+  };
+  for (const n of sizes) {
+    const v = validateRequest(requests.get(n)![0]);
+    const out = new Float32Array(n * FEATURE_COUNT);
+    add(`feature extraction, ${n} candidates`, 4, () => extractFeatures(v, DEFAULT_FEATURE_CONFIG, out, NOW));
+  }
+  const featRows = new Float32Array(100 * FEATURE_COUNT);
+  extractFeatures(validateRequest(requests.get(100)![0]), DEFAULT_FEATURE_CONFIG, featRows, NOW);
+  const scores = new Float32Array(100);
+  add('inference, single', 200, () => scoreBatch(model, featRows, 1, scores));
+  add('inference, batch 10', 20, () => scoreBatch(model, featRows, 10, scores));
+  add('inference, batch 100', 2, () => scoreBatch(model, featRows, 100, scores));
+  for (const n of sizes) {
+    const reqs = requests.get(n)!;
+    let i = 0;
+    add(`complete routing, ${n} candidates`, 2, () => router.route(reqs[i++ & 31]!));
+  }
+  {
+    const v = validateRequest(requests.get(100)![0]);
+    const out = new Float32Array(100);
+    add('similarity 100 × 384, WASM SIMD', 4, () => cosineBatchSimd(v.query, v.embeddings, 100, DIM, out));
+    add('similarity 100 × 384, scalar JS', 1, () => cosineBatchScalar(v.query, v.embeddings, 100, DIM, out));
+  }
+  await micro.run();
+  const microRows = micro.tasks.map((t) => {
+    const res = t.result as { latency?: { p50?: number } } | undefined;
+    const p50ms = res?.latency?.p50 ?? NaN;
+    const us = (p50ms * 1000) / microInner.get(t.name)!;
+    return { name: t.name, us };
+  });
+  const perItem = (name: string, n: number): number => microRows.find((r) => r.name === name)!.us / n;
+
+  // ----- throughput: seed vs Router vs RouterPool, interleaved rounds
+  const pools = [await RouterPool.create({ features })];
+  const poolWorkers = pools[0]!.workers;
+  if (availableParallelism() > 1) pools.push(await RouterPool.create({ features, workers: availableParallelism() }));
+
+  interface Series { [key: string]: number[] }
+  const tp = new Map<number, Series>();
+  for (const n of [10, 100] as const) {
+    const reqs = requests.get(n)!;
+    const sreqs = seedRequests.get(n)!;
+    const s: Series = {};
+    const push = (k: string, v: number): void => { (s[k] ??= []).push(v); };
+    for (let round = 0; round < ROUNDS; round++) {
+      push('seed c=1', await asyncRate((i) => seed.route(sreqs[i & 31]!), 1));
+      push('seed c=16', await asyncRate((i) => seed.route(sreqs[i & 31]!), 16));
+      push('Router (in-process)', syncRate((i) => router.route(reqs[i & 31]!)));
+      for (const pool of pools) {
+        for (const c of POOL_CONCURRENCY) push(`RouterPool ${pool.workers}w c=${c}`, await asyncRate((i) => pool.route(reqs[i & 31]!), c));
+      }
+    }
+    tp.set(n, s);
+  }
+  for (const p of pools) await p.close();
+
+  // ----- report
+  const lines: string[] = [];
+  const hw = `${cpus()[0]?.model ?? 'cpu'} × ${availableParallelism()}, Node ${process.version}`;
+  lines.push(`### Engine benchmark (${hw})`, '');
+  lines.push('| operation | median | per item |', '| --- | ---: | ---: |');
+  for (const r of microRows) {
+    const m = /(\d+) candidates|batch (\d+)|single/.exec(r.name);
+    const n = m ? Number(m[1] ?? m[2] ?? 1) : 1;
+    lines.push(`| ${r.name} | ${fmtUs(r.us)} µs | ${n > 1 ? `${fmtUs((r.us * 1000) / n)} ns` : ''} |`);
+  }
+  lines.push('');
+  const summary: Record<string, unknown> = {};
+  lines.push(`Throughput, requests/s (median of ${ROUNDS} interleaved rounds of ${ROUND_MS} ms; seed = @ruvector/tiny-dancer ${seedVersion}):`, '');
+  lines.push('| engine | 10 candidates | × seed best | 100 candidates | × seed best |', '| --- | ---: | ---: | ---: | ---: |');
+  const keys = Object.keys(tp.get(10)!);
+  const med = (n: number, k: string): number => median(tp.get(n)![k]!);
+  const seedBest = (n: number): number => Math.max(med(n, 'seed c=1'), med(n, 'seed c=16'));
+  for (const k of keys) {
+    const r10 = med(10, k);
+    const r100 = med(100, k);
+    lines.push(`| ${k} | ${fmtRate(r10)} | ${(r10 / seedBest(10)).toFixed(1)}× | ${fmtRate(r100)} | ${(r100 / seedBest(100)).toFixed(1)}× |`);
+    summary[k] = { rps10: r10, rps100: r100, ratio10: r10 / seedBest(10), ratio100: r100 / seedBest(100), rounds10: tp.get(10)![k], rounds100: tp.get(100)![k] };
+  }
+  const singleUs = perItem('inference, single', 1);
+  const batchUs = perItem('inference, batch 100', 100);
+  const poolKeys = keys.filter((k) => k.startsWith(`RouterPool ${poolWorkers}w`));
+  const bestPool = (n: number): number => Math.max(...poolKeys.map((k) => med(n, k)));
+  const targets = {
+    routerPool10x: { ratio10: bestPool(10) / seedBest(10), ratio100: bestPool(100) / seedBest(100) },
+    router10x: { ratio10: med(10, 'Router (in-process)') / seedBest(10), ratio100: med(100, 'Router (in-process)') / seedBest(100) },
+    inferenceUs: { single: singleUs, perItemBatch100: batchUs },
+  };
+  lines.push('');
+  lines.push(`Targets: RouterPool (default ${poolWorkers} worker${poolWorkers > 1 ? 's' : ''}, best concurrency) ${targets.routerPool10x.ratio10.toFixed(1)}× / ${targets.routerPool10x.ratio100.toFixed(1)}× the seed's best (10 / 100 candidates, goal ≥ 10×); ` +
+    `Router ${targets.router10x.ratio10.toFixed(1)}× / ${targets.router10x.ratio100.toFixed(1)}× (goal ≥ 10×); ` +
+    `one FastGRNN inference ${(singleUs * 1000).toFixed(0)} ns single, ${(batchUs * 1000).toFixed(0)} ns per item in a batch of 100 (goal ≤ 500 ns).`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+
+  const dir = fileURLToPath(new URL('./results/', import.meta.url));
+  mkdirSync(dir, { recursive: true });
+  const record = {
+    date: new Date().toISOString(), node: process.version, cpus: availableParallelism(), cpuModel: cpus()[0]?.model,
+    quick: QUICK, roundMs: ROUND_MS, rounds: ROUNDS, seedVersion, poolWorkers,
+    micro: microRows.map((r) => ({ name: r.name, medianUs: r.us })), throughput: summary, targets,
+  };
+  const json = `${JSON.stringify(record, null, 2)}\n`;
+  writeFileSync(`${dir}engine-${record.date.replace(/[:.]/g, '-')}.json`, json);
+  writeFileSync(`${dir}engine-latest.json`, json);
+  process.stdout.write(`\nwrote bench/results/engine-latest.json\n`);
+}
+
+await main();

@@ -1,0 +1,666 @@
+// The service, wired: config → decision log (Postgres, migrated) → router pool → circuit
+// breaker → Kafka processor → metrics/health HTTP. `App` is also the control plane's target
+// (src/control/target.ts): stats, hot reload, breaker, config view, thresholds, unary Route and
+// health all go through it, so the gRPC server knows nothing about Kafka or Postgres.
+//
+// Start-up order puts the cheap, failure-prone parts first (HTTP port, database, model), and
+// Kafka last, so a bad setting fails fast and no request is consumed before every part that
+// decides or logs it is ready. Shutdown runs the other way: stop consuming and drain (decisions
+// acknowledged, rows durable, offsets committed), then close the log, the pool and the rest.
+import { EventEmitter } from 'node:events';
+import type { Admin, Kafka } from 'kafkajs';
+import type pg from 'pg';
+import { describeConfig, type Config } from './config.js';
+import { DEFAULT_THRESHOLDS } from './engine/decide.js';
+import type { LoadedModel } from './engine/model.js';
+import { RouterPool } from './engine/pool/pool.js';
+import type { RoutingRequest, RoutingResponse } from './engine/types.js';
+import { validateRequest } from './engine/validate.js';
+import { errorMessage, oneLine } from './errors.js';
+import { LatencyWindow } from './control/latency.js';
+import { modelNotes, modelView, prepareModel } from './control/reload.js';
+import type { RoutingPool } from './control/standalone.js';
+import {
+  ControlError,
+  type BreakerView,
+  type ConfigSnapshot,
+  type ControlStats,
+  type ControlTarget,
+  type HealthStatus,
+  type ModelSource,
+  type ModelView,
+  type ReloadResult,
+  type StoreAggregatesView,
+  type ThresholdsUpdate,
+  type ThresholdsView,
+} from './control/target.js';
+import { startHttpServer, type HttpServer, type ReadinessReport } from './observe/http.js';
+import { createLogger, type Logger } from './observe/logger.js';
+import { createMetrics, setModelVersion, type Metrics } from './observe/metrics.js';
+import {
+  DecisionLog,
+  DecisionLogFullError,
+  createPool,
+  decisionStats,
+  migrate,
+  redactUrl,
+  resolveDatabase,
+  type ResolvedDatabase,
+} from './store/index.js';
+import { ScoringBreaker, type Scorer } from './stream/breaker.js';
+import { createKafka, ensureTopics } from './stream/kafka.js';
+import { Processor, type DecisionLogPort, type ProcessorEvent, type ProcessorOptions } from './stream/processor.js';
+
+export type { Scorer } from './stream/breaker.js';
+
+export interface AppOptions {
+  config: Config;
+  logger?: Logger;
+  /**
+   * Wraps the scorer the breaker protects — the test hook for failure injection
+   * (`(score) => (req) => failing ? Promise.reject(new Error('boom')) : score(req)`).
+   */
+  wrapScorer?: (scorer: Scorer) => Scorer;
+  /** Serve /metrics, /healthz, /readyz on config.httpAddr. Default true. */
+  http?: boolean;
+  /** Start the local development broker (scripts/kafka.mjs) when KAFKA_BROKERS is not set. Default false. */
+  localBroker?: boolean;
+  /** Fall back to the embedded Postgres when DATABASE_URL is not set and nothing answers. Default true. */
+  embeddedDatabase?: boolean;
+  /** Use this pool instead of creating one (closed with the app). */
+  pool?: RoutingPool;
+  /** Processor tuning (chunk size, heartbeat period, session timeout). */
+  processor?: Pick<ProcessorOptions, 'chunkSize' | 'heartbeatIntervalMs' | 'sessionTimeoutMs'>;
+}
+
+export type AppEvent =
+  | ProcessorEvent
+  | { type: 'started'; ms: number }
+  | { type: 'breaker'; state: 'closed' | 'half_open' | 'open' }
+  | { type: 'model'; version: string; previousVersion: string }
+  | { type: 'health'; status: HealthStatus }
+  | { type: 'stopped'; clean: boolean };
+
+/** Starts (or finds) the local development broker: `up()` of scripts/kafka.mjs. */
+export async function startLocalBroker(): Promise<{ brokers: string; started: boolean }> {
+  const url = new URL('../scripts/kafka.mjs', import.meta.url);
+  let mod: { up: () => Promise<{ brokers: string; started: boolean }> };
+  try {
+    mod = (await import(url.href)) as typeof mod;
+  } catch (err) {
+    throw new ControlError(
+      'failed_precondition',
+      `KAFKA_BROKERS is not set and the local broker script (${url.pathname}) cannot be loaded: ${errorMessage(err)}; set KAFKA_BROKERS`,
+    );
+  }
+  return mod.up();
+}
+
+const STORE_STATS_TTL_MS = 5000;
+
+export class App extends EventEmitter implements ControlTarget {
+  readonly mode = 'serve';
+  /** The validated, frozen configuration (config() is the control plane's redacted view). */
+  readonly settings: Config;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly #opts: AppOptions;
+
+  #http: HttpServer | undefined;
+  #db: ResolvedDatabase | undefined;
+  #pg: pg.Pool | undefined;
+  #log: DecisionLog | undefined;
+  #pool: RoutingPool | undefined;
+  #breaker: ScoringBreaker | undefined;
+  #kafka: Kafka | undefined;
+  #admin: Admin | undefined;
+  #processor: Processor | undefined;
+  #lagTimer: NodeJS.Timeout | undefined;
+  #healthTimer: NodeJS.Timeout | undefined;
+
+  #model: LoadedModel | undefined;
+  #modelView: ModelView | undefined;
+  #overrides: ThresholdsUpdate;
+  #startedAt = Date.now();
+  #started = false;
+  #draining = false;
+  #stopping: Promise<{ clean: boolean }> | undefined;
+  #health: HealthStatus = 'NOT_SERVING';
+  readonly #healthListeners = new Set<(s: HealthStatus) => void>();
+  readonly #engineLatency = new LatencyWindow();
+  readonly #e2eLatency = new LatencyWindow();
+  #route = { requests: 0, decisions: 0, lightweight: 0, rejected: 0, reasons: {} as Record<string, number> };
+  #lag: { total: number; at: number } | undefined;
+  #store: StoreAggregatesView | undefined;
+  #storeRefreshing = false;
+  #logWritten = 0;
+  #logFailedBatches = 0;
+
+  constructor(opts: AppOptions) {
+    super();
+    this.#opts = opts;
+    this.settings = opts.config;
+    this.logger = opts.logger ?? createLogger({ level: opts.config.logLevel, secrets: [opts.config.adminToken] });
+    this.metrics = createMetrics();
+    this.#overrides = { ...opts.config.thresholds };
+  }
+
+  #emitEvent(e: AppEvent): void {
+    this.emit('event', e);
+  }
+
+  // ---- lifecycle ----------------------------------------------------------------------------
+
+  /** Starts every part; on failure, stops what was started and rethrows. */
+  async start(): Promise<void> {
+    if (this.#started) throw new Error('App.start() called twice');
+    this.#started = true;
+    const t0 = Date.now();
+    try {
+      await this.#startParts();
+    } catch (err) {
+      await this.#shutdown(1000).catch(() => {});
+      throw err;
+    }
+    this.#startedAt = Date.now();
+    this.#healthTimer = setInterval(() => this.#refreshHealth(), 500);
+    this.#healthTimer.unref();
+    this.logger.info('tiny-dancer serving', {
+      ms: Date.now() - t0,
+      brokers: this.settings.brokers,
+      requests: this.settings.topics.requests,
+      group: this.settings.groupId,
+      exactlyOnce: this.settings.exactlyOnce,
+      model: this.#model?.version,
+      http: this.#http?.url,
+    });
+    this.#emitEvent({ type: 'started', ms: Date.now() - t0 });
+  }
+
+  async #startParts(): Promise<void> {
+    const c = this.settings;
+    const log = this.logger;
+
+    if (this.#opts.http !== false) {
+      this.#http = await startHttpServer({
+        host: c.httpAddr.host,
+        port: c.httpAddr.port,
+        registry: this.metrics.registry,
+        readiness: () => this.readiness(),
+        maxEventLoopDelayMs: c.maxEventLoopDelayMs,
+        onEventLoopDelay: (p99) => this.metrics.eventLoopDelay.set(p99),
+        logger: log,
+      });
+    }
+
+    // Kafka address: the local development broker when none was configured and asked for.
+    if (this.#opts.localBroker && !c.brokersFromEnv) {
+      const b = await startLocalBroker();
+      log.info(
+        b.started
+          ? `no KAFKA_BROKERS: started the local development Kafka broker at ${b.brokers}`
+          : `no KAFKA_BROKERS: using the local development Kafka broker at ${b.brokers}`,
+        { brokers: b.brokers },
+      );
+    }
+
+    // Postgres: migrated before anything is decided.
+    this.#db = await resolveDatabase({
+      ...(c.databaseUrlFromEnv || this.#opts.embeddedDatabase === false ? { databaseUrl: c.databaseUrl } : {}),
+      dataDir: c.pgliteDir,
+      log,
+    });
+    this.#pg = createPool({ url: this.#db.url, max: c.logConcurrency + 2, log, applicationName: 'tiny-dancer serve' });
+    const migrated = await migrate(this.#pg, { schema: c.dbSchema, log });
+    log.info('decision log ready', {
+      database: redactUrl(this.#db.url),
+      embedded: this.#db.embedded,
+      schema: c.dbSchema,
+      schemaVersion: migrated.version,
+      applied: migrated.applied.map((m) => m.version),
+    });
+    this.#log = new DecisionLog({
+      pool: this.#pg,
+      schema: c.dbSchema,
+      batchSize: c.logBatchSize,
+      maxBuffered: c.logMaxBuffered,
+      flushIntervalMs: c.logFlushIntervalMs,
+      concurrency: c.logConcurrency,
+    });
+    this.#log.on('pressure', (b) => log.warn('decision log under pressure', { backlog: b.backlog, maxBuffered: b.maxBuffered }));
+    this.#log.on('relief', (b) => log.info('decision log pressure relieved', { backlog: b.backlog }));
+    this.#log.on('flushed', (f) => {
+      this.#logWritten += f.rows;
+    });
+    this.#log.on('retry', (r) => {
+      this.#logFailedBatches++;
+      if (r.attempt === 1 || r.attempt % 10 === 0) {
+        log.warn('decision log write failed; retrying', { err: r.error, code: r.code, kind: r.kind, attempt: r.attempt, rows: r.rows });
+      }
+    });
+    this.#log.on('rejected', (r) => log.error('decision row refused by Postgres (bad data); set aside', { err: r.error, code: r.code, request_id: r.row.request_id, candidate_id: r.row.candidate_id }));
+    this.#log.on('breaker', (s) => log.info(`decision log breaker ${s}`));
+
+    // Engine: validate the model here first, so a bad file fails start-up with a precise message.
+    const { defaultModelPath } = await import('./engine/model.js');
+    const modelPath = c.modelPath ?? defaultModelPath();
+    const prepared = await prepareModel({ path: modelPath });
+    this.#model = prepared.model;
+    this.#modelView = modelView(prepared.model, Date.now(), prepared.source);
+    if (this.#opts.pool) this.#pool = this.#opts.pool;
+    else {
+      this.#pool = await RouterPool.create({
+        modelPath,
+        ...(c.workers === undefined ? {} : { workers: c.workers }),
+        ...(c.thresholds.confidence === undefined ? {} : { confidenceThreshold: c.thresholds.confidence }),
+        ...(c.thresholds.maxUncertainty === undefined ? {} : { maxUncertainty: c.thresholds.maxUncertainty }),
+        // The processor never has more than maxInFlight requests out, plus Route calls.
+        maxQueue: c.maxInFlight + 1024,
+      });
+    }
+    setModelVersion(this.metrics, this.#pool.modelVersion);
+    const pool = this.#pool;
+    const scorer: Scorer = (req) => pool.route(req);
+    this.#breaker = new ScoringBreaker(this.#opts.wrapScorer ? this.#opts.wrapScorer(scorer) : scorer, {
+      ...c.breaker,
+      logger: log,
+      metrics: this.metrics,
+      modelVersion: () => pool.modelVersion,
+      onStateChange: (state) => this.#emitEvent({ type: 'breaker', state }),
+    });
+
+    // Kafka last: nothing is consumed before the parts that decide and log are up.
+    this.#kafka = createKafka(c, log);
+    this.#admin = this.#kafka.admin();
+    await this.#admin.connect();
+    await ensureTopics(this.#admin, c, log);
+    const decisionLog = this.#log;
+    const port: DecisionLogPort = {
+      write: async (rows) => {
+        for (;;) {
+          try {
+            await decisionLog.appendAndTrack(rows);
+            return;
+          } catch (err) {
+            // Full: wait for room instead of dropping (the processor pauses consumption too).
+            if (err instanceof DecisionLogFullError) await decisionLog.waitForCapacity();
+            else throw err;
+          }
+        }
+      },
+      backlog: () => decisionLog.backlog(),
+      underPressure: () => !decisionLog.hasCapacity(),
+      accepting: () => !this.#draining,
+    };
+    this.#processor = new Processor({
+      kafka: this.#kafka,
+      config: c,
+      breaker: this.#breaker,
+      log: port,
+      logger: log,
+      metrics: this.metrics,
+      onEngineLatency: (us) => this.#engineLatency.record(us),
+      onEndToEnd: (us) => this.#e2eLatency.record(us),
+      ...(this.#opts.processor ?? {}),
+    });
+    this.#processor.on('event', (e: ProcessorEvent) => {
+      this.#emitEvent(e);
+      this.#refreshHealth();
+    });
+    await this.#processor.start();
+    this.#lagTimer = setInterval(() => void this.#sampleLag(), c.lagIntervalMs);
+    this.#lagTimer.unref();
+  }
+
+  async #sampleLag(): Promise<void> {
+    const admin = this.#admin;
+    if (!admin || this.#draining) return;
+    const topic = this.settings.topics.requests;
+    try {
+      const [committed, ends] = await Promise.all([
+        admin.fetchOffsets({ groupId: this.settings.groupId, topics: [topic] }),
+        admin.fetchTopicOffsets(topic),
+      ]);
+      const byPartition = new Map((committed[0]?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
+      let total = 0;
+      for (const e of ends) {
+        const c = byPartition.get(e.partition) ?? -1;
+        const start = c >= 0 ? c : Number(e.low);
+        const lag = Math.max(0, Number(e.high) - start);
+        total += lag;
+        this.metrics.consumerLag.set({ topic, partition: String(e.partition) }, lag);
+      }
+      this.#lag = { total, at: Date.now() };
+    } catch (err) {
+      this.logger.debug('consumer lag sample failed', { err });
+    }
+  }
+
+  /**
+   * Drains and stops: no new records, in-flight ones decided, acknowledged, logged and
+   * committed within drainTimeoutMs; then the log, the pool and the rest close. Idempotent.
+   * `clean` is false when the drain ran out of time (the rest is redelivered: nothing lost).
+   */
+  stop(opts: { timeoutMs?: number } = {}): Promise<{ clean: boolean }> {
+    this.#stopping ??= this.#shutdown(opts.timeoutMs ?? this.settings.drainTimeoutMs);
+    return this.#stopping;
+  }
+
+  async #shutdown(timeoutMs: number): Promise<{ clean: boolean }> {
+    const started = Date.now();
+    const left = () => Math.max(500, timeoutMs - (Date.now() - started));
+    this.#draining = true;
+    this.#setHealth('NOT_SERVING');
+    if (this.#lagTimer) clearInterval(this.#lagTimer);
+    if (this.#healthTimer) clearInterval(this.#healthTimer);
+    let clean = true;
+    if (this.#processor) clean = await this.#processor.stop(timeoutMs);
+    if (this.#log) {
+      const r = await this.#log.close({ timeout: left() }).catch((err: unknown) => {
+        this.logger.warn('decision log close failed', { err });
+        return { unwritten: -1, settled: 0 };
+      });
+      if (r.unwritten !== 0) clean = false;
+    }
+    await this.#pool?.close({ timeout: Math.min(5000, left()) }).catch((err: unknown) => this.logger.warn('router pool close failed', { err }));
+    this.#breaker?.shutdown();
+    await this.#admin?.disconnect().catch(() => {});
+    await this.#pg?.end().catch(() => {});
+    await this.#db?.close().catch((err: unknown) => this.logger.warn('embedded Postgres close failed', { err }));
+    await this.#http?.close();
+    this.logger.info('tiny-dancer stopped', { clean, ms: Date.now() - started });
+    this.#emitEvent({ type: 'stopped', clean });
+    return { clean };
+  }
+
+  // ---- health -------------------------------------------------------------------------------
+
+  /** Readiness (SPEC §2): in the group with partitions, engine loaded, log accepting writes. */
+  readiness(): ReadinessReport {
+    const checks: Record<string, true | string> = {};
+    const st = this.#processor?.status();
+    checks.consumer = st?.joined ? true : this.#processor ? 'not (yet) a member of the consumer group' : 'not started';
+    checks.engine = this.#pool && this.#model ? true : 'model not loaded';
+    if (!this.#log) checks.decisionLog = 'not started';
+    else checks.decisionLog = this.#log.hasCapacity() ? true : `backlog ${this.#log.backlog()} at its high-water mark`;
+    if (this.#draining) checks.draining = 'draining';
+    return { ready: Object.values(checks).every((v) => v === true), checks };
+  }
+
+  health(): HealthStatus {
+    return this.#health;
+  }
+
+  onHealthChange(listener: (status: HealthStatus) => void): () => void {
+    this.#healthListeners.add(listener);
+    return () => this.#healthListeners.delete(listener);
+  }
+
+  #refreshHealth(): void {
+    this.#setHealth(this.readiness().ready ? 'SERVING' : 'NOT_SERVING');
+  }
+
+  #setHealth(s: HealthStatus): void {
+    if (s === this.#health) return;
+    this.#health = s;
+    this.#emitEvent({ type: 'health', status: s });
+    for (const l of [...this.#healthListeners]) l(s);
+  }
+
+  // ---- control plane ------------------------------------------------------------------------
+
+  #require<T>(v: T | undefined, what: string): T {
+    if (v === undefined) throw new ControlError('unavailable', `${what} is not running (the service is starting or stopped)`);
+    return v;
+  }
+
+  #thresholds(): ThresholdsView {
+    const m = this.#model?.thresholds ?? {};
+    return {
+      confidence: this.#overrides.confidence ?? m.confidence ?? DEFAULT_THRESHOLDS.confidence,
+      maxUncertainty: this.#overrides.maxUncertainty ?? m.maxUncertainty ?? DEFAULT_THRESHOLDS.maxUncertainty,
+    };
+  }
+
+  async reload(source: ModelSource): Promise<ReloadResult> {
+    if (this.#draining) throw new ControlError('failed_precondition', 'the service is draining; no model reload now');
+    const pool = this.#require(this.#pool, 'the router pool');
+    const prepared = await prepareModel(source);
+    const previousVersion = pool.modelVersion;
+    try {
+      await pool.reload({ bytes: prepared.bytes });
+    } catch (err) {
+      throw err instanceof ControlError
+        ? err
+        : new ControlError('unavailable', `the worker pool could not swap the model: ${errorMessage(err)}`, { cause: err });
+    }
+    this.#model = prepared.model;
+    this.#modelView = modelView(prepared.model, Date.now(), prepared.source);
+    setModelVersion(this.metrics, pool.modelVersion);
+    this.logger.info('model reloaded', { version: pool.modelVersion, previousVersion, source: prepared.source });
+    this.#emitEvent({ type: 'model', version: pool.modelVersion, previousVersion });
+    return { model: { ...this.#modelView }, previousVersion, notes: modelNotes(prepared.model) };
+  }
+
+  breaker(): BreakerView {
+    const s = this.#require(this.#breaker, 'the circuit breaker').snapshot();
+    const view: BreakerView = {
+      state: s.state,
+      trips: s.trips,
+      fallbacks: s.fallbacks,
+      window: { successes: s.window.successes, failures: s.window.failures, timeouts: s.window.timeouts, rejects: s.window.rejects, fallbacks: s.window.fallbacks },
+      settings: {
+        timeoutMs: s.options.timeoutMs,
+        errorThresholdPercentage: s.options.errorThresholdPercentage,
+        volumeThreshold: s.options.volumeThreshold,
+        resetTimeoutMs: s.options.resetTimeoutMs,
+        rollingWindowMs: s.options.rollingCountTimeoutMs,
+      },
+    };
+    if (s.openedAt !== undefined) view.openedAt = s.openedAt;
+    return view;
+  }
+
+  resetBreaker(): BreakerView {
+    this.#require(this.#breaker, 'the circuit breaker').reset();
+    this.logger.info('circuit breaker reset by an operator');
+    return this.breaker();
+  }
+
+  /** Opens the breaker by hand (every candidate heavyweight until reset or the reset timeout). */
+  tripBreaker(): BreakerView {
+    this.#require(this.#breaker, 'the circuit breaker').trip();
+    return this.breaker();
+  }
+
+  config(): ConfigSnapshot {
+    const c = this.settings;
+    const snap: ConfigSnapshot = {
+      thresholds: this.#thresholds(),
+      breaker: {
+        timeoutMs: c.breaker.timeoutMs,
+        errorThresholdPercentage: c.breaker.errorThresholdPercentage,
+        volumeThreshold: c.breaker.volumeThreshold,
+        resetTimeoutMs: c.breaker.resetTimeoutMs,
+        rollingWindowMs: c.breaker.rollingCountTimeoutMs,
+      },
+      settings: {
+        ...describeConfig(c),
+        mode: 'serve',
+        database: this.#db ? redactUrl(this.#db.url) : undefined,
+        embeddedDatabase: this.#db?.embedded ?? false,
+        workers: this.#pool?.stats().workers,
+      },
+    };
+    const path = this.#modelView?.source ?? c.modelPath;
+    if (path !== undefined && path !== 'bytes') snap.modelPath = path;
+    return snap;
+  }
+
+  async setThresholds(update: ThresholdsUpdate): Promise<ThresholdsView> {
+    if (this.#draining) throw new ControlError('failed_precondition', 'the service is draining; thresholds are not changed now');
+    await this.#require(this.#pool, 'the router pool').setThresholds(update);
+    if (update.confidence !== undefined) this.#overrides.confidence = update.confidence;
+    if (update.maxUncertainty !== undefined) this.#overrides.maxUncertainty = update.maxUncertainty;
+    const t = this.#thresholds();
+    this.logger.info('thresholds changed', { ...t });
+    return t;
+  }
+
+  /** Routes one request through the same breaker as the stream (not logged, not published). */
+  async route(request: RoutingRequest | unknown): Promise<RoutingResponse> {
+    const breaker = this.#require(this.#breaker, 'the router');
+    let req;
+    try {
+      req = validateRequest(request);
+    } catch (err) {
+      this.#route.rejected++;
+      throw err;
+    }
+    const scored = await breaker.score(req);
+    const r = this.#route;
+    r.requests++;
+    for (const d of scored.response.decisions) {
+      r.decisions++;
+      if (d.use_lightweight) r.lightweight++;
+      r.reasons[d.reason] = (r.reasons[d.reason] ?? 0) + 1;
+    }
+    if (!scored.fallback) this.#engineLatency.record(scored.response.inference_time_us);
+    return scored.response;
+  }
+
+  stats(): ControlStats {
+    const model = this.#require(this.#modelView, 'the engine');
+    const k = this.#processor?.counters;
+    const r = this.#route;
+    const reasons: Record<string, number> = { model: 0, breaker_open: 0, uncertain: 0, below_threshold: 0 };
+    for (const src of [k?.reasons ?? {}, r.reasons]) for (const [key, v] of Object.entries(src)) reasons[key] = (reasons[key] ?? 0) + v;
+    const decisions = (k?.decisions ?? 0) + r.decisions;
+    const lightweight = (k?.lightweight ?? 0) + r.lightweight;
+    const st = this.#processor?.status();
+    const stats: ControlStats = {
+      startedAt: this.#startedAt,
+      model: { ...model },
+      thresholds: this.#thresholds(),
+      totals: {
+        requests: (k?.decided ?? 0) + r.requests,
+        decisions,
+        lightweight,
+        heavyweight: decisions - lightweight,
+        failed: 0,
+        rejected: (k?.rejected ?? 0) + r.rejected,
+        reasons,
+      },
+      engineLatency: this.#engineLatency.summary(),
+      endToEndLatency: this.#e2eLatency.summary(),
+      breaker: this.breaker(),
+    };
+    if (this.#pool) stats.pool = { ...this.#pool.stats() };
+    if (k && st) {
+      stats.stream = {
+        connected: st.joined,
+        assignedPartitions: Object.values(st.assignment).reduce((n, ps) => n + ps.length, 0),
+        consumed: k.consumed,
+        produced: k.produced,
+        dlq: k.dlq,
+        inFlight: st.inFlight,
+        pausedPartitions: st.paused ? Object.values(st.assignment).reduce((n, ps) => n + ps.length, 0) : 0,
+        ...(this.#lag ? { consumerLag: this.#lag.total, lagSampledAt: this.#lag.at } : {}),
+      };
+    }
+    if (this.#log) {
+      const m = this.#log.metrics();
+      stats.decisionLog = { backlog: m.backlog, written: m.inserted + m.duplicates, failedBatches: this.#logFailedBatches, healthy: m.breaker === 'closed' };
+    }
+    this.#refreshStoreStats();
+    if (this.#store) stats.store = { ...this.#store };
+    return stats;
+  }
+
+  /** Postgres aggregates, refreshed in the background at most every few seconds. */
+  #refreshStoreStats(): void {
+    const pgPool = this.#pg;
+    if (!pgPool || this.#storeRefreshing || this.#draining) return;
+    if (this.#store && Date.now() - this.#store.computedAt < STORE_STATS_TTL_MS) return;
+    this.#storeRefreshing = true;
+    const computedAt = Date.now();
+    decisionStats(pgPool, { schema: this.settings.dbSchema })
+      .then((s) => {
+        const windowSeconds = s.window.from ? (s.window.to.getTime() - s.window.from.getTime()) / 1000 : 0;
+        const extra = s as unknown as { meanConfidence?: number; meanUncertainty?: number };
+        this.#store = {
+          available: true,
+          windowSeconds,
+          decisions: s.decisions,
+          requests: s.requests,
+          lightweightShare: s.lightweightShare,
+          reasons: { ...s.byReason },
+          modelVersions: Object.fromEntries(s.byModelVersion.map((v) => [v.modelVersion, v.decisions])),
+          meanConfidence: extra.meanConfidence ?? 0,
+          meanUncertainty: extra.meanUncertainty ?? 0,
+          p50InferenceUs: s.latencyUs?.p50 ?? 0,
+          p95InferenceUs: s.latencyUs?.p95 ?? 0,
+          p99InferenceUs: s.latencyUs?.p99 ?? 0,
+          ...(s.lastDecidedAt ? { lastDecidedAt: s.lastDecidedAt.getTime() } : {}),
+          computedAt,
+        };
+      })
+      .catch((err: unknown) => {
+        this.#store = {
+          available: false,
+          error: oneLine(redactUrl(errorMessage(err)), 300),
+          windowSeconds: 0,
+          decisions: 0,
+          requests: 0,
+          lightweightShare: 0,
+          reasons: {},
+          modelVersions: {},
+          meanConfidence: 0,
+          meanUncertainty: 0,
+          p50InferenceUs: 0,
+          p95InferenceUs: 0,
+          p99InferenceUs: 0,
+          computedAt,
+        };
+      })
+      .finally(() => {
+        this.#storeRefreshing = false;
+      });
+  }
+
+  // ---- introspection for the CLI, tests and the demo ----------------------------------------
+
+  /** The HTTP server's base URL (when started). */
+  get httpUrl(): string | undefined {
+    return this.#http?.url;
+  }
+
+  get modelVersion(): string | undefined {
+    return this.#pool?.modelVersion;
+  }
+
+  /** Consumer state: joined, assignment, paused, in flight. */
+  processorStatus() {
+    return this.#processor?.status();
+  }
+
+  /** Lifetime stream counters. */
+  streamCounters() {
+    return this.#processor?.counters;
+  }
+
+  /** The database the log writes to (password masked) and whether it is the embedded one. */
+  database(): { url: string; embedded: boolean } | undefined {
+    return this.#db ? { url: redactUrl(this.#db.url), embedded: this.#db.embedded } : undefined;
+  }
+
+  /** Decision-log backlog (rows accepted, not yet durable). */
+  logBacklog(): number {
+    return this.#log?.backlog() ?? 0;
+  }
+}
+
+/** Builds an App (not started). */
+export function createApp(opts: AppOptions): App {
+  return new App(opts);
+}

@@ -1,0 +1,332 @@
+// `tiny-dancer admin`: a gRPC client of the control plane (SPEC §4, §5). Readable output for
+// people, `--json` (one object per line) for scripts. The token comes from TD_ADMIN_TOKEN only:
+// a command-line flag would show it to every user of the machine in `ps`.
+import { readFile } from 'node:fs/promises';
+import { UsageError, errorMessage } from '../../errors.js';
+import { numberArg, intArg, parseCommandArgs } from '../args.js';
+import type {
+  CircuitBreakerMessage,
+  ConfigMessage,
+  ControlClient,
+  LatencyMessage,
+  ReloadMessage,
+  StatsMessage,
+} from '../../control/client.js';
+import type { ClientTlsFiles } from '../../control/tls.js';
+
+export const summary = 'drive a running router over gRPC: stats, reload, breaker, thresholds, config';
+export const usage = `usage: tiny-dancer admin <command> [options]
+
+commands:
+  stats [--watch [--interval S] [--count N]]
+                        counters, rates, latency percentiles, breaker, model, Kafka lag,
+                        decision-log backlog and Postgres aggregates; --watch streams them
+                        every S seconds (default 1, at least 0.25) until Ctrl-C or N updates
+  reload PATH [--bytes] hot-reload a model: PATH is a file on the SERVER; with --bytes the
+                        local file's content is sent instead (bounded by the server's
+                        message limit). Validated before the swap; on failure the old model
+                        stays and the reason is printed
+  breaker [--reset]     circuit breaker state; --reset closes it
+  thresholds [--confidence X] [--max-uncertainty Y]
+                        set the decision thresholds (either or both, each in [0, 1])
+  config                the effective configuration (secrets redacted)
+  health                the grpc.health.v1 status (SERVING / NOT_SERVING); exits 1
+                        when not SERVING, for scripts and probes
+
+options:
+  --addr HOST:PORT      control plane address (default TD_GRPC_ADDR, else 127.0.0.1:50051)
+  --json                machine-readable output, one JSON object per line
+  --timeout S           deadline of each call in seconds (default 10)
+  --tls                 connect with TLS, verifying the server with the system CA roots
+  --tls-ca FILE         connect with TLS, verifying the server with this CA bundle
+  --tls-cert FILE       client certificate for mutual TLS (with --tls-key)
+  --tls-key FILE        its private key
+  --tls-server-name N   name expected in the server certificate (e.g. when dialling an IP)
+
+reload, breaker --reset and thresholds need the admin token in TD_ADMIN_TOKEN.
+Exit status: 0 ok, 2 bad arguments, 1 the call failed (the message names the gRPC status).`;
+
+const OPTIONS = {
+  addr: { type: 'string' },
+  json: { type: 'boolean' },
+  timeout: { type: 'string' },
+  tls: { type: 'boolean' },
+  'tls-ca': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'tls-server-name': { type: 'string' },
+  watch: { type: 'boolean' },
+  interval: { type: 'string' },
+  count: { type: 'string' },
+  bytes: { type: 'boolean' },
+  reset: { type: 'boolean' },
+  confidence: { type: 'string' },
+  'max-uncertainty': { type: 'string' },
+} as const;
+
+type Values = ReturnType<typeof parseCommandArgs<typeof OPTIONS>>['values'];
+
+const COMMAND_OPTIONS: Record<string, readonly (keyof typeof OPTIONS)[]> = {
+  stats: ['watch', 'interval', 'count'],
+  reload: ['bytes'],
+  breaker: ['reset'],
+  thresholds: ['confidence', 'max-uncertainty'],
+  config: [],
+  health: [],
+};
+const COMMON: readonly (keyof typeof OPTIONS)[] = ['addr', 'json', 'timeout', 'tls', 'tls-ca', 'tls-cert', 'tls-key', 'tls-server-name'];
+
+function out(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+// ---- formatting ------------------------------------------------------------------------------
+
+function int(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}
+
+function pct(x: number): string {
+  return `${(x * 100).toFixed(1)}%`;
+}
+
+function us(x: number): string {
+  if (x >= 1_000_000) return `${(x / 1_000_000).toFixed(2)}s`;
+  if (x >= 1000) return `${(x / 1000).toFixed(x >= 100_000 ? 0 : 2)}ms`;
+  return `${x.toFixed(0)}µs`;
+}
+
+function duration(seconds: number): string {
+  const s = Math.floor(seconds);
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const parts = [d ? `${d}d` : '', d || h ? `${h}h` : '', d || h || m ? `${m}m` : '', `${s % 60}s`].filter(Boolean);
+  return parts.join(' ');
+}
+
+function when(ms: number): string {
+  return ms > 0 ? new Date(ms).toISOString() : 'never';
+}
+
+function latency(l: LatencyMessage | null): string {
+  if (!l || l.count === 0) return 'no samples yet';
+  return `p50 ${us(l.p50_us)}  p90 ${us(l.p90_us)}  p99 ${us(l.p99_us)}  max ${us(l.max_us)}  (last ${int(l.count)})`;
+}
+
+function breakerState(state: string): string {
+  return state.replace(/^BREAKER_STATE_/, '').toLowerCase().replace('_', '-');
+}
+
+function breakerLine(b: CircuitBreakerMessage): string {
+  let line = `${breakerState(b.state)}, ${int(b.trips)} trip(s), ${int(b.fallbacks)} fallback request(s)`;
+  if (b.opened_at_unix_ms > 0) line += `, last opened ${when(b.opened_at_unix_ms)}`;
+  if (b.window) line += `; window: ${int(b.window.successes)} ok, ${int(b.window.failures)} failed, ${int(b.window.timeouts)} timed out, ${int(b.window.rejects)} short-circuited`;
+  return line;
+}
+
+function counts(rec: Record<string, number>): string {
+  const entries = Object.entries(rec).sort((a, b) => b[1] - a[1]);
+  return entries.length === 0 ? 'none' : entries.map(([k, v]) => `${k} ${int(v)}`).join(', ');
+}
+
+function formatStats(s: StatsMessage): string {
+  const lines: string[] = [];
+  const row = (label: string, text: string) => lines.push(`${label.padEnd(14)}${text}`);
+  row('service', `tiny-dancer ${s.service_version} (${s.mode}), ${s.health}, up ${duration(s.uptime_seconds)}`);
+  if (s.model) {
+    const cal = s.model.calibrated ? `calibrated α=${s.model.calibration_alpha} over ${int(s.model.calibration_n)}` : 'uncalibrated';
+    row('model', `${s.model.version} (${cal}), loaded ${when(s.model.loaded_at_unix_ms)}${s.model.source ? ` from ${s.model.source}` : ''}`);
+  }
+  if (s.thresholds) row('thresholds', `confidence ≥ ${s.thresholds.confidence}, uncertainty ≤ ${s.thresholds.max_uncertainty}`);
+  if (s.totals) {
+    const r = s.rates;
+    const rate = (x: number | undefined) => (r ? ` (${(x ?? 0).toFixed(1)}/s)` : '');
+    row('requests', `${int(s.totals.requests)}${rate(r?.requests_per_second)}, rejected ${int(s.totals.rejected)}, failed ${int(s.totals.failed)}`);
+    row('decisions', `${int(s.totals.decisions)}${rate(r?.decisions_per_second)}: lightweight ${int(s.totals.lightweight)} (${pct(s.lightweight_share)}), heavyweight ${int(s.totals.heavyweight)}`);
+    row('reasons', counts(s.totals.reasons));
+    if (r && r.window_seconds > 0) row('rates', `over ${r.window_seconds.toFixed(1)}s, lightweight share ${pct(r.lightweight_share)}`);
+  }
+  row('engine', latency(s.engine_latency));
+  if (s.end_to_end_latency) row('end-to-end', latency(s.end_to_end_latency));
+  if (s.breaker) row('breaker', breakerLine(s.breaker));
+  if (s.pool) row('pool', `${s.pool.workers} worker(s), ${int(s.pool.in_flight)} in flight, ${int(s.pool.queued)} queued, ${int(s.pool.completed)} done, ${int(s.pool.crashes)} crash(es)`);
+  if (s.stream) {
+    const lag = s.stream.consumer_lag === undefined ? 'not sampled yet' : int(s.stream.consumer_lag);
+    row('kafka', `${s.stream.connected ? 'connected' : 'DISCONNECTED'}, ${s.stream.assigned_partitions} partition(s), consumed ${int(s.stream.consumed)}, produced ${int(s.stream.produced)}, DLQ ${int(s.stream.dlq)}, lag ${lag}`);
+  }
+  if (s.decision_log) row('decision log', `${s.decision_log.healthy ? 'healthy' : 'UNHEALTHY'}, backlog ${int(s.decision_log.backlog)}, written ${int(s.decision_log.written)}, failed batches ${int(s.decision_log.failed_batches)}`);
+  if (s.store) {
+    if (!s.store.available) row('postgres', `unavailable: ${s.store.error}`);
+    else {
+      row('postgres', `last ${duration(s.store.window_seconds)}: ${int(s.store.decisions)} decisions for ${int(s.store.requests)} requests, lightweight ${pct(s.store.lightweight_share)}, mean confidence ${s.store.mean_confidence.toFixed(3)}`);
+      row('', `inference p50 ${us(s.store.p50_inference_us)}  p95 ${us(s.store.p95_inference_us)}  p99 ${us(s.store.p99_inference_us)}; by version: ${counts(s.store.model_versions)}`);
+    }
+  }
+  return lines.join('\n');
+}
+
+function formatReload(r: ReloadMessage): string {
+  const lines = [`reloaded: now serving ${r.model?.version ?? '?'} (was ${r.previous_version}) in ${r.duration_ms.toFixed(0)} ms`];
+  if (r.model) lines.push(`  ${r.model.input_dim} inputs [${r.model.features.join(', ')}], hidden ${r.model.hidden_dim}, ${r.calibrated ? 'calibrated' : 'NOT calibrated'}`);
+  for (const n of r.notes) lines.push(`  note: ${n}`);
+  return lines.join('\n');
+}
+
+function formatConfig(c: ConfigMessage): string {
+  const lines = [
+    `service     tiny-dancer ${c.service_version} (${c.mode})`,
+    `model       ${c.model_version}${c.model_path ? ` from ${c.model_path}` : ''}`,
+  ];
+  if (c.thresholds) lines.push(`thresholds  confidence ≥ ${c.thresholds.confidence}, uncertainty ≤ ${c.thresholds.max_uncertainty}`);
+  if (c.breaker) {
+    const b = c.breaker;
+    lines.push(`breaker     timeout ${b.timeout_ms} ms, opens at ${b.error_threshold_percentage}% errors over ≥ ${b.volume_threshold} calls in ${b.rolling_window_ms} ms, retries after ${b.reset_timeout_ms} ms`);
+  }
+  for (const k of Object.keys(c.settings).sort()) lines.push(`${k} = ${c.settings[k]}`);
+  return lines.join('\n');
+}
+
+// ---- the command ------------------------------------------------------------------------------
+
+function clientTls(v: Values): ClientTlsFiles | undefined {
+  const anyTls = v.tls || v['tls-ca'] !== undefined || v['tls-cert'] !== undefined || v['tls-key'] !== undefined || v['tls-server-name'] !== undefined;
+  if (!anyTls) return undefined;
+  if ((v['tls-cert'] === undefined) !== (v['tls-key'] === undefined)) throw new UsageError('--tls-cert and --tls-key go together (mutual TLS needs both)');
+  const tls: ClientTlsFiles = {};
+  if (v['tls-ca'] !== undefined) tls.caFile = v['tls-ca'];
+  if (v['tls-cert'] !== undefined) tls.certFile = v['tls-cert'];
+  if (v['tls-key'] !== undefined) tls.keyFile = v['tls-key'];
+  if (v['tls-server-name'] !== undefined) tls.serverName = v['tls-server-name'];
+  return tls;
+}
+
+function checkAddress(addr: string): string {
+  if (!/^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$/.test(addr)) throw new UsageError(`--addr must be host:port, got '${addr}'`);
+  return addr;
+}
+
+async function call<T>(what: string, p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (err) {
+    // RpcError's message is "STATUS: details"; prefix the command for context. Not an
+    // InvalidInputError, so the dispatcher exits 1.
+    throw new Error(`${what}: ${errorMessage(err)}`, { cause: err });
+  }
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseCommandArgs(argv, OPTIONS, true);
+  const [command, ...rest] = positionals;
+  if (!command) throw new UsageError('a command is required: stats, reload, breaker, thresholds, config or health');
+  const allowed = COMMAND_OPTIONS[command];
+  if (!allowed) throw new UsageError(`unknown admin command '${command}' (stats, reload, breaker, thresholds, config, health)`);
+  for (const [k, v] of Object.entries(values)) {
+    if (v !== undefined && !COMMON.includes(k as keyof typeof OPTIONS) && !allowed.includes(k as keyof typeof OPTIONS)) {
+      throw new UsageError(`--${k} does not apply to 'admin ${command}'`);
+    }
+  }
+  if (command === 'reload' ? rest.length !== 1 : rest.length !== 0) {
+    throw new UsageError(command === 'reload' ? "'admin reload' takes exactly one PATH" : `'admin ${command}' takes no arguments, got '${rest.join(' ')}'`);
+  }
+  if (command === 'stats' && !values.watch && (values.interval !== undefined || values.count !== undefined)) {
+    throw new UsageError('--interval and --count go with --watch');
+  }
+
+  const addr = checkAddress(values.addr ?? (process.env.TD_GRPC_ADDR?.trim() || '127.0.0.1:50051'));
+  const timeoutS = numberArg('timeout', values.timeout, 10, 0.1, 3600);
+  const tls = clientTls(values);
+  const token = process.env.TD_ADMIN_TOKEN?.trim() || undefined;
+  const json = values.json === true;
+
+  // Argument checks before connecting, so bad arguments are exit 2 without network.
+  let thresholds: { confidence?: number; maxUncertainty?: number } | undefined;
+  if (command === 'thresholds') {
+    thresholds = {};
+    if (values.confidence !== undefined) thresholds.confidence = numberArg('confidence', values.confidence, 0, 0, 1);
+    if (values['max-uncertainty'] !== undefined) thresholds.maxUncertainty = numberArg('max-uncertainty', values['max-uncertainty'], 0, 0, 1);
+    if (thresholds.confidence === undefined && thresholds.maxUncertainty === undefined) {
+      throw new UsageError('give --confidence X and/or --max-uncertainty Y');
+    }
+  }
+  let reloadSource: { path: string } | { bytes: Uint8Array } | undefined;
+  if (command === 'reload') {
+    const path = rest[0]!;
+    if (values.bytes) {
+      try {
+        reloadSource = { bytes: await readFile(path) };
+      } catch (err) {
+        throw new UsageError(`cannot read ${path}: ${errorMessage(err)}`);
+      }
+    } else {
+      reloadSource = { path };
+    }
+  }
+  const intervalS = numberArg('interval', values.interval, 1, 0.25, 3600);
+  const count = intArg('count', values.count, 0, 1, 1_000_000_000);
+
+  const { ControlClient } = await import('../../control/client.js');
+  let client: ControlClient;
+  try {
+    client = new ControlClient({ address: addr, ...(token ? { token } : {}), ...(tls ? { tls } : {}), deadlineMs: timeoutS * 1000 });
+  } catch (err) {
+    throw new UsageError(errorMessage(err));
+  }
+  try {
+    switch (command) {
+      case 'stats': {
+        if (!values.watch) {
+          const s = await call('stats', client.getStats());
+          out(json ? JSON.stringify(s) : formatStats(s));
+          return 0;
+        }
+        let seen = 0;
+        const w = client.watchStats(Math.round(intervalS * 1000), (s) => {
+          seen++;
+          if (json) out(JSON.stringify(s));
+          else out(`${seen > 1 ? '\n' : ''}── ${new Date(s.time_unix_ms).toISOString()}\n${formatStats(s)}`);
+          if (count > 0 && seen >= count) w.cancel();
+        });
+        const onSignal = () => w.cancel();
+        process.once('SIGINT', onSignal);
+        process.once('SIGTERM', onSignal);
+        try {
+          await call('stats --watch', w.done);
+        } finally {
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+        }
+        return 0;
+      }
+      case 'reload': {
+        const r = await call('reload', client.reloadModel(reloadSource!));
+        out(json ? JSON.stringify(r) : formatReload(r));
+        return 0;
+      }
+      case 'breaker': {
+        const b = await call(values.reset ? 'breaker --reset' : 'breaker', values.reset ? client.resetCircuitBreaker() : client.getCircuitBreaker());
+        out(json ? JSON.stringify(b) : `breaker ${breakerLine(b)}`);
+        return 0;
+      }
+      case 'thresholds': {
+        const t = await call('thresholds', client.setThresholds(thresholds!));
+        out(json ? JSON.stringify(t) : `thresholds now: confidence ≥ ${t.confidence}, uncertainty ≤ ${t.max_uncertainty}`);
+        return 0;
+      }
+      case 'config': {
+        const c = await call('config', client.getConfig());
+        out(json ? JSON.stringify(c) : formatConfig(c));
+        return 0;
+      }
+      case 'health': {
+        const h = await call('health', client.health());
+        out(json ? JSON.stringify({ status: h }) : h);
+        return h === 'SERVING' ? 0 : 1;
+      }
+    }
+    return 2;
+  } finally {
+    client.close();
+  }
+}

@@ -1,0 +1,360 @@
+// The service configuration: read from the environment ONCE, at the edge (the `serve`/`demo`
+// commands), validated with messages that name the variable and the bad value, then frozen and
+// handed down. Nothing below src/cli reads process.env.
+//
+// Secrets: TD_ADMIN_TOKEN is wrapped in a Secret whose JSON/inspect/string forms are
+// "[redacted]", and the password of DATABASE_URL is masked whenever the config is printed, so a
+// config dump in a log line or a gRPC GetConfig cannot leak them.
+import { availableParallelism, hostname } from 'node:os';
+import { inspect } from 'node:util';
+import { ConfigError } from './errors.js';
+
+const REDACTED = '[redacted]';
+
+/** A value that never prints itself. `reveal()` is the only way to read it. */
+export class Secret {
+  readonly #value: string;
+  constructor(value: string) {
+    this.#value = value;
+    Object.freeze(this);
+  }
+  reveal(): string {
+    return this.#value;
+  }
+  toString(): string {
+    return REDACTED;
+  }
+  toJSON(): string {
+    return REDACTED;
+  }
+  [inspect.custom](): string {
+    return REDACTED;
+  }
+}
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export interface BreakerConfig {
+  /** A scoring call slower than this counts as a failure. */
+  timeoutMs: number;
+  /** Open when this share (%) of calls in the rolling window failed... */
+  errorThresholdPercentage: number;
+  /** ...and at least this many calls were made in the window. */
+  volumeThreshold: number;
+  /** Stay open this long, then let one trial call through (half-open). */
+  resetTimeoutMs: number;
+  /** Length of the rolling statistics window. */
+  rollingCountTimeoutMs: number;
+}
+
+export interface TopicsConfig {
+  requests: string;
+  lightweight: string;
+  heavyweight: string;
+  dlq: string;
+  outcomes: string;
+}
+
+export interface Config {
+  brokers: string[];
+  /** False when KAFKA_BROKERS was not set: `serve` may then start the local development broker. */
+  brokersFromEnv: boolean;
+  clientId: string;
+  topics: TopicsConfig;
+  exactlyOnce: boolean;
+  /** Transactional id of the exactly-once producer: stable per instance, unique in the group. */
+  transactionalId: string;
+  groupId: string;
+  databaseUrl: string;
+  /** False when DATABASE_URL was not set: the embedded Postgres may stand in if nothing answers. */
+  databaseUrlFromEnv: boolean;
+  /** Where the embedded Postgres keeps its data when it is used. */
+  pgliteDir: string;
+  grpcAddr: HostPort;
+  adminToken: Secret | undefined;
+  httpAddr: HostPort;
+  modelPath: string | undefined;
+  /** Worker threads of the RouterPool; undefined lets the pool choose. */
+  workers: number | undefined;
+  /** Bound on requests being decoded/scored/published at once (whole process). */
+  maxInFlight: number;
+  /** Partitions fetched and processed concurrently by one consumer. */
+  partitionsConcurrency: number;
+  /** Partitions given to topics `serve` creates. */
+  requestPartitions: number;
+  decisionPartitions: number;
+  replicationFactor: number;
+  /** Upper bound on fetched bytes held per partition and per fetch (memory bound). */
+  fetchMaxBytesPerPartition: number;
+  fetchMaxBytes: number;
+  /** Messages larger than this go to the DLQ without being parsed. */
+  maxMessageBytes: number;
+  breaker: BreakerConfig;
+  thresholds: { confidence?: number; maxUncertainty?: number };
+  /** Postgres schema of the decision log (migrated at start). */
+  dbSchema: string;
+  /** Decision log: rows per insert, rows buffered at most (consumption pauses before that), */
+  logBatchSize: number;
+  logMaxBuffered: number;
+  /** ...how long a partial batch may wait, and inserts running at once. */
+  logFlushIntervalMs: number;
+  logConcurrency: number;
+  /** SIGTERM: stop fetching, finish in-flight work and commit within this time, then exit. */
+  drainTimeoutMs: number;
+  /** Consumer lag is sampled this often. */
+  lagIntervalMs: number;
+  /** /healthz fails when the event loop was blocked longer than this. */
+  maxEventLoopDelayMs: number;
+  logLevel: LogLevel;
+}
+
+export const CONFIG_DEFAULTS = Object.freeze({
+  brokers: 'localhost:9092',
+  topics: Object.freeze({
+    requests: 'routing.requests',
+    lightweight: 'routing.lightweight',
+    heavyweight: 'routing.heavyweight',
+    dlq: 'routing.dlq',
+    outcomes: 'routing.outcomes',
+  }),
+  groupId: 'tiny-dancer',
+  databaseUrl: 'postgres://postgres@127.0.0.1:5432/postgres',
+  grpcAddr: '127.0.0.1:50051',
+  httpAddr: '127.0.0.1:9464',
+});
+
+type Env = Record<string, string | undefined>;
+
+function raw(env: Env, name: string): string | undefined {
+  const v = env[name];
+  if (v === undefined) return undefined;
+  const t = v.trim();
+  return t === '' ? undefined : t;
+}
+
+function show(value: string): string {
+  return JSON.stringify(value.length > 80 ? `${value.slice(0, 79)}…` : value);
+}
+
+function bad(name: string, value: string, expected: string): never {
+  throw new ConfigError(`${name}=${show(value)} is invalid: ${expected}`);
+}
+
+function intVar(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const v = raw(env, name);
+  if (v === undefined) return fallback;
+  if (!/^[+-]?\d+$/.test(v)) bad(name, v, `expected a whole number in [${min}, ${max}]`);
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < min || n > max) bad(name, v, `expected a whole number in [${min}, ${max}]`);
+  return n;
+}
+
+function optionalIntVar(env: Env, name: string, min: number, max: number): number | undefined {
+  return raw(env, name) === undefined ? undefined : intVar(env, name, 0, min, max);
+}
+
+function numberVar(env: Env, name: string, min: number, max: number): number | undefined {
+  const v = raw(env, name);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < min || n > max) bad(name, v, `expected a number in [${min}, ${max}]`);
+  return n;
+}
+
+function boolVar(env: Env, name: string, fallback: boolean): boolean {
+  const v = raw(env, name);
+  if (v === undefined) return fallback;
+  const l = v.toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(l)) return true;
+  if (['false', '0', 'no', 'off'].includes(l)) return false;
+  return bad(name, v, 'expected true or false');
+}
+
+function hostPort(name: string, value: string): HostPort {
+  // host:port, [v6]:port; the host may be a name or an address.
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9._-]+)):(\d{1,5})$/.exec(value);
+  if (!m) bad(name, value, 'expected host:port');
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) bad(name, value, 'the port must be in 1..65535');
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+// Kafka's legal topic name: 1..249 of [a-zA-Z0-9._-], not "." or "..".
+function topicVar(env: Env, name: string, fallback: string): string {
+  const v = raw(env, name) ?? fallback;
+  if (!/^[A-Za-z0-9._-]{1,249}$/.test(v) || v === '.' || v === '..') {
+    bad(name, v, 'a Kafka topic name is 1..249 characters of letters, digits, ".", "_" and "-"');
+  }
+  return v;
+}
+
+/** Masks the password in a URL-shaped connection string ("postgres://u:pw@h" -> "postgres://u:***@h"). */
+export function redactUrl(url: string): string {
+  return url.replace(/(\/\/[^:/@\s]*:)[^@\s]*@/g, '$1***@');
+}
+
+function databaseUrlVar(env: Env): string {
+  const v = raw(env, 'DATABASE_URL') ?? CONFIG_DEFAULTS.databaseUrl;
+  let parsed: URL;
+  try {
+    parsed = new URL(v);
+  } catch {
+    // Never echo the value: it may hold a password.
+    throw new ConfigError(`DATABASE_URL=${show(redactUrl(v))} is invalid: expected postgres://user[:password]@host[:port]/database`);
+  }
+  if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
+    throw new ConfigError(`DATABASE_URL=${show(redactUrl(v))} is invalid: the scheme must be postgres:// or postgresql://`);
+  }
+  return v;
+}
+
+function schemaVar(env: Env): string {
+  const v = raw(env, 'TD_DB_SCHEMA') ?? 'public';
+  // Spliced into DDL by the store, so only plain identifiers.
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(v)) bad('TD_DB_SCHEMA', v, 'use 1-63 characters a-z, 0-9, _ (not starting with a digit)');
+  return v;
+}
+
+/**
+ * Reads and validates the configuration. Throws ConfigError naming the variable and the bad
+ * value. The result is deeply frozen; print it with `describeConfig` (or JSON.stringify, which
+ * is safe too).
+ */
+export function loadConfig(env: Env = process.env): Config {
+  const brokersRaw = raw(env, 'KAFKA_BROKERS');
+  const brokers = (brokersRaw ?? CONFIG_DEFAULTS.brokers).split(',').map((b) => b.trim()).filter((b) => b !== '');
+  if (brokers.length === 0) bad('KAFKA_BROKERS', brokersRaw ?? '', 'expected a comma-separated list of host:port');
+  for (const b of brokers) {
+    try {
+      hostPort('KAFKA_BROKERS', b);
+    } catch {
+      bad('KAFKA_BROKERS', brokersRaw ?? '', `expected a comma-separated list of host:port, '${b}' is not one`);
+    }
+  }
+
+  const groupId = raw(env, 'TD_GROUP_ID') ?? CONFIG_DEFAULTS.groupId;
+  if (groupId.length > 255) bad('TD_GROUP_ID', groupId, 'at most 255 characters');
+
+  const tokenRaw = env.TD_ADMIN_TOKEN;
+  let adminToken: Secret | undefined;
+  if (tokenRaw !== undefined && tokenRaw !== '') {
+    // Never echo a token, not even a bad one.
+    if (tokenRaw.trim() !== tokenRaw || /[\s]/.test(tokenRaw)) {
+      throw new ConfigError('TD_ADMIN_TOKEN is invalid: it must not contain whitespace (value not shown)');
+    }
+    if (tokenRaw.length < 8) throw new ConfigError('TD_ADMIN_TOKEN is invalid: use at least 8 characters (value not shown)');
+    adminToken = new Secret(tokenRaw);
+  }
+
+  const level = (raw(env, 'TD_LOG_LEVEL') ?? 'info').toLowerCase();
+  if (!['debug', 'info', 'warn', 'error'].includes(level)) bad('TD_LOG_LEVEL', level, 'expected debug, info, warn or error');
+
+  const confidence = numberVar(env, 'TD_CONFIDENCE_THRESHOLD', 0, 1);
+  const maxUncertainty = numberVar(env, 'TD_MAX_UNCERTAINTY', 0, 1);
+
+  const maxInFlight = intVar(env, 'TD_MAX_IN_FLIGHT', 256, 1, 100_000);
+  const logBatchSize = intVar(env, 'TD_LOG_BATCH_SIZE', 500, 1, 100_000);
+  const logMaxBuffered = intVar(env, 'TD_LOG_MAX_BUFFERED', 50_000, 1, 10_000_000);
+  if (logMaxBuffered < logBatchSize) {
+    bad('TD_LOG_MAX_BUFFERED', String(logMaxBuffered), `must be at least TD_LOG_BATCH_SIZE (${logBatchSize})`);
+  }
+  const fetchMaxBytesPerPartition = intVar(env, 'TD_FETCH_MAX_BYTES_PER_PARTITION', 1024 * 1024, 1024, 256 * 1024 * 1024);
+  const fetchMaxBytes = intVar(env, 'TD_FETCH_MAX_BYTES', 8 * 1024 * 1024, 1024, 1024 * 1024 * 1024);
+
+  const config: Config = {
+    brokers,
+    brokersFromEnv: brokersRaw !== undefined,
+    clientId: raw(env, 'TD_CLIENT_ID') ?? 'tiny-dancer',
+    topics: {
+      requests: topicVar(env, 'TD_TOPIC_REQUESTS', CONFIG_DEFAULTS.topics.requests),
+      lightweight: topicVar(env, 'TD_TOPIC_LIGHTWEIGHT', CONFIG_DEFAULTS.topics.lightweight),
+      heavyweight: topicVar(env, 'TD_TOPIC_HEAVYWEIGHT', CONFIG_DEFAULTS.topics.heavyweight),
+      dlq: topicVar(env, 'TD_TOPIC_DLQ', CONFIG_DEFAULTS.topics.dlq),
+      outcomes: topicVar(env, 'TD_TOPIC_OUTCOMES', CONFIG_DEFAULTS.topics.outcomes),
+    },
+    exactlyOnce: boolVar(env, 'TD_EXACTLY_ONCE', false),
+    // Stable across restarts of one instance, so a restart fences (and aborts) the transaction a
+    // crashed predecessor left open instead of leaving it to time out. Several instances on one
+    // host must set it each to their own value.
+    transactionalId: raw(env, 'TD_TRANSACTIONAL_ID') ?? `${groupId}-${hostname()}`,
+    groupId,
+    databaseUrl: databaseUrlVar(env),
+    databaseUrlFromEnv: raw(env, 'DATABASE_URL') !== undefined,
+    pgliteDir: raw(env, 'TD_PGLITE_DIR') ?? '.tiny-dancer/pgdata',
+    grpcAddr: hostPort('TD_GRPC_ADDR', raw(env, 'TD_GRPC_ADDR') ?? CONFIG_DEFAULTS.grpcAddr),
+    adminToken,
+    httpAddr: hostPort('TD_HTTP_ADDR', raw(env, 'TD_HTTP_ADDR') ?? CONFIG_DEFAULTS.httpAddr),
+    modelPath: raw(env, 'TD_MODEL_PATH'),
+    workers: optionalIntVar(env, 'TD_WORKERS', 1, Math.max(64, availableParallelism() * 4)),
+    maxInFlight,
+    partitionsConcurrency: intVar(env, 'TD_PARTITIONS_CONCURRENCY', 3, 1, 1000),
+    requestPartitions: intVar(env, 'TD_REQUEST_PARTITIONS', 6, 1, 10_000),
+    decisionPartitions: intVar(env, 'TD_DECISION_PARTITIONS', 6, 1, 10_000),
+    replicationFactor: intVar(env, 'TD_REPLICATION_FACTOR', 1, 1, 32),
+    fetchMaxBytesPerPartition,
+    fetchMaxBytes,
+    maxMessageBytes: intVar(env, 'TD_MAX_MESSAGE_BYTES', 32 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    breaker: {
+      timeoutMs: intVar(env, 'TD_BREAKER_TIMEOUT_MS', 2000, 1, 600_000),
+      errorThresholdPercentage: intVar(env, 'TD_BREAKER_ERROR_PERCENT', 50, 1, 100),
+      volumeThreshold: intVar(env, 'TD_BREAKER_VOLUME_THRESHOLD', 20, 0, 1_000_000),
+      resetTimeoutMs: intVar(env, 'TD_BREAKER_RESET_MS', 10_000, 1, 3_600_000),
+      rollingCountTimeoutMs: intVar(env, 'TD_BREAKER_WINDOW_MS', 10_000, 100, 3_600_000),
+    },
+    thresholds: {
+      ...(confidence === undefined ? {} : { confidence }),
+      ...(maxUncertainty === undefined ? {} : { maxUncertainty }),
+    },
+    dbSchema: schemaVar(env),
+    logBatchSize,
+    logMaxBuffered,
+    logFlushIntervalMs: intVar(env, 'TD_LOG_FLUSH_MS', 20, 1, 60_000),
+    logConcurrency: intVar(env, 'TD_LOG_CONCURRENCY', 2, 1, 64),
+    drainTimeoutMs: intVar(env, 'TD_DRAIN_TIMEOUT_MS', 15_000, 100, 600_000),
+    lagIntervalMs: intVar(env, 'TD_LAG_INTERVAL_MS', 5000, 100, 3_600_000),
+    maxEventLoopDelayMs: intVar(env, 'TD_MAX_EVENT_LOOP_DELAY_MS', 5000, 10, 600_000),
+    logLevel: level as LogLevel,
+  };
+  return freezeConfig(config);
+}
+
+/** The config as safe plain data: token redacted, database password masked. */
+export function describeConfig(config: Config): Record<string, unknown> {
+  return {
+    ...config,
+    adminToken: config.adminToken === undefined ? null : REDACTED,
+    databaseUrl: redactUrl(config.databaseUrl),
+    grpcAddr: `${config.grpcAddr.host}:${config.grpcAddr.port}`,
+    httpAddr: `${config.httpAddr.host}:${config.httpAddr.port}`,
+  };
+}
+
+/**
+ * Freezes a config (deeply) and gives it safe toJSON/inspect forms. Exported so tests and
+ * programmatic users can build a config from `loadConfig` plus overrides.
+ */
+export function freezeConfig(config: Config): Config {
+  const out = { ...config };
+  Object.defineProperty(out, 'toJSON', { value: () => describeConfig(out), enumerable: false });
+  Object.defineProperty(out, inspect.custom, { value: () => describeConfig(out), enumerable: false });
+  for (const v of Object.values(out)) {
+    if (typeof v === 'object' && v !== null && !(v instanceof Secret)) Object.freeze(v);
+  }
+  return Object.freeze(out);
+}
+
+/** loadConfig with overrides on top (tests, demo): `withConfig(base, { groupId: 'x' })`. */
+export function withConfig(base: Config, overrides: Partial<Config>): Config {
+  const merged: Config = { ...base, ...overrides };
+  // Copy nested objects so freezing the result never touches the base.
+  merged.topics = { ...merged.topics };
+  merged.breaker = { ...merged.breaker };
+  merged.thresholds = { ...merged.thresholds };
+  merged.brokers = [...merged.brokers];
+  return freezeConfig(merged);
+}

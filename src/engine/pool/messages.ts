@@ -1,0 +1,197 @@
+// The one message contract between RouterPool (main thread) and its workers. Both sides import
+// these types, so a change to the protocol is a compile error on the side that forgot it.
+//
+// WHY the binary layouts below instead of posting objects: structured clone is slow for many
+// small objects (a 100-decision response object costs ~150-200 µs to clone here, more than
+// scoring it) and copies every byte of typed arrays it is not told to transfer. So:
+//   - requests travel in batches: many route() calls, one postMessage per worker;
+//   - all numbers of a batch sit in ONE ArrayBuffer (the "arena") that is transferred, not
+//     copied, and transferred back with the results so the main thread can reuse it;
+//     validation on the main thread writes embeddings straight into the arena (one copy total);
+//   - per-task descriptors are rows of one Float64Array, results another;
+//   - strings and maps travel only when needed (request metadata for the overlap feature; ids
+//     and metadata of requests decoded in the worker).
+import type { FeatureConfig } from '../features.js';
+
+export const PROTOCOL_VERSION = 1;
+
+// ---------------------------------------------------------------------------------------------
+// Bootstrap: passed as `workerData`.
+
+export interface WorkerInit {
+  protocol: typeof PROTOCOL_VERSION;
+  /** The model file's bytes, validated once on the main thread; parsed again in the worker. */
+  model: { bytes: Uint8Array; source: string };
+  router: {
+    confidenceThreshold?: number;
+    maxUncertainty?: number;
+    /** Feature config without the clock (functions do not cross threads). */
+    features?: Partial<FeatureConfig>;
+  };
+  /** Honour `__crashForTest` messages. Off unless a test asks for it. */
+  testHooks: boolean;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Task descriptors: TASK_STRIDE float64 per task in RouteBatch.index.
+
+export const TASK_STRIDE = 8;
+export const T_ID = 0; //        task id (unique per pool, < 2^53)
+export const T_KIND = 1; //      TaskKind
+export const T_DIM = 2; //       validated: embedding dim
+export const T_N = 3; //         validated: candidates
+export const T_EMB = 4; //       validated: byte offset of n*dim f32 embeddings | encoded: byte offset of the payload
+export const T_QUERY = 5; //     validated: byte offset of dim f32            | encoded: payload length in bytes
+export const T_NUMS = 6; //      validated: byte offset of created_at (n f64), access_count (n f64), success_rate (n f32)
+export const T_META = 7; //      index into RouteBatch.meta, or -1 when the request has no metadata
+
+export const TaskKind = Object.freeze({
+  /** Validated on the main thread; numbers in the arena. */
+  Validated: 0,
+  /** Raw JSON bytes (a SPEC §1 RoutingRequest) in the arena; decoded and validated in the worker. */
+  EncodedJson: 1,
+  /** Raw protobuf bytes (tiny_dancer.v1.RoutingRequest); decoded in the worker. */
+  EncodedProtobuf: 2,
+});
+
+/** Request and candidate metadata, needed in the worker only for the metadata-overlap feature. */
+export interface TaskMeta {
+  metadata: Record<string, string>;
+  candidateMetadata: Record<string, string>[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Results: a stream of float64 in RouteResults.data, per task:
+//   [task id, status, n, inference_time_us, feature_time_us, candidates_processed,
+//    then n decisions in rank order, DECISION_STRIDE values each]
+
+export const RESULT_HEADER = 6;
+export const R_ID = 0;
+export const R_STATUS = 1; //    TaskStatus
+export const R_N = 2; //         decisions that follow (0 on error)
+export const R_INFER = 3;
+export const R_FEAT = 4;
+export const R_PROCESSED = 5;
+
+export const DECISION_STRIDE = 5;
+export const D_INDEX = 0; //     candidate index in the request
+export const D_CONF = 1;
+export const D_UNC = 2;
+export const D_CODE = 3; //      use_lightweight (bit 0) | reason index << 1 (REASONS)
+export const D_TIME = 4; //      inference_time_us
+
+/** DecisionReason by index, for D_CODE. Order is part of the protocol. */
+export const REASONS = ['model', 'breaker_open', 'uncertain', 'below_threshold'] as const;
+
+export const TaskStatus = Object.freeze({
+  Ok: 0,
+  /** See RouteResults.errors for this task id. */
+  Failed: 1,
+});
+
+export interface TaskError {
+  taskId: number;
+  /** Error class name: InvalidInputError, ModelError, … (rebuilt as that class when known). */
+  name: string;
+  message: string;
+  retriable: boolean;
+  /** DecodeError's kind (json, protobuf, utf8, …) for tasks decoded in the worker. */
+  kind?: string;
+}
+
+/** For tasks decoded in the worker: what the main thread needs to build decision objects. */
+export interface DecodedInfo {
+  taskId: number;
+  request_id: string;
+  ids: string[];
+  candidateMetadata: Record<string, string>[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// main → worker
+
+export interface RouteBatch {
+  type: 'route';
+  batchId: number;
+  /** TASK_STRIDE values per task. */
+  index: Float64Array;
+  /** Transferred; comes back in RouteResults.arena. */
+  arena: ArrayBuffer;
+  /** Referenced by T_META; null when no task of the batch has request metadata. */
+  meta: TaskMeta[] | null;
+}
+
+/** Phase 1 of a reload: parse and hold the new model, do not use it yet. */
+export interface PrepareModel {
+  type: 'prepare';
+  reloadId: number;
+  bytes: Uint8Array;
+  source: string;
+}
+
+/** Phase 2: switch to the prepared model. Batches after this message use it. */
+export interface CommitModel {
+  type: 'commit';
+  reloadId: number;
+}
+
+/** Drop the prepared model; the current one stays. */
+export interface AbortModel {
+  type: 'abort';
+  reloadId: number;
+}
+
+export interface SetThresholds {
+  type: 'thresholds';
+  seq: number;
+  confidence?: number;
+  maxUncertainty?: number;
+}
+
+/** Test hook: the worker exits at once with `code` (ignored unless WorkerInit.testHooks). */
+export interface CrashForTest {
+  type: '__crashForTest';
+  code: number;
+}
+
+export type ToWorker = RouteBatch | PrepareModel | CommitModel | AbortModel | SetThresholds | CrashForTest;
+
+// ---------------------------------------------------------------------------------------------
+// worker → main
+
+export interface Ready {
+  type: 'ready';
+  version: string;
+}
+
+export interface InitFailed {
+  type: 'init-failed';
+  message: string;
+}
+
+export interface RouteResults {
+  type: 'results';
+  batchId: number;
+  /** The model every task of this batch was scored with. */
+  modelVersion: string;
+  data: Float64Array;
+  arena: ArrayBuffer;
+  errors: TaskError[] | null;
+  decoded: DecodedInfo[] | null;
+}
+
+export type Prepared =
+  | { type: 'prepared'; reloadId: number; ok: true; version: string }
+  | { type: 'prepared'; reloadId: number; ok: false; message: string };
+
+export interface Committed {
+  type: 'committed';
+  reloadId: number;
+  version: string;
+}
+
+export type ThresholdsSet =
+  | { type: 'thresholds-set'; seq: number; ok: true }
+  | { type: 'thresholds-set'; seq: number; ok: false; message: string };
+
+export type FromWorker = Ready | InitFailed | RouteResults | Prepared | Committed | ThresholdsSet;

@@ -1,0 +1,837 @@
+// RouterPool (SPEC §7): the Router on worker threads, for throughput.
+//
+// Shape (ideas from piscina, no code): a fixed set of worker slots, each running one Router.
+//   route()  validates on the calling thread (bad input rejects at once, with the Router's
+//            message) straight into the ArrayBuffer that will be transferred to the chosen
+//            worker — the embeddings are copied exactly once, from the request into the message.
+//   dispatch least-loaded slot (tasks queued + in flight). Concurrent route() calls are
+//            coalesced into one batch per worker: a slot has at most MAX_INFLIGHT batches posted
+//            (one running, one waiting in its port so the worker never idles on a round trip);
+//            tasks arriving meanwhile form the next batch, so batches grow with load.
+//   bound    tasks not yet posted are bounded (maxQueue, maxQueueBytes); beyond that route()
+//            rejects with PoolSaturatedError (retriable) instead of growing without bound.
+//   results  come back as numbers (messages.ts); the decision objects are built here, with the
+//            ids and metadata that never left this thread. Arenas come back and are reused.
+//   crash    a worker that exits or throws fails exactly its in-flight tasks with
+//            WorkerCrashedError (retriable) and is replaced (with backoff if it keeps dying);
+//            its not-yet-posted tasks wait for the replacement.
+//   reload   the model file is read and validated once here, then two-phase: every worker
+//            parses and holds it (prepare), and only when all acknowledged does every worker
+//            switch (commit). Any failure aborts everywhere: the old model stays. A batch is
+//            scored inside one worker between two messages, so no request sees a mix, and
+//            reload() resolves only after every worker switched: later requests see the new one.
+//   close    bounded: stop accepting, let queued and in-flight tasks finish until the timeout,
+//            then terminate the workers and reject what is left with PoolClosedError.
+//
+// Default size: max(1, availableParallelism() − 1) workers. The main thread is not idle in this
+// design — it validates and packs requests and builds the decision objects, roughly as much
+// CPU per request as a worker spends scoring it — so on a 2-core machine one worker plus the
+// main thread fill both cores; a second worker would only contend with the main thread.
+import { availableParallelism } from 'node:os';
+import { readFile, stat } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { InvalidInputError, ModelError, TinyDancerError, errorMessage } from '../../errors.js';
+import type { FeatureConfig } from '../features.js';
+import { MAX_MODEL_BYTES, defaultModelPath, parseModel } from '../model.js';
+import { Router, assertRoutable } from '../router.js';
+import type { DecisionReason, RoutingDecision, RoutingRequest, RoutingResponse } from '../types.js';
+import { isValidatedRequest, validateRequest, type ValidatedRequest } from '../validate.js';
+import { PoolClosedError, PoolSaturatedError, WorkerCrashedError } from './errors.js';
+import {
+  DECISION_STRIDE, D_CODE, D_CONF, D_INDEX, D_TIME, D_UNC, PROTOCOL_VERSION, REASONS, RESULT_HEADER, R_FEAT, R_ID,
+  R_INFER, R_N, R_PROCESSED, R_STATUS, TASK_STRIDE, TaskKind, TaskStatus,
+  type DecodedInfo, type FromWorker, type RouteResults, type TaskError, type TaskMeta, type ToWorker, type WorkerInit,
+} from './messages.js';
+
+export interface RouterPoolOptions {
+  /** Model file; default models/default.safetensors. Ignored when `model` is given. */
+  modelPath?: string;
+  /** Model file bytes (e.g. received over gRPC). */
+  model?: { bytes: Uint8Array; source?: string };
+  /** Worker threads; default max(1, availableParallelism() − 1). */
+  workers?: number;
+  confidenceThreshold?: number;
+  maxUncertainty?: number;
+  /** Feature configuration (no clock function: it cannot cross threads; use nowSeconds). */
+  features?: Partial<FeatureConfig>;
+  /** Tasks accepted but not yet handed to a worker; beyond it route() rejects. Default 1024. */
+  maxQueue?: number;
+  /** Bytes of those tasks' packed requests; default 64 MiB. One task is always admitted per worker. */
+  maxQueueBytes?: number;
+  /** Tasks per message to a worker; default 64. */
+  maxBatch?: number;
+  /** Let `crashWorkerForTest` work. Tests only. */
+  testHooks?: boolean;
+}
+
+export interface PoolStats {
+  workers: number;
+  /** Tasks posted to a worker and not yet answered. */
+  inFlight: number;
+  /** Tasks accepted but not yet posted. */
+  queued: number;
+  completed: number;
+  failed: number;
+  crashes: number;
+}
+
+export type ContentType = 'json' | 'protobuf';
+
+/** Batches posted to one worker at a time: one running, one waiting in its port. */
+const MAX_INFLIGHT = 2;
+/** Default arena size; larger requests get an arena of their own size. */
+const ARENA_BYTES = 2 * 1024 * 1024;
+/** Arenas kept for reuse per worker. */
+const ARENAS_KEPT_PER_WORKER = 4;
+/** Raw encoded payloads larger than this are refused before copying. */
+export const MAX_ENCODED_BYTES = 64 * 1024 * 1024;
+const RESPAWN_BACKOFF_MS = [0, 50, 200, 1000, 2000];
+const READY_TIMEOUT_MS = 30_000;
+
+interface Task {
+  id: number;
+  resolve: (r: RoutingResponse) => void;
+  reject: (e: unknown) => void;
+  requestId: string;
+  ids: string[];
+  candidateMetadata: Record<string, string>[];
+  bytes: number;
+}
+
+interface Batch {
+  id: number;
+  arena: ArrayBuffer;
+  used: number;
+  /** TASK_STRIDE numbers per task. */
+  index: number[];
+  tasks: Task[];
+  meta: TaskMeta[] | null;
+  sealed: boolean;
+}
+
+interface Control {
+  match: (m: FromWorker) => boolean;
+  resolve: (m: FromWorker) => void;
+  reject: (e: unknown) => void;
+}
+
+class Slot {
+  worker: Worker | null = null;
+  ready = false;
+  /** Waiting to be posted, oldest first; the last one may still be open. */
+  queue: Batch[] = [];
+  inflight = new Map<number, Batch>();
+  load = 0;
+  flushScheduled = false;
+  controls = new Set<Control>();
+  consecutiveCrashes = 0;
+  lastError: unknown = undefined;
+  readyWaiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
+  constructor(readonly index: number) {}
+}
+
+function align(n: number, a: number): number {
+  return (n + a - 1) & ~(a - 1);
+}
+
+/** Bytes a validated request needs in an arena besides its embeddings (query + numbers + padding). */
+function sideBytes(n: number, dim: number): number {
+  return align(dim * 4, 8) + 20 * n + 32;
+}
+/** Upper bound of sideBytes under SPEC §1 limits, reserved before n and dim are known. */
+const MAX_SIDE_BYTES = sideBytes(1000, 4096);
+
+interface WorkerScript {
+  /** The worker module, or bootstrap code when `eval`. */
+  target: URL | string;
+  eval: boolean;
+}
+
+function workerScript(): WorkerScript {
+  const self = import.meta.url;
+  // Built: dist/engine/pool/pool.js next to worker.js.
+  if (!self.endsWith('.ts')) return { target: new URL('./worker.js', self), eval: false };
+  // From source (vitest, tsx): the worker is TypeScript. `execArgv: ['--import', 'tsx']` does not
+  // reach a worker's entry module on Node 20, so a two-line bootstrap registers tsx's ESM hooks
+  // inside the worker first, then imports worker.ts. tsx is a devDependency, present exactly
+  // when running from source.
+  const workerUrl = new URL('./worker.ts', self).href;
+  let tsxApi: string;
+  try {
+    tsxApi = import.meta.resolve('tsx/esm/api');
+  } catch {
+    const pkg = createRequire(self).resolve('tsx/package.json');
+    tsxApi = pathToFileURL(join(dirname(pkg), 'dist/esm/api/index.mjs')).href;
+  }
+  const code = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(workerUrl)}); });`;
+  return { target: code, eval: true };
+}
+
+async function readModelBytes(path: string): Promise<Uint8Array> {
+  try {
+    const st = await stat(path);
+    if (!st.isFile()) throw new ModelError(`${path}: not a regular file`);
+    if (st.size > MAX_MODEL_BYTES) throw new ModelError(`${path}: ${st.size} bytes, the limit is ${MAX_MODEL_BYTES}`);
+    return await readFile(path);
+  } catch (err) {
+    if (err instanceof ModelError) throw err;
+    throw new ModelError(`cannot read model file ${path}: ${errorMessage(err)}`, { cause: err });
+  }
+}
+
+function positiveInt(name: string, v: number | undefined, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (!Number.isInteger(v) || v < 1) throw new InvalidInputError(`RouterPool: ${name} must be an integer >= 1, got ${String(v)}`);
+  return v;
+}
+
+type Codec = typeof import('../../stream/codec.js');
+
+export class RouterPool {
+  readonly #slots: Slot[];
+  readonly #init: WorkerInit;
+  /** Mirror of the workers' Router: the current model and resolved thresholds, on this thread. */
+  readonly #mirror: Router;
+  readonly #maxQueue: number;
+  readonly #maxQueueBytes: number;
+  readonly #maxBatch: number;
+  readonly #script = workerScript();
+  #arenas: ArrayBuffer[] = [];
+  #nextTask = 1;
+  #nextBatch = 1;
+  #queued = 0;
+  #queuedBytes = 0;
+  #inFlight = 0;
+  #completed = 0;
+  #failed = 0;
+  #crashes = 0;
+  #seq = 0;
+  #closing = false;
+  /** Set once create() has all workers up; before that a dying worker is not replaced. */
+  #started = false;
+  #terminated = false;
+  #closed: Promise<void> | null = null;
+  #drainWaiters: (() => void)[] = [];
+  #exclusive: Promise<unknown> = Promise.resolve();
+  #codec: Codec | null = null;
+
+  private constructor(init: WorkerInit, mirror: Router, workers: number, opts: RouterPoolOptions) {
+    this.#init = init;
+    this.#mirror = mirror;
+    this.#slots = Array.from({ length: workers }, (_, i) => new Slot(i));
+    this.#maxQueue = positiveInt('maxQueue', opts.maxQueue, 1024);
+    this.#maxQueueBytes = positiveInt('maxQueueBytes', opts.maxQueueBytes, 64 * 1024 * 1024);
+    this.#maxBatch = positiveInt('maxBatch', opts.maxBatch, 64);
+  }
+
+  /** Reads and validates the model once, starts the workers, resolves when all are ready. */
+  static async create(opts: RouterPoolOptions = {}): Promise<RouterPool> {
+    const source = opts.model ? (opts.model.source ?? 'model bytes') : (opts.modelPath ?? defaultModelPath());
+    const bytes = opts.model ? opts.model.bytes : await readModelBytes(source);
+    const model = parseModel(bytes, source);
+    const features = opts.features ? { ...opts.features } : undefined;
+    // The mirror validates thresholds and feature config exactly as each worker's Router will.
+    const mirror = new Router({
+      model,
+      ...(opts.confidenceThreshold !== undefined ? { confidenceThreshold: opts.confidenceThreshold } : {}),
+      ...(opts.maxUncertainty !== undefined ? { maxUncertainty: opts.maxUncertainty } : {}),
+      ...(features ? { features } : {}),
+    });
+    const workers = positiveInt('workers', opts.workers, Math.max(1, availableParallelism() - 1));
+    const init: WorkerInit = {
+      protocol: PROTOCOL_VERSION,
+      model: { bytes, source },
+      router: {
+        ...(opts.confidenceThreshold !== undefined ? { confidenceThreshold: opts.confidenceThreshold } : {}),
+        ...(opts.maxUncertainty !== undefined ? { maxUncertainty: opts.maxUncertainty } : {}),
+        ...(features ? { features } : {}),
+      },
+      testHooks: opts.testHooks === true,
+    };
+    const pool = new RouterPool(init, mirror, workers, opts);
+    try {
+      await Promise.all(pool.#slots.map((s) => pool.#spawn(s)));
+    } catch (err) {
+      await pool.close({ timeout: 0 });
+      throw err;
+    }
+    pool.#started = true;
+    return pool;
+  }
+
+  get modelVersion(): string {
+    return this.#mirror.modelVersion;
+  }
+
+  /** Thresholds in force in every worker (model metadata ← options ← setThresholds). */
+  get thresholds(): { confidence: number; maxUncertainty: number } {
+    return this.#mirror.thresholds;
+  }
+
+  get workers(): number {
+    return this.#slots.length;
+  }
+
+  stats(): PoolStats {
+    return {
+      workers: this.#slots.filter((s) => s.ready).length,
+      inFlight: this.#inFlight,
+      queued: this.#queued,
+      completed: this.#completed,
+      failed: this.#failed,
+      crashes: this.#crashes,
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // routing
+
+  /**
+   * Routes one request on a worker. Invalid input rejects with InvalidInputError (validated
+   * here, before anything is queued); PoolSaturatedError / WorkerCrashedError / PoolClosedError
+   * are retriable.
+   */
+  route(request: RoutingRequest | ValidatedRequest | unknown): Promise<RoutingResponse> {
+    const refused = this.#admit();
+    if (refused) return Promise.reject(refused);
+    const slot = this.#pick();
+    try {
+      return this.#enqueueRequest(slot, request);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
+   * Routes one request still in its wire encoding (SPEC §1: JSON text or protobuf
+   * tiny_dancer.v1.RoutingRequest). Decoding and validation run on the worker, so the calling
+   * thread only copies the bytes. Bad bytes reject with the codec's DecodeError.
+   */
+  async routeEncoded(bytes: Uint8Array, contentType: ContentType): Promise<RoutingResponse> {
+    this.#codec ??= await import('../../stream/codec.js');
+    if (contentType !== 'json' && contentType !== 'protobuf') {
+      throw new InvalidInputError(`routeEncoded: content type must be 'json' or 'protobuf', got ${String(contentType)}`);
+    }
+    if (bytes.length > MAX_ENCODED_BYTES) {
+      throw new this.#codec.DecodeError('too_large', `message is ${bytes.length} bytes, the limit is ${MAX_ENCODED_BYTES}`);
+    }
+    const refused = this.#admit();
+    if (refused) throw refused;
+    const slot = this.#pick();
+    const batch = this.#batchWithRoom(slot, bytes.length + 8);
+    const off = align(batch.used, 8);
+    new Uint8Array(batch.arena, off, bytes.length).set(bytes);
+    batch.used = off + bytes.length;
+    const kind = contentType === 'protobuf' ? TaskKind.EncodedProtobuf : TaskKind.EncodedJson;
+    return this.#addTask(slot, batch, [0, kind, 0, 0, off, bytes.length, 0, -1], '', [], [], bytes.length);
+  }
+
+  #admit(): Error | null {
+    if (this.#closing) return new PoolClosedError('the router pool is closed');
+    if (this.#queued >= this.#maxQueue) {
+      return new PoolSaturatedError(`pool saturated: ${this.#queued} tasks queued (maxQueue ${this.#maxQueue}); retry later`);
+    }
+    if (this.#queuedBytes >= this.#maxQueueBytes && this.#queued >= this.#slots.length) {
+      return new PoolSaturatedError(`pool saturated: ${this.#queuedBytes} bytes queued (maxQueueBytes ${this.#maxQueueBytes}); retry later`);
+    }
+    return null;
+  }
+
+  /** Least loaded slot, preferring live ones; ties to the lowest index. */
+  #pick(): Slot {
+    let best: Slot | undefined;
+    for (const s of this.#slots) {
+      if (!best) { best = s; continue; }
+      const sLive = s.worker !== null;
+      const bLive = best.worker !== null;
+      if ((sLive && !bLive) || (sLive === bLive && s.load < best.load)) best = s;
+    }
+    return best!;
+  }
+
+  #enqueueRequest(slot: Slot, request: unknown): Promise<RoutingResponse> {
+    let batch: Batch | null = null;
+    let usedBefore = 0;
+    let embOff = 0;
+    let req: ValidatedRequest;
+    if (isValidatedRequest(request)) {
+      // Already validated by the caller, in its own buffers: copy into the arena (the one copy).
+      req = request;
+      const len = req.n * req.dim;
+      batch = this.#batchWithRoom(slot, len * 4 + sideBytes(req.n, req.dim) + 16);
+      usedBefore = batch.used;
+      embOff = align(batch.used, 16);
+      new Float32Array(batch.arena, embOff, len).set(req.embeddings.subarray(0, len));
+      batch.used = embOff + len * 4;
+    } else {
+      try {
+        req = validateRequest(request, {
+          allocEmbeddings: (cn, cdim) => {
+            const len = cn * cdim;
+            batch = this.#batchWithRoom(slot, len * 4 + MAX_SIDE_BYTES + 16);
+            usedBefore = batch.used;
+            embOff = align(batch.used, 16);
+            batch.used = embOff + len * 4;
+            return new Float32Array(batch.arena, embOff, len);
+          },
+        });
+      } catch (err) {
+        const b = batch as Batch | null;
+        if (b) b.used = usedBefore;
+        throw err;
+      }
+    }
+    const b = batch as unknown as Batch;
+    const { n, dim } = req;
+    // query, then created_at / access_count (f64) and success_rate (f32)
+    const qOff = align(b.used, 8);
+    new Float32Array(b.arena, qOff, dim).set(req.query.subarray(0, dim));
+    const nums = align(qOff + dim * 4, 8);
+    new Float64Array(b.arena, nums, n).set(req.createdAt.subarray(0, n));
+    new Float64Array(b.arena, nums + 8 * n, n).set(req.accessCount.subarray(0, n));
+    new Float32Array(b.arena, nums + 16 * n, n).set(req.successRate.subarray(0, n));
+    b.used = nums + 20 * n;
+
+    let metaIdx = -1;
+    for (const _k in req.metadata) {
+      // Only requests with metadata need the maps in the worker (metadata-overlap feature).
+      b.meta ??= [];
+      metaIdx = b.meta.length;
+      b.meta.push({ metadata: req.metadata, candidateMetadata: req.candidateMetadata });
+      break;
+    }
+    return this.#addTask(slot, b, [0, TaskKind.Validated, dim, n, embOff, qOff, nums, metaIdx], req.request_id, req.ids,
+      req.candidateMetadata, b.used - usedBefore);
+  }
+
+  #addTask(slot: Slot, batch: Batch, row: number[], requestId: string, ids: string[], meta: Record<string, string>[], bytes: number): Promise<RoutingResponse> {
+    const id = this.#nextTask++;
+    row[0] = id;
+    return new Promise<RoutingResponse>((resolve, reject) => {
+      const task: Task = { id, resolve, reject, requestId, ids, candidateMetadata: meta, bytes };
+      batch.index.push(...row);
+      batch.tasks.push(task);
+      slot.load++;
+      this.#queued++;
+      this.#queuedBytes += bytes;
+      if (batch.tasks.length >= this.#maxBatch) batch.sealed = true;
+      this.#scheduleFlush(slot);
+    });
+  }
+
+  /** The slot's open batch if it has room for `need` more bytes, else a new one. */
+  #batchWithRoom(slot: Slot, need: number): Batch {
+    const last = slot.queue[slot.queue.length - 1];
+    if (last && !last.sealed) {
+      if (last.arena.byteLength - align(last.used, 16) >= need) return last;
+      if (last.tasks.length === 0) {
+        this.#releaseArena(last.arena);
+        last.arena = this.#takeArena(need);
+        last.used = 0;
+        return last;
+      }
+      last.sealed = true;
+    }
+    const batch: Batch = { id: this.#nextBatch++, arena: this.#takeArena(need), used: 0, index: [], tasks: [], meta: null, sealed: false };
+    slot.queue.push(batch);
+    return batch;
+  }
+
+  #takeArena(need: number): ArrayBuffer {
+    if (need <= ARENA_BYTES) return this.#arenas.pop() ?? new ArrayBuffer(ARENA_BYTES);
+    return new ArrayBuffer(align(need, 65536));
+  }
+
+  #releaseArena(arena: ArrayBuffer): void {
+    if (arena.byteLength === ARENA_BYTES && this.#arenas.length < ARENAS_KEPT_PER_WORKER * this.#slots.length) this.#arenas.push(arena);
+  }
+
+  #scheduleFlush(slot: Slot): void {
+    // setImmediate, not a microtask: callers that await in a loop (16 "lanes" resolved by one
+    // results message) all get to enqueue before the batch is posted.
+    if (slot.flushScheduled || !slot.ready || slot.inflight.size >= MAX_INFLIGHT) return;
+    slot.flushScheduled = true;
+    setImmediate(() => {
+      slot.flushScheduled = false;
+      this.#pump(slot);
+    });
+  }
+
+  /** Posts queued batches while the worker has room. */
+  #pump(slot: Slot): void {
+    const w = slot.worker;
+    if (!w || !slot.ready) return;
+    while (slot.inflight.size < MAX_INFLIGHT && slot.queue.length > 0) {
+      const batch = slot.queue.shift()!;
+      if (batch.tasks.length === 0) {
+        this.#releaseArena(batch.arena);
+        continue;
+      }
+      batch.sealed = true;
+      const index = new Float64Array(batch.index);
+      const count = batch.tasks.length;
+      let bytes = 0;
+      for (const t of batch.tasks) bytes += t.bytes;
+      this.#queued -= count;
+      this.#queuedBytes -= bytes;
+      this.#inFlight += count;
+      slot.inflight.set(batch.id, batch);
+      const msg: ToWorker = { type: 'route', batchId: batch.id, index, arena: batch.arena, meta: batch.meta };
+      w.postMessage(msg, [batch.arena, index.buffer as ArrayBuffer]);
+    }
+  }
+
+  #onResults(slot: Slot, msg: RouteResults): void {
+    const batch = slot.inflight.get(msg.batchId);
+    if (!batch) return; // a batch of a crashed generation: already failed
+    slot.inflight.delete(msg.batchId);
+    slot.consecutiveCrashes = 0;
+    this.#releaseArena(msg.arena);
+    const errors = new Map<number, TaskError>();
+    if (msg.errors) for (const e of msg.errors) errors.set(e.taskId, e);
+    const decoded = new Map<number, DecodedInfo>();
+    if (msg.decoded) for (const d of msg.decoded) decoded.set(d.taskId, d);
+    const data = msg.data;
+    const version = msg.modelVersion;
+    let p = 0;
+    for (const task of batch.tasks) {
+      slot.load--;
+      this.#inFlight--;
+      if (data[p + R_ID] !== task.id) {
+        // Protocol bug: never resolve a task with another task's answer.
+        this.#failed++;
+        task.reject(new TinyDancerError(`router pool protocol error: result for task ${data[p + R_ID]} where ${task.id} was expected`));
+        continue;
+      }
+      const n = data[p + R_N]!;
+      if (data[p + R_STATUS] === TaskStatus.Ok) {
+        const info = decoded.get(task.id);
+        if (info) {
+          task.requestId = info.request_id;
+          task.ids = info.ids;
+          task.candidateMetadata = info.candidateMetadata;
+        }
+        this.#completed++;
+        task.resolve(this.#response(task, data, p, n, version));
+      } else {
+        this.#failed++;
+        task.reject(this.#rebuildError(errors.get(task.id)));
+      }
+      p += RESULT_HEADER + n * DECISION_STRIDE;
+    }
+    this.#pump(slot);
+    this.#checkDrained();
+  }
+
+  #response(task: Task, data: Float64Array, p: number, n: number, version: string): RoutingResponse {
+    const { requestId, ids, candidateMetadata } = task;
+    const decisions = new Array<RoutingDecision>(n);
+    let q = p + RESULT_HEADER;
+    for (let r = 0; r < n; r++, q += DECISION_STRIDE) {
+      const i = data[q + D_INDEX]!;
+      const code = data[q + D_CODE]!;
+      // Same fields, same order as Router#route builds them.
+      decisions[r] = {
+        request_id: requestId,
+        candidate_id: ids[i]!,
+        confidence: data[q + D_CONF]!,
+        uncertainty: data[q + D_UNC]!,
+        use_lightweight: (code & 1) === 1,
+        rank: r,
+        model_version: version,
+        reason: REASONS[code >> 1] as DecisionReason,
+        metadata: candidateMetadata[i]!,
+        inference_time_us: data[q + D_TIME]!,
+      };
+    }
+    return {
+      decisions,
+      inference_time_us: data[p + R_INFER]!,
+      feature_time_us: data[p + R_FEAT]!,
+      candidates_processed: data[p + R_PROCESSED]!,
+    };
+  }
+
+  #rebuildError(e: TaskError | undefined): Error {
+    if (!e) return new TinyDancerError('router pool: a task failed without an error report');
+    if (e.name === 'DecodeError' && this.#codec && e.kind) {
+      return new this.#codec.DecodeError(e.kind as ConstructorParameters<Codec['DecodeError']>[0], e.message);
+    }
+    if (e.name === 'InvalidInputError' || e.name === 'DecodeError') return new InvalidInputError(e.message);
+    if (e.name === 'ModelError') return new ModelError(e.message);
+    return new TinyDancerError(e.message, { retriable: e.retriable });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // workers
+
+  #spawn(slot: Slot): Promise<void> {
+    const { target, eval: isEval } = this.#script;
+    const w = new Worker(target, { workerData: this.#init, eval: isEval });
+    slot.worker = w;
+    slot.ready = false;
+    slot.lastError = undefined;
+    const ready = new Promise<void>((resolve, reject) => slot.readyWaiters.push({ resolve, reject }));
+    w.on('message', (m: FromWorker) => this.#onMessage(slot, w, m));
+    w.on('error', (err) => {
+      if (slot.worker === w) slot.lastError = err;
+    });
+    w.on('exit', (code) => this.#onExit(slot, w, code));
+    return ready;
+  }
+
+  #onMessage(slot: Slot, w: Worker, m: FromWorker): void {
+    if (slot.worker !== w) return;
+    switch (m.type) {
+      case 'results':
+        this.#onResults(slot, m);
+        return;
+      case 'ready': {
+        slot.ready = true;
+        for (const r of slot.readyWaiters.splice(0)) r.resolve();
+        this.#pump(slot);
+        return;
+      }
+      case 'init-failed':
+        slot.lastError = new ModelError(`worker ${slot.index} could not start: ${m.message}`);
+        return;
+      default:
+        for (const c of slot.controls) {
+          if (c.match(m)) {
+            slot.controls.delete(c);
+            c.resolve(m);
+            return;
+          }
+        }
+    }
+  }
+
+  #onExit(slot: Slot, w: Worker, code: number): void {
+    if (slot.worker !== w) return;
+    slot.worker = null;
+    slot.ready = false;
+    if (this.#terminated) return;
+    this.#crashes++;
+    const why = slot.lastError !== undefined ? `: ${errorMessage(slot.lastError)}` : '';
+    const err = new WorkerCrashedError(`router worker ${slot.index} exited with code ${code}${why}`, { cause: slot.lastError });
+    for (const batch of slot.inflight.values()) {
+      for (const t of batch.tasks) {
+        slot.load--;
+        this.#inFlight--;
+        this.#failed++;
+        t.reject(err);
+      }
+    }
+    slot.inflight.clear();
+    for (const c of slot.controls) c.reject(err);
+    slot.controls.clear();
+    for (const r of slot.readyWaiters.splice(0)) r.reject(err);
+    if (this.#closing || !this.#started) {
+      // No replacement while closing (or while create() is failing): fail what was waiting for this worker now.
+      this.#failQueued(slot, err);
+      this.#checkDrained();
+      return;
+    }
+    const delay = RESPAWN_BACKOFF_MS[Math.min(slot.consecutiveCrashes, RESPAWN_BACKOFF_MS.length - 1)]!;
+    slot.consecutiveCrashes++;
+    const respawn = (): void => {
+      if (this.#closing || slot.worker) return;
+      // A replacement that fails to start is handled by its own exit event (next backoff step).
+      this.#spawn(slot).catch(() => {});
+    };
+    if (delay === 0) respawn();
+    else setTimeout(respawn, delay);
+    this.#checkDrained();
+  }
+
+  #failQueued(slot: Slot, err: Error): void {
+    for (const batch of slot.queue.splice(0)) {
+      for (const t of batch.tasks) {
+        slot.load--;
+        this.#queued--;
+        this.#queuedBytes -= t.bytes;
+        this.#failed++;
+        t.reject(err);
+      }
+    }
+  }
+
+  /** Sends a control message and waits for the worker's matching answer (or its death). */
+  #control<T extends FromWorker>(slot: Slot, msg: ToWorker, match: (m: FromWorker) => m is T): Promise<T> {
+    const w = slot.worker;
+    if (!w || !slot.ready) return Promise.reject(new WorkerCrashedError(`router worker ${slot.index} is not running`));
+    return new Promise<T>((resolve, reject) => {
+      slot.controls.add({ match, resolve: resolve as (m: FromWorker) => void, reject });
+      w.postMessage(msg);
+    });
+  }
+
+  async #allReady(): Promise<void> {
+    const waits = this.#slots.filter((s) => !s.ready).map((s) => new Promise<void>((resolve, reject) => s.readyWaiters.push({ resolve, reject })));
+    if (waits.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new WorkerCrashedError(`router workers not ready after ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS);
+    });
+    try {
+      await Promise.race([Promise.all(waits), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Runs reloads and threshold changes one at a time. */
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#exclusive.then(fn, fn);
+    this.#exclusive = run.catch(() => {});
+    return run;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // control
+
+  /**
+   * Loads a new model into every worker, atomically: validated once here (ModelError, old model
+   * stays), prepared in all workers, then committed in all. Resolves when every worker uses it.
+   */
+  reload(model: string | { bytes: Uint8Array; source?: string }): Promise<{ version: string }> {
+    return this.#serial(async () => {
+      if (this.#closing) throw new PoolClosedError('the router pool is closed');
+      const source = typeof model === 'string' ? model : (model.source ?? 'model bytes');
+      const bytes = typeof model === 'string' ? await readModelBytes(model) : model.bytes;
+      const parsed = parseModel(bytes, source); // ModelError: refused before any worker sees it
+      assertRoutable(parsed);
+      await this.#allReady();
+      const reloadId = ++this.#seq;
+      const slots = [...this.#slots];
+      const workers = slots.map((s) => s.worker);
+      const isPrepared = (m: FromWorker): m is Extract<FromWorker, { type: 'prepared' }> => m.type === 'prepared' && m.reloadId === reloadId;
+      const isCommitted = (m: FromWorker): m is Extract<FromWorker, { type: 'committed' }> => m.type === 'committed' && m.reloadId === reloadId;
+      let prepared;
+      try {
+        prepared = await Promise.all(slots.map((s) => this.#control(s, { type: 'prepare', reloadId, bytes, source }, isPrepared)));
+      } catch (err) {
+        this.#broadcast({ type: 'abort', reloadId });
+        throw err;
+      }
+      const bad = prepared.find((p) => !p.ok);
+      if (bad && !bad.ok) {
+        this.#broadcast({ type: 'abort', reloadId });
+        throw new ModelError(`reload of ${source} refused by a worker: ${bad.message}; the old model stays`);
+      }
+      // A worker replaced after it acknowledged (its replacement started with the old model)
+      // would miss the switch: abort, the old model stays everywhere.
+      if (slots.some((s, i) => s.worker !== workers[i])) {
+        this.#broadcast({ type: 'abort', reloadId });
+        throw new WorkerCrashedError(`a router worker was replaced during the reload of ${source}; the old model stays, retry`);
+      }
+      // No await between the check above and this line: from here replacements start with the
+      // new model, so a crash during the commit phase is harmless.
+      this.#init.model = { bytes, source };
+      await Promise.all(
+        slots.map((s) =>
+          this.#control(s, { type: 'commit', reloadId }, isCommitted).catch((err) => {
+            if (err instanceof WorkerCrashedError) return; // replaced, with the new model
+            throw err;
+          }),
+        ),
+      );
+      this.#mirror.swapModel(parsed);
+      return { version: parsed.version };
+    });
+  }
+
+  /** Sets thresholds in every worker (and for replacements); resolves when all applied them. */
+  setThresholds(t: { confidence?: number; maxUncertainty?: number }): Promise<void> {
+    return this.#serial(async () => {
+      if (this.#closing) throw new PoolClosedError('the router pool is closed');
+      for (const [k, v] of Object.entries(t)) {
+        if (v !== undefined && !(typeof v === 'number' && v >= 0 && v <= 1)) {
+          throw new InvalidInputError(`threshold ${k} must be a number in [0, 1], got ${String(v)}`);
+        }
+      }
+      this.#mirror.setThresholds(t);
+      if (t.confidence !== undefined) this.#init.router.confidenceThreshold = t.confidence;
+      if (t.maxUncertainty !== undefined) this.#init.router.maxUncertainty = t.maxUncertainty;
+      await this.#allReady();
+      const seq = ++this.#seq;
+      const msg: ToWorker = { type: 'thresholds', seq, ...t };
+      const acks = await Promise.all(
+        this.#slots.map((s) =>
+          this.#control(s, msg, (m): m is Extract<FromWorker, { type: 'thresholds-set' }> => m.type === 'thresholds-set' && m.seq === seq)
+            .catch((err) => {
+              if (err instanceof WorkerCrashedError) return null; // its replacement reads #init
+              throw err;
+            }),
+        ),
+      );
+      const bad = acks.find((a) => a && !a.ok);
+      if (bad && !bad.ok) throw new InvalidInputError(`thresholds refused: ${bad.message}`);
+    });
+  }
+
+  #broadcast(msg: ToWorker): void {
+    for (const s of this.#slots) s.worker?.postMessage(msg);
+  }
+
+  /** Test hook: makes worker `index` exit with `code` (requires `testHooks: true`). */
+  crashWorkerForTest(index = 0, code = 13): void {
+    if (!this.#init.testHooks) throw new InvalidInputError('crashWorkerForTest needs RouterPool.create({ testHooks: true })');
+    const s = this.#slots[index];
+    if (!s?.worker) throw new InvalidInputError(`no running worker ${index}`);
+    const msg: ToWorker = { type: '__crashForTest', code };
+    s.worker.postMessage(msg);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // shutdown
+
+  #checkDrained(): void {
+    if (this.#queued === 0 && this.#inFlight === 0) for (const r of this.#drainWaiters.splice(0)) r();
+  }
+
+  /**
+   * Stops accepting, lets queued and in-flight tasks finish for up to `timeout` ms (default
+   * 10 s), then terminates the workers; tasks still unfinished reject with PoolClosedError.
+   */
+  close(opts: { timeout?: number } = {}): Promise<void> {
+    this.#closed ??= this.#close(opts.timeout ?? 10_000);
+    return this.#closed;
+  }
+
+  async #close(timeout: number): Promise<void> {
+    this.#closing = true;
+    for (const s of this.#slots) this.#pump(s);
+    if (this.#queued > 0 || this.#inFlight > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => this.#drainWaiters.push(resolve)),
+        new Promise<void>((resolve) => { timer = setTimeout(resolve, Math.max(0, timeout)); }),
+      ]);
+      clearTimeout(timer);
+    }
+    this.#terminated = true;
+    const err = new PoolClosedError(`router pool closed (timeout ${timeout} ms) before the task finished`);
+    await Promise.all(this.#slots.map((s) => s.worker?.terminate()));
+    for (const s of this.#slots) {
+      for (const batch of s.inflight.values()) {
+        for (const t of batch.tasks) {
+          this.#inFlight--;
+          this.#failed++;
+          t.reject(err);
+        }
+      }
+      s.inflight.clear();
+      this.#failQueued(s, err);
+      s.load = 0;
+      for (const c of s.controls) c.reject(err);
+      s.controls.clear();
+      for (const r of s.readyWaiters.splice(0)) r.reject(err);
+      s.worker = null;
+      s.ready = false;
+    }
+  }
+}

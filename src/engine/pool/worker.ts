@@ -1,0 +1,258 @@
+// A RouterPool worker thread: one Router, fed batches of tasks by the main thread (see
+// messages.ts for the wire layout and why it is binary).
+//
+// Guarantees the pool relies on:
+// - Messages are handled strictly one after another (an explicit promise chain, because
+//   decoding encoded tasks may first have to load the codec module asynchronously). So a batch
+//   is scored wholly with the model that was current when it started, and a `commit` takes
+//   effect exactly between two batches: every request sees exactly one model.
+// - A task that fails (bad input decoded here, or an engine error) fails alone; the batch goes on.
+// - Anything thrown outside a task is a bug: it escapes as an uncaught exception, the thread
+//   dies, and the pool fails this worker's in-flight tasks and replaces it.
+import { parentPort, workerData } from 'node:worker_threads';
+import { errorMessage } from '../../errors.js';
+import { parseModel, type LoadedModel } from '../model.js';
+import { Router, assertRoutable } from '../router.js';
+import { cellSimdAvailable } from '../simd/fastgrnn-simd.js';
+import type { ValidatedRequest } from '../validate.js';
+import {
+  DECISION_STRIDE, D_CODE, D_CONF, D_INDEX, D_TIME, D_UNC, REASONS, RESULT_HEADER, R_FEAT, R_ID, R_INFER, R_N,
+  R_PROCESSED, R_STATUS, TASK_STRIDE, T_DIM, T_EMB, T_ID, T_KIND, T_META, T_N, T_NUMS, T_QUERY, TaskKind, TaskStatus,
+  type DecodedInfo, type FromWorker, type RouteBatch, type TaskError, type ToWorker, type WorkerInit,
+} from './messages.js';
+
+const port = parentPort;
+if (!port) throw new Error('src/engine/pool/worker.ts must run as a worker thread (RouterPool spawns it)');
+const init = workerData as WorkerInit;
+
+function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
+  port!.postMessage(msg, transfer);
+}
+
+// Candidate ids inside the worker are the decimal candidate indices: the Router copies
+// `ids[i]` into each decision, so the index comes back with it, and the main thread (which
+// holds the real ids and metadata) builds the decision objects. The Router ranks ties by index,
+// never by id, so this cannot change the order.
+let indexIds: string[] = [];
+function idsFor(n: number): string[] {
+  if (indexIds.length < n) indexIds = Array.from({ length: Math.max(n, 2 * indexIds.length) }, (_, i) => String(i));
+  return indexIds;
+}
+const NO_META: Record<string, string> = Object.freeze({}) as Record<string, string>;
+let emptyMetas: Record<string, string>[] = [];
+function emptyMetaFor(n: number): Record<string, string>[] {
+  if (emptyMetas.length < n) emptyMetas = new Array<Record<string, string>>(Math.max(n, 2 * emptyMetas.length)).fill(NO_META);
+  return emptyMetas;
+}
+
+const REASON_CODE: Record<string, number> = Object.fromEntries(REASONS.map((r, i) => [r, i]));
+
+function buildRouter(model: LoadedModel): Router {
+  const opts = init.router;
+  const r = new Router({
+    model,
+    ...(opts.confidenceThreshold !== undefined ? { confidenceThreshold: opts.confidenceThreshold } : {}),
+    ...(opts.maxUncertainty !== undefined ? { maxUncertainty: opts.maxUncertainty } : {}),
+    ...(opts.features !== undefined ? { features: opts.features } : {}),
+  });
+  return r;
+}
+
+let router: Router;
+try {
+  router = buildRouter(parseModel(init.model.bytes, init.model.source));
+} catch (err) {
+  post({ type: 'init-failed', message: errorMessage(err) });
+  // Leave with a distinct code; the pool reports the message above, not the exit.
+  process.exit(70);
+}
+
+let prepared: { reloadId: number; model: LoadedModel } | null = null;
+
+// Lazily loaded: only pools that receive encoded requests pay for the codec (and protobufjs).
+type Codec = typeof import('../../stream/codec.js');
+let codec: Codec | null = null;
+
+/** Growable float64 output for one batch's results. */
+class Out {
+  buf: Float64Array;
+  len = 0;
+  constructor(cap: number) {
+    this.buf = new Float64Array(Math.max(cap, 64));
+  }
+  reserve(extra: number): void {
+    if (this.len + extra <= this.buf.length) return;
+    const next = new Float64Array(Math.max(this.len + extra, this.buf.length * 2));
+    next.set(this.buf.subarray(0, this.len));
+    this.buf = next;
+  }
+}
+
+function validatedFromArena(arena: ArrayBuffer, index: Float64Array, o: number, batch: RouteBatch): ValidatedRequest {
+  const dim = index[o + T_DIM]!;
+  const n = index[o + T_N]!;
+  const nums = index[o + T_NUMS]!;
+  const metaIdx = index[o + T_META]!;
+  const meta = metaIdx >= 0 ? batch.meta![metaIdx]! : null;
+  return {
+    request_id: '',
+    dim,
+    n,
+    query: new Float32Array(arena, index[o + T_QUERY]!, dim),
+    embeddings: new Float32Array(arena, index[o + T_EMB]!, n * dim),
+    ids: idsFor(n),
+    createdAt: new Float64Array(arena, nums, n),
+    accessCount: new Float64Array(arena, nums + 8 * n, n),
+    successRate: new Float32Array(arena, nums + 16 * n, n),
+    candidateMetadata: meta ? meta.candidateMetadata : emptyMetaFor(n),
+    metadata: meta ? meta.metadata : NO_META,
+  };
+}
+
+function taskError(taskId: number, err: unknown): TaskError {
+  const e = err as { name?: unknown; retriable?: unknown; kind?: unknown };
+  const out: TaskError = {
+    taskId,
+    name: typeof e?.name === 'string' ? e.name : 'Error',
+    message: errorMessage(err),
+    retriable: e?.retriable === true,
+  };
+  if (typeof e?.kind === 'string') out.kind = e.kind;
+  return out;
+}
+
+async function onBatch(batch: RouteBatch): Promise<void> {
+  const { index, arena } = batch;
+  const count = index.length / TASK_STRIDE;
+  let needsCodec = false;
+  let estimate = 0;
+  for (let t = 0; t < count; t++) {
+    const o = t * TASK_STRIDE;
+    if (index[o + T_KIND] === TaskKind.Validated) estimate += RESULT_HEADER + index[o + T_N]! * DECISION_STRIDE;
+    else needsCodec = true;
+  }
+  if (needsCodec && !codec) codec = await import('../../stream/codec.js');
+
+  const out = new Out(estimate);
+  let errors: TaskError[] | null = null;
+  let decoded: DecodedInfo[] | null = null;
+  const version = router.modelVersion;
+
+  for (let t = 0; t < count; t++) {
+    const o = t * TASK_STRIDE;
+    const taskId = index[o + T_ID]!;
+    const kind = index[o + T_KIND]!;
+    try {
+      let req: ValidatedRequest;
+      if (kind === TaskKind.Validated) {
+        req = validatedFromArena(arena, index, o, batch);
+      } else {
+        const bytes = new Uint8Array(arena, index[o + T_EMB]!, index[o + T_QUERY]!);
+        req = codec!.decodeRequest(bytes, kind === TaskKind.EncodedProtobuf ? 'protobuf' : 'json');
+        (decoded ??= []).push({ taskId, request_id: req.request_id, ids: req.ids, candidateMetadata: req.candidateMetadata });
+        req = { ...req, ids: idsFor(req.n) };
+      }
+      const res = router.routeValidated(req);
+      const n = res.decisions.length;
+      out.reserve(RESULT_HEADER + n * DECISION_STRIDE);
+      const b = out.buf;
+      let p = out.len;
+      b[p + R_ID] = taskId;
+      b[p + R_STATUS] = TaskStatus.Ok;
+      b[p + R_N] = n;
+      b[p + R_INFER] = res.inference_time_us;
+      b[p + R_FEAT] = res.feature_time_us;
+      b[p + R_PROCESSED] = res.candidates_processed;
+      p += RESULT_HEADER;
+      const ds = res.decisions;
+      for (let r = 0; r < n; r++, p += DECISION_STRIDE) {
+        const d = ds[r]!;
+        b[p + D_INDEX] = +d.candidate_id;
+        b[p + D_CONF] = d.confidence;
+        b[p + D_UNC] = d.uncertainty;
+        b[p + D_CODE] = (d.use_lightweight ? 1 : 0) | (REASON_CODE[d.reason]! << 1);
+        b[p + D_TIME] = d.inference_time_us;
+      }
+      out.len = p;
+    } catch (err) {
+      out.reserve(RESULT_HEADER);
+      const b = out.buf;
+      const p = out.len;
+      b[p + R_ID] = taskId;
+      b[p + R_STATUS] = TaskStatus.Failed;
+      b[p + R_N] = 0;
+      b[p + R_INFER] = 0;
+      b[p + R_FEAT] = 0;
+      b[p + R_PROCESSED] = 0;
+      out.len = p + RESULT_HEADER;
+      (errors ??= []).push(taskError(taskId, err));
+    }
+  }
+  const data = out.len === out.buf.length ? out.buf : out.buf.slice(0, out.len);
+  post({ type: 'results', batchId: batch.batchId, modelVersion: version, data, arena, errors, decoded }, [data.buffer as ArrayBuffer, arena]);
+}
+
+function handle(msg: ToWorker): Promise<void> | void {
+  switch (msg.type) {
+    case 'route':
+      return onBatch(msg);
+    case 'prepare': {
+      try {
+        const model = parseModel(msg.bytes, msg.source);
+        assertRoutable(model);
+        cellSimdAvailable(model.cell); // compile its SIMD cell now, not on the first batch after commit
+        prepared = { reloadId: msg.reloadId, model };
+        post({ type: 'prepared', reloadId: msg.reloadId, ok: true, version: model.version });
+      } catch (err) {
+        prepared = null;
+        post({ type: 'prepared', reloadId: msg.reloadId, ok: false, message: errorMessage(err) });
+      }
+      return;
+    }
+    case 'commit': {
+      if (!prepared || prepared.reloadId !== msg.reloadId) {
+        // The pool only commits after this worker acknowledged `prepare`; anything else is a bug.
+        throw new Error(`commit of reload ${msg.reloadId} without a matching prepare`);
+      }
+      router.swapModel(prepared.model);
+      prepared = null;
+      post({ type: 'committed', reloadId: msg.reloadId, version: router.modelVersion });
+      return;
+    }
+    case 'abort':
+      if (prepared?.reloadId === msg.reloadId) prepared = null;
+      return;
+    case 'thresholds': {
+      try {
+        const t: { confidence?: number; maxUncertainty?: number } = {};
+        if (msg.confidence !== undefined) t.confidence = msg.confidence;
+        if (msg.maxUncertainty !== undefined) t.maxUncertainty = msg.maxUncertainty;
+        router.setThresholds(t);
+        post({ type: 'thresholds-set', seq: msg.seq, ok: true });
+      } catch (err) {
+        post({ type: 'thresholds-set', seq: msg.seq, ok: false, message: errorMessage(err) });
+      }
+      return;
+    }
+    case '__crashForTest':
+      if (init.testHooks) process.exit(msg.code);
+      return;
+    default: {
+      const never: never = msg;
+      throw new Error(`unknown message ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+// One message at a time, in arrival order. A rejection here is a bug: rethrow it outside the
+// chain so it becomes an uncaught exception and the pool replaces this worker.
+let chain: Promise<void> = Promise.resolve();
+port.on('message', (msg: ToWorker) => {
+  chain = chain.then(() => handle(msg)).catch((err: unknown) => {
+    setImmediate(() => {
+      throw err;
+    });
+  });
+});
+
+post({ type: 'ready', version: router.modelVersion });

@@ -1,0 +1,37 @@
+// Dead-letter records (SPEC §2): the original key and value, byte for byte, plus headers saying
+// why and where from. The original headers are kept too (content-type above all), so a fixed
+// record can be re-published as is.
+import type { Message } from 'kafkajs';
+import { oneLine } from '../errors.js';
+import type { Headers } from './codec.js';
+
+export interface SourceRecord {
+  topic: string;
+  partition: number;
+  offset: string;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers?: Headers;
+}
+
+export const DLQ_HEADERS = Object.freeze({
+  error: 'td-error',
+  topic: 'td-source-topic',
+  partition: 'td-source-partition',
+  offset: 'td-source-offset',
+});
+
+export function dlqMessage(src: SourceRecord, reason: string): Message {
+  const headers: Record<string, Buffer | string | (Buffer | string)[]> = {};
+  if (src.headers) {
+    for (const [k, v] of Object.entries(src.headers)) {
+      // A stale td-* header from an earlier dead-lettering must not contradict the new one.
+      if (v !== undefined && !(Object.values(DLQ_HEADERS) as string[]).includes(k)) headers[k] = v;
+    }
+  }
+  headers[DLQ_HEADERS.error] = oneLine(reason, 1000);
+  headers[DLQ_HEADERS.topic] = src.topic;
+  headers[DLQ_HEADERS.partition] = String(src.partition);
+  headers[DLQ_HEADERS.offset] = src.offset;
+  return { key: src.key, value: src.value, headers };
+}

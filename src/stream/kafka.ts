@@ -1,0 +1,63 @@
+// The kafkajs client, with its logs routed into the service's structured logger and topic
+// creation for `serve` (SPEC §2: serve creates its topics when they are missing).
+import kafkajs, { type Admin, type ITopicConfig, type Kafka, type KafkaConfig, type logCreator } from 'kafkajs';
+import type { Config } from '../config.js';
+import type { Logger } from '../observe/logger.js';
+
+const { Kafka: KafkaClient, logLevel } = kafkajs;
+
+// kafkajs prints the partitioner migration warning on every producer; it is about v1 → v2
+// upgrades and says nothing to a new deployment.
+process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
+
+function bridge(logger: Logger): logCreator {
+  return () =>
+    ({ level, log }) => {
+      const { message, timestamp: _t, logger: _l, ...fields } = log as Record<string, unknown> & { message: string };
+      const msg = `kafka: ${message}`;
+      const extra = { ...fields, namespace: (log as { namespace?: string }).namespace };
+      if (level === logLevel.ERROR) {
+        // The consumer logs a rebalance in progress as an ERROR; it is routine.
+        if (/rebalanc/i.test(String(fields.error ?? message))) logger.info(msg, extra);
+        else logger.warn(msg, extra);
+      } else if (level === logLevel.WARN) logger.warn(msg, extra);
+      else if (level === logLevel.INFO) logger.debug(msg, extra);
+      else logger.debug(msg, extra);
+    };
+}
+
+export function createKafka(config: Pick<Config, 'brokers' | 'clientId'>, logger: Logger, overrides: Partial<KafkaConfig> = {}): Kafka {
+  return new KafkaClient({
+    clientId: config.clientId,
+    brokers: config.brokers,
+    logLevel: logger.isLevelEnabled('debug') ? logLevel.INFO : logLevel.WARN,
+    logCreator: bridge(logger.child({ component: 'kafkajs' })),
+    connectionTimeout: 5000,
+    requestTimeout: 30_000,
+    retry: { initialRetryTime: 200, retries: 8, maxRetryTime: 10_000 },
+    ...overrides,
+  });
+}
+
+/** Creates the service's topics that are missing; existing topics are left as they are. */
+export async function ensureTopics(admin: Admin, config: Config, logger: Logger): Promise<string[]> {
+  const wanted: ITopicConfig[] = [
+    { topic: config.topics.requests, numPartitions: config.requestPartitions },
+    { topic: config.topics.lightweight, numPartitions: config.decisionPartitions },
+    { topic: config.topics.heavyweight, numPartitions: config.decisionPartitions },
+    { topic: config.topics.dlq, numPartitions: Math.min(3, config.decisionPartitions) },
+    { topic: config.topics.outcomes, numPartitions: config.decisionPartitions },
+  ].map((t) => ({ ...t, replicationFactor: config.replicationFactor }));
+  const existing = new Set(await admin.listTopics());
+  const missing = wanted.filter((t) => !existing.has(t.topic));
+  if (missing.length === 0) return [];
+  try {
+    await admin.createTopics({ topics: missing, waitForLeaders: true });
+  } catch (err) {
+    // Another instance may have created them between listTopics and createTopics.
+    if (!/already exists/i.test(String((err as Error).message))) throw err;
+  }
+  const names = missing.map((t) => t.topic);
+  logger.info('created missing topics', { topics: names });
+  return names;
+}

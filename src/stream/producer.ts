@@ -1,0 +1,38 @@
+// Decision records (SPEC §1, §2): one per candidate, on the lightweight or heavyweight topic,
+// keyed by request_id (so all decisions of a request land in one partition, in rank order),
+// in the request's encoding with the same content-type, plus the model version and correlation
+// headers a downstream consumer needs to tie a decision back to its request record.
+import type { Message } from 'kafkajs';
+import type { RoutingResponse } from '../engine/types.js';
+import { CONTENT_TYPES, encodeDecision, type Encoding } from './codec.js';
+
+export const DECISION_HEADERS = Object.freeze({
+  contentType: 'content-type',
+  modelVersion: 'td-model-version',
+  requestId: 'td-request-id',
+  /** The request record's td-correlation-id when it had one, else "topic/partition/offset" of it. */
+  correlationId: 'td-correlation-id',
+});
+
+export interface DecisionMessages {
+  lightweight: Message[];
+  heavyweight: Message[];
+}
+
+/** Appends the records of one response to `out` (arrays reused across a chunk). */
+export function decisionMessages(response: RoutingResponse, encoding: Encoding, correlationId: string, out: DecisionMessages): void {
+  const contentType = CONTENT_TYPES[encoding];
+  for (const d of response.decisions) {
+    const msg: Message = {
+      key: d.request_id,
+      value: encodeDecision(d, encoding),
+      headers: {
+        [DECISION_HEADERS.contentType]: contentType,
+        [DECISION_HEADERS.modelVersion]: d.model_version,
+        [DECISION_HEADERS.requestId]: d.request_id,
+        [DECISION_HEADERS.correlationId]: correlationId,
+      },
+    };
+    (d.use_lightweight ? out.lightweight : out.heavyweight).push(msg);
+  }
+}

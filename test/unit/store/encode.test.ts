@@ -1,0 +1,84 @@
+import { describe, expect, it } from 'vitest';
+import { type DecisionRow, encodeBatch } from '../../../src/store/decision-log.js';
+import { RowEncodingError } from '../../../src/store/errors.js';
+
+const base: DecisionRow = {
+  request_id: 'r1',
+  candidate_id: 'c1',
+  rank: 0,
+  confidence: 0.9,
+  uncertainty: 0.05,
+  use_lightweight: true,
+  reason: 'model',
+  model_version: 'v1',
+  inference_time_us: 12.5,
+};
+
+describe('encodeBatch', () => {
+  it('lays rows out as the 17 bind parameters of the insert', () => {
+    const cols = encodeBatch(
+      [
+        {
+          ...base,
+          decided_at: new Date(1_700_000_000_000),
+          features: new Float32Array([0.5, -1, Number.NaN]),
+          metadata: { tier: 'gold' },
+          source_topic: 'routing.requests',
+          source_partition: 3,
+          source_offset: '12345678901234',
+        },
+        { ...base, candidate_id: 'c2', rank: 1, use_lightweight: false, decided_at: 1_700_000_000_500 },
+      ],
+      [1, 2],
+    );
+    expect(cols).toHaveLength(17);
+    expect(cols[0]).toEqual(['r1', 'r1']);
+    expect(cols[1]).toEqual(['c1', 'c2']);
+    expect(cols[2]).toEqual([0, 1]);
+    expect(cols[5]).toEqual([true, false]);
+    expect(cols[9]).toEqual([1_700_000_000_000, 1_700_000_000_500]);
+    // Features: one flat literal, with each row's offset and length ($16, $17).
+    expect(cols[10]).toBe('{0.5,-1,NaN}');
+    expect(cols[15]).toEqual([0, null]);
+    expect(cols[16]).toEqual([3, null]);
+    expect(cols[11]).toEqual(['{"tier":"gold"}', null]);
+    expect(cols[12]).toEqual(['routing.requests', null]);
+    expect(cols[13]).toEqual([3, null]);
+    expect(cols[14]).toEqual(['12345678901234', null]);
+  });
+
+  it('flattens the features of several rows, keeping where each starts', () => {
+    const cols = encodeBatch(
+      [
+        { ...base, features: [1, 2] },
+        { ...base, candidate_id: 'c2', features: [] },
+        { ...base, candidate_id: 'c3', features: new Float64Array([3, Infinity, -Infinity]) },
+      ],
+      [0, 0, 0],
+    );
+    expect(cols[10]).toBe('{1,2,3,Infinity,-Infinity}');
+    expect(cols[15]).toEqual([0, 2, 2]);
+    expect(cols[16]).toEqual([2, 0, 3]);
+  });
+
+  it('defaults decided_at to the append time and stores empty metadata as NULL', () => {
+    const cols = encodeBatch([{ ...base, metadata: {} }], [1_234]);
+    expect(cols[9]).toEqual([1_234]);
+    expect(cols[11]).toEqual([null]);
+  });
+
+  it('passes wrongly typed fields as NULL so Postgres refuses the row (a row error), not the batch encoding', () => {
+    const bad = { ...base, request_id: 42, use_lightweight: 'yes', confidence: '0.5' } as unknown as DecisionRow;
+    const cols = encodeBatch([bad], [0]);
+    expect(cols[0]).toEqual([null]);
+    expect(cols[3]).toEqual([null]);
+    expect(cols[5]).toEqual([null]);
+  });
+
+  it('throws RowEncodingError for metadata JSON cannot encode', () => {
+    const circular: Record<string, unknown> = {};
+    circular.self = circular;
+    expect(() => encodeBatch([{ ...base, metadata: circular as Record<string, string> }], [0])).toThrow(RowEncodingError);
+    expect(() => encodeBatch([{ ...base, metadata: { n: 10n } as unknown as Record<string, string> }], [0])).toThrow(RowEncodingError);
+  });
+});

@@ -1,0 +1,61 @@
+import { describe, expect, it } from 'vitest';
+import { DLQ_HEADERS, dlqMessage } from '../../../src/stream/dlq.js';
+import { DECISION_HEADERS, decisionMessages, type DecisionMessages } from '../../../src/stream/producer.js';
+import { decodeDecision } from '../../../src/stream/codec.js';
+
+describe('dlqMessage', () => {
+  it('keeps the original key, value and headers byte for byte and adds the SPEC §2 headers', () => {
+    const value = Buffer.from([0xff, 0x00, 0x7b]);
+    const m = dlqMessage(
+      { topic: 'routing.requests', partition: 4, offset: '1234', key: Buffer.from('k'), value, headers: { 'content-type': Buffer.from('application/json'), 'td-error': 'stale' } },
+      'not valid UTF-8\n(second line)',
+    );
+    expect(m.key).toEqual(Buffer.from('k'));
+    expect(m.value).toBe(value);
+    expect(m.headers).toEqual({
+      'content-type': Buffer.from('application/json'),
+      [DLQ_HEADERS.error]: 'not valid UTF-8 (second line)',
+      [DLQ_HEADERS.topic]: 'routing.requests',
+      [DLQ_HEADERS.partition]: '4',
+      [DLQ_HEADERS.offset]: '1234',
+    });
+  });
+
+  it('keeps a null key and a null value', () => {
+    const m = dlqMessage({ topic: 't', partition: 0, offset: '0', key: null, value: null }, 'empty message');
+    expect(m.key).toBeNull();
+    expect(m.value).toBeNull();
+  });
+});
+
+describe('decisionMessages', () => {
+  it('one record per candidate, split by route, keyed by request id, with the headers', () => {
+    const out: DecisionMessages = { lightweight: [], heavyweight: [] };
+    const base = { request_id: 'r-9', confidence: 0.5, uncertainty: 0.2, model_version: 'v7', reason: 'model' as const, metadata: {}, inference_time_us: 3 };
+    decisionMessages(
+      {
+        decisions: [
+          { ...base, candidate_id: 'a', rank: 0, use_lightweight: true },
+          { ...base, candidate_id: 'b', rank: 1, use_lightweight: false },
+          { ...base, candidate_id: 'c', rank: 2, use_lightweight: true },
+        ],
+        inference_time_us: 3,
+        feature_time_us: 1,
+        candidates_processed: 3,
+      },
+      'protobuf',
+      'routing.requests/2/77',
+      out,
+    );
+    expect(out.lightweight.map((m) => decodeDecision(m.value as Buffer, 'protobuf').candidate_id)).toEqual(['a', 'c']);
+    expect(out.heavyweight).toHaveLength(1);
+    const m = out.heavyweight[0]!;
+    expect(m.key).toBe('r-9');
+    expect(m.headers).toEqual({
+      [DECISION_HEADERS.contentType]: 'application/x-protobuf',
+      [DECISION_HEADERS.modelVersion]: 'v7',
+      [DECISION_HEADERS.requestId]: 'r-9',
+      [DECISION_HEADERS.correlationId]: 'routing.requests/2/77',
+    });
+  });
+});
