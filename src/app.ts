@@ -39,7 +39,6 @@ import { createLogger, type Logger } from './observe/logger.js';
 import { createMetrics, setModelVersion, type Metrics } from './observe/metrics.js';
 import {
   DecisionLog,
-  DecisionLogFullError,
   createPool,
   decisionStats,
   migrate,
@@ -49,7 +48,10 @@ import {
 } from './store/index.js';
 import { ScoringBreaker, type Scorer } from './stream/breaker.js';
 import { createKafka, ensureTopics } from './stream/kafka.js';
+import { decisionLogPort } from './stream/log-port.js';
 import { Processor, type DecisionLogPort, type ProcessorEvent, type ProcessorOptions } from './stream/processor.js';
+// FEEDBACK (issue 8): outcomes consumer, calibration monitor, model registry.
+import { FeedbackService, type FeedbackSettings } from './feedback/service.js';
 
 export type { Scorer } from './stream/breaker.js';
 
@@ -71,6 +73,8 @@ export interface AppOptions {
   pool?: RoutingPool;
   /** Processor tuning (chunk size, heartbeat period, session timeout). */
   processor?: Pick<ProcessorOptions, 'chunkSize' | 'heartbeatIntervalMs' | 'sessionTimeoutMs'>;
+  /** FEEDBACK (issue 8): the feedback loop's settings (feedbackSettingsFromEnv); default: its defaults. */
+  feedback?: FeedbackSettings;
 }
 
 export type AppEvent =
@@ -110,11 +114,14 @@ export class App extends EventEmitter implements ControlTarget {
   #db: ResolvedDatabase | undefined;
   #pg: pg.Pool | undefined;
   #log: DecisionLog | undefined;
+  #logPort: DecisionLogPort | undefined;
   #pool: RoutingPool | undefined;
   #breaker: ScoringBreaker | undefined;
   #kafka: Kafka | undefined;
   #admin: Admin | undefined;
   #processor: Processor | undefined;
+  /** FEEDBACK (issue 8). */
+  #feedback: FeedbackService | undefined;
   #lagTimer: NodeJS.Timeout | undefined;
   #healthTimer: NodeJS.Timeout | undefined;
 
@@ -241,6 +248,7 @@ export class App extends EventEmitter implements ControlTarget {
     this.#log.on('rejected', (r) => log.error('decision row refused by Postgres (bad data); set aside', { err: r.error, code: r.code, request_id: r.row.request_id, candidate_id: r.row.candidate_id }));
     this.#log.on('breaker', (s) => log.info(`decision log breaker ${s}`));
 
+    this.#checkNotStopped();
     // Engine: validate the model here first, so a bad file fails start-up with a precise message.
     const { defaultModelPath } = await import('./engine/model.js');
     const modelPath = c.modelPath ?? defaultModelPath();
@@ -269,29 +277,13 @@ export class App extends EventEmitter implements ControlTarget {
       onStateChange: (state) => this.#emitEvent({ type: 'breaker', state }),
     });
 
+    this.#checkNotStopped();
     // Kafka last: nothing is consumed before the parts that decide and log are up.
     this.#kafka = createKafka(c, log);
     this.#admin = this.#kafka.admin();
     await this.#admin.connect();
     await ensureTopics(this.#admin, c, log);
-    const decisionLog = this.#log;
-    const port: DecisionLogPort = {
-      write: async (rows) => {
-        for (;;) {
-          try {
-            await decisionLog.appendAndTrack(rows);
-            return;
-          } catch (err) {
-            // Full: wait for room instead of dropping (the processor pauses consumption too).
-            if (err instanceof DecisionLogFullError) await decisionLog.waitForCapacity();
-            else throw err;
-          }
-        }
-      },
-      backlog: () => decisionLog.backlog(),
-      underPressure: () => !decisionLog.hasCapacity(),
-      accepting: () => !this.#draining,
-    };
+    const port = (this.#logPort = decisionLogPort(this.#log, () => !this.#draining));
     this.#processor = new Processor({
       kafka: this.#kafka,
       config: c,
@@ -308,8 +300,26 @@ export class App extends EventEmitter implements ControlTarget {
       this.#refreshHealth();
     });
     await this.#processor.start();
+    // FEEDBACK (issue 8): the outcomes topic in its own group, the calibration monitor (metrics
+    // on this registry, a section of GetStats) and the registry's record of the serving model.
+    this.#feedback = new FeedbackService({
+      kafka: this.#kafka,
+      topics: c.topics,
+      groupId: c.groupId,
+      pool: this.#pg,
+      schema: c.dbSchema,
+      registry: this.metrics.registry,
+      logger: log,
+      ...(this.#opts.feedback ? { settings: this.#opts.feedback } : {}),
+    });
+    await this.#feedback.modelLoaded(prepared.model, prepared.bytes, prepared.source, { activate: true, by: 'serve' });
+    await this.#feedback.start();
     this.#lagTimer = setInterval(() => void this.#sampleLag(), c.lagIntervalMs);
     this.#lagTimer.unref();
+  }
+
+  #checkNotStopped(): void {
+    if (this.#draining) throw new ControlError('aborted', 'stopped during start-up');
   }
 
   async #sampleLag(): Promise<void> {
@@ -355,6 +365,7 @@ export class App extends EventEmitter implements ControlTarget {
     if (this.#healthTimer) clearInterval(this.#healthTimer);
     let clean = true;
     if (this.#processor) clean = await this.#processor.stop(timeoutMs);
+    await this.#feedback?.stop().catch((err: unknown) => this.logger.warn('outcome consumer stop failed', { err })); // FEEDBACK (issue 8)
     if (this.#log) {
       const r = await this.#log.close({ timeout: left() }).catch((err: unknown) => {
         this.logger.warn('decision log close failed', { err });
@@ -381,8 +392,8 @@ export class App extends EventEmitter implements ControlTarget {
     const st = this.#processor?.status();
     checks.consumer = st?.joined ? true : this.#processor ? 'not (yet) a member of the consumer group' : 'not started';
     checks.engine = this.#pool && this.#model ? true : 'model not loaded';
-    if (!this.#log) checks.decisionLog = 'not started';
-    else checks.decisionLog = this.#log.hasCapacity() ? true : `backlog ${this.#log.backlog()} at its high-water mark`;
+    if (!this.#log || !this.#logPort) checks.decisionLog = 'not started';
+    else checks.decisionLog = this.#logPort.underPressure() ? `full: backlog ${this.#log.backlog()} of at most ${this.#log.maxBuffered} rows` : true;
     if (this.#draining) checks.draining = 'draining';
     return { ready: Object.values(checks).every((v) => v === true), checks };
   }
@@ -438,6 +449,8 @@ export class App extends EventEmitter implements ControlTarget {
     this.#modelView = modelView(prepared.model, Date.now(), prepared.source);
     setModelVersion(this.metrics, pool.modelVersion);
     this.logger.info('model reloaded', { version: pool.modelVersion, previousVersion, source: prepared.source });
+    // FEEDBACK (issue 8): the monitor learns the new calibration, the registry the new version.
+    await this.#feedback?.modelLoaded(prepared.model, prepared.bytes, prepared.source, { activate: true, by: 'control-plane reload' });
     this.#emitEvent({ type: 'model', version: pool.modelVersion, previousVersion });
     return { model: { ...this.#modelView }, previousVersion, notes: modelNotes(prepared.model) };
   }
@@ -574,6 +587,7 @@ export class App extends EventEmitter implements ControlTarget {
     }
     this.#refreshStoreStats();
     if (this.#store) stats.store = { ...this.#store };
+    if (this.#feedback) stats.feedback = this.#feedback.snapshot(); // FEEDBACK (issue 8)
     return stats;
   }
 

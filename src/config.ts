@@ -104,6 +104,8 @@ export interface Config {
   /** ...how long a partial batch may wait, and inserts running at once. */
   logFlushIntervalMs: number;
   logConcurrency: number;
+  /** Consumer group session timeout: how long a dead member holds its partitions. */
+  sessionTimeoutMs: number;
   /** SIGTERM: stop fetching, finish in-flight work and commit within this time, then exit. */
   drainTimeoutMs: number;
   /** Consumer lag is sampled this often. */
@@ -316,6 +318,8 @@ export function loadConfig(env: Env = process.env): Config {
     logFlushIntervalMs: intVar(env, 'TD_LOG_FLUSH_MS', 20, 1, 60_000),
     logConcurrency: intVar(env, 'TD_LOG_CONCURRENCY', 2, 1, 64),
     drainTimeoutMs: intVar(env, 'TD_DRAIN_TIMEOUT_MS', 15_000, 100, 600_000),
+    // Kafka's brokers accept 6 s .. 5 min by default (group.min/max.session.timeout.ms).
+    sessionTimeoutMs: intVar(env, 'TD_SESSION_TIMEOUT_MS', 30_000, 6000, 300_000),
     lagIntervalMs: intVar(env, 'TD_LAG_INTERVAL_MS', 5000, 100, 3_600_000),
     maxEventLoopDelayMs: intVar(env, 'TD_MAX_EVENT_LOOP_DELAY_MS', 5000, 10, 600_000),
     logLevel: level as LogLevel,

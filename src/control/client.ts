@@ -90,6 +90,34 @@ export interface StatsMessage {
     paused_partitions: number;
   } | null;
   decision_log: { backlog: number; written: number; failed_batches: number; healthy: boolean } | null;
+  /** FEEDBACK (issue 8): rolling calibration monitoring from outcomes. */
+  feedback?: {
+    window: number;
+    epsilon: number;
+    min_samples: number;
+    versions: {
+      version: string;
+      calibrated: boolean;
+      alpha: number;
+      qhat: number;
+      target_coverage: number;
+      drift_threshold: number;
+      outcomes: number;
+      labeled: number;
+      coverage?: number | null;
+      lightweight_samples: number;
+      lightweight_success_rate?: number | null;
+      calibration_error?: number | null;
+      drifting: boolean;
+      drift_events: number;
+    }[];
+    outcomes_stored: number;
+    outcomes_duplicate: number;
+    outcomes_rejected: number;
+    outcomes_unjoined: number;
+    pending_joins: number;
+    consumer_joined: boolean;
+  } | null;
   store: {
     available: boolean;
     error: string;

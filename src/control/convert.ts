@@ -14,6 +14,7 @@ import type {
   ThresholdsView,
   TotalsView,
 } from './target.js';
+import { feedbackStatsMsg } from '../feedback/stats.js';
 
 type Msg = Record<string, unknown>;
 
@@ -207,6 +208,7 @@ export function statsMsg(s: ControlStats, ctx: StatsContext): Msg {
       computed_at_unix_ms: u(a.computedAt),
     };
   }
+  if (s.feedback) msg.feedback = feedbackStatsMsg(s.feedback); // FEEDBACK (issue 8)
   return msg;
 }
 

@@ -11,6 +11,7 @@
 // Times are Unix milliseconds, latencies microseconds.
 import { TinyDancerError } from '../errors.js';
 import type { RoutingRequest, RoutingResponse } from '../engine/types.js';
+import type { FeedbackSnapshot } from '../feedback/service.js';
 
 export type HealthStatus = 'SERVING' | 'NOT_SERVING';
 
@@ -156,6 +157,8 @@ export interface ControlStats {
   decisionLog?: DecisionLogView;
   /** Postgres aggregates; absent in a route-only deployment. Cache them: stats() is called often. */
   store?: StoreAggregatesView;
+  /** FEEDBACK (issue 8): live calibration monitoring from outcomes; absent when the loop is off. */
+  feedback?: FeedbackSnapshot;
 }
 
 export interface ConfigSnapshot {

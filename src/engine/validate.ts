@@ -109,6 +109,15 @@ function checkFinite(packed: Float32Array, dim: number, whereOf: (i: number) => 
   fail(whereOf(i), `embedding[${j}] is ${packed[bad]}, not a finite number`);
 }
 
+/**
+ * The error validateRequest throws for a non-finite embedding value at `flatIndex` of the packed
+ * embeddings — for callers that deferred the check (ValidateOptions.deferFiniteCheck).
+ */
+export function nonFiniteEmbeddingError(ids: readonly string[], dim: number, flatIndex: number, value: number): InvalidInputError {
+  const i = Math.floor(flatIndex / dim);
+  return new InvalidInputError(`${String(new CandidateWhere(i, ids[i] ?? '?'))}: embedding[${flatIndex - i * dim}] is ${value}, not a finite number`);
+}
+
 function stringMap(where: Where, v: unknown): Record<string, string> {
   if (v === undefined || v === null) return {};
   if (!isRecord(v)) fail(where, `metadata must be an object of string values, got ${describe(v)}`);
@@ -131,16 +140,34 @@ function integerField(where: Where, field: string, v: unknown, min: number): num
   return x;
 }
 
-/** PERF: lets the caller choose where the packed embeddings are written. */
+/** PERF: the candidates' typed arrays, as a caller-provided ValidateOptions.allocCandidates returns them. */
+export interface CandidateArrays {
+  /** n*dim floats. */
+  embeddings: Float32Array;
+  /** n values each. */
+  createdAt: Float64Array;
+  accessCount: Float64Array;
+  successRate: Float32Array;
+}
+
+/**
+ * PERF: lets the caller choose where the packed typed arrays are written (every value of them is
+ * overwritten), instead of allocating them per request. The worker pool passes views into the
+ * ArrayBuffer it transfers to a worker, so embeddings are copied once, straight from the request
+ * into the message; the Router passes reused buffers and the SIMD kernel's staging area, so
+ * similarity reads the embeddings in place. Defaults: new typed arrays.
+ */
 export interface ValidateOptions {
+  /** dim floats for the query. */
+  allocQuery?: (dim: number) => Float32Array;
+  allocCandidates?: (n: number, dim: number) => CandidateArrays;
   /**
-   * Returns a Float32Array of exactly n*dim floats to pack the embeddings into (every value is
-   * overwritten). The worker pool passes a view into the ArrayBuffer it transfers to a worker,
-   * so embeddings are copied once, straight from the request into the message; the Router
-   * passes the SIMD kernel's staging area, so similarity reads them in place. Default: a new
-   * Float32Array.
+   * Skip the finite check of embeddings given as Float32Arrays (numbers in plain arrays are
+   * still checked one by one). The caller MUST check them before use and report the first bad
+   * value with `nonFiniteEmbeddingError` — the pool does so on the worker, where the embeddings
+   * pass through WebAssembly memory anyway. The query is always checked here.
    */
-  allocEmbeddings?: (n: number, dim: number) => Float32Array;
+  deferFiniteCheck?: boolean;
 }
 
 /**
@@ -166,7 +193,7 @@ export function validateRequest(input: unknown, opts?: ValidateOptions): Validat
   if (dim < LIMITS.minDim || dim > LIMITS.maxDim) {
     fail('query_embedding', `has ${dim} values, must have ${LIMITS.minDim}..${LIMITS.maxDim}`);
   }
-  const query = new Float32Array(dim);
+  const query = opts?.allocQuery ? opts.allocQuery(dim) : new Float32Array(dim);
   if (copyEmbedding('query_embedding', q, query, 0, dim)) checkFinite(query, dim, () => 'query_embedding');
 
   const cands = input.candidates;
@@ -177,11 +204,12 @@ export function validateRequest(input: unknown, opts?: ValidateOptions): Validat
     fail('candidates', `has ${n} entries, must have ${LIMITS.minCandidates}..${LIMITS.maxCandidates}`);
   }
 
-  const embeddings = opts?.allocEmbeddings ? opts.allocEmbeddings(n, dim) : new Float32Array(n * dim);
+  const packed = opts?.allocCandidates ? opts.allocCandidates(n, dim) : null;
+  const embeddings = packed ? packed.embeddings : new Float32Array(n * dim);
   const ids = new Array<string>(n);
-  const createdAt = new Float64Array(n);
-  const accessCount = new Float64Array(n);
-  const successRate = new Float32Array(n);
+  const createdAt = packed ? packed.createdAt : new Float64Array(n);
+  const accessCount = packed ? packed.accessCount : new Float64Array(n);
+  const successRate = packed ? packed.successRate : new Float32Array(n);
   const candidateMetadata = new Array<Record<string, string>>(n);
   const seen = new Set<string>();
   let unchecked = false; // PERF: some embedding was copied without its finite check
@@ -210,13 +238,15 @@ export function validateRequest(input: unknown, opts?: ValidateOptions): Validat
       if (typeof sr !== 'number' || !Number.isFinite(sr)) fail(where, `success_rate must be a number in [0, 1], got ${describe(sr)}`);
       if (sr < 0 || sr > 1) fail(where, `success_rate must be in [0, 1], got ${sr}`);
       successRate[i] = sr;
+    } else {
+      successRate[i] = 0; // PERF: the array may be a reused buffer
     }
     candidateMetadata[i] = stringMap(where, c.metadata);
   }
   // PERF: one vector pass over all Float32Array embeddings. A NaN is thus reported after the
   // other checks of all candidates rather than before those of later candidates; the message
   // is the same.
-  if (unchecked) checkFinite(embeddings, dim, (i) => new CandidateWhere(i, ids[i]!));
+  if (unchecked && !opts?.deferFiniteCheck) checkFinite(embeddings, dim, (i) => new CandidateWhere(i, ids[i]!));
 
   return {
     request_id: rid,

@@ -124,7 +124,9 @@ export async function retrainCandidate(opts: RetrainOptions): Promise<RetrainRes
     const ds = builder.build();
     say(`training on ${ds.n} examples from ${lineOf.size} requests (α = ${alpha})`);
     // No test part: the held-out comparison below is the test, on the most recent outcomes.
-    const result = trainModel(ds, { alpha, testFraction: 0, calFraction: 0.25, ...(opts.train ?? {}) });
+    // A large calibration part: q̂ sets the coverage the gate and the monitor hold the model to,
+    // and its sampling error shrinks with the calibration set (sd ≈ sqrt(α(1 − α)/n)).
+    const result = trainModel(ds, { alpha, testFraction: 0, calFraction: 0.3, ...(opts.train ?? {}) });
     candidate = {
       version: result.model.version,
       bytes: result.bytes,

@@ -136,8 +136,21 @@ export class FeedbackService {
    * version (promoted_by = `by`) unless it already is. Registry failures are logged, never
    * thrown: the model is serving either way.
    */
-  async modelLoaded(model: LoadedModel, bytes: Uint8Array, source: string, opts: { activate: boolean; by: string }): Promise<void> {
+  async modelLoaded(
+    model: LoadedModel,
+    bytes: Uint8Array,
+    source: string,
+    opts: { activate: boolean; by: string; timeoutMs?: number },
+  ): Promise<void> {
     if (model.calibration) this.monitor.setCalibration(model.version, model.calibration);
+    // Bounded: a slow database must not hold up a reload that already succeeded.
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), opts.timeoutMs ?? 3000)));
+    const done = await Promise.race([this.#record(model, bytes, source, opts), timeout]).finally(() => clearTimeout(timer));
+    if (done === 'timeout') this.#logger.warn('recording the serving model in the registry is slow; it continues in the background', { version: model.version });
+  }
+
+  async #record(model: LoadedModel, bytes: Uint8Array, source: string, opts: { activate: boolean; by: string }): Promise<void> {
     try {
       const path = source === 'bytes' || source === '' ? null : isAbsolute(source) ? source : resolve(source);
       await this.models.register({

@@ -37,10 +37,13 @@ import { DecodeError, decodeRequest, encodingOf, getHeader, type Encoding, type 
 import { dlqMessage } from './dlq.js';
 import { DECISION_HEADERS, decisionMessages } from './producer.js';
 import { Semaphore } from './semaphore.js';
+import { decisionFeatures } from '../feedback/features.js';
 
 /** One decision as the log stores it: the decision plus where its request came from. */
 export interface LoggedDecision extends RoutingDecision {
   decided_at: Date;
+  /** The candidate's feature vector, for retraining (FEEDBACK, issue 8). */
+  features?: Float32Array | undefined;
   source_topic: string;
   source_partition: number;
   source_offset: string;
@@ -248,8 +251,8 @@ export class Processor extends EventEmitter {
       : kafka.producer({ idempotent: true, maxInFlightRequests: 5, allowAutoTopicCreation: false, retry });
     this.#consumer = kafka.consumer({
       groupId: c.groupId,
-      sessionTimeout: this.#o.sessionTimeoutMs ?? 30_000,
-      heartbeatInterval: 3000,
+      sessionTimeout: this.#o.sessionTimeoutMs ?? c.sessionTimeoutMs,
+      heartbeatInterval: Math.min(3000, Math.floor((this.#o.sessionTimeoutMs ?? c.sessionTimeoutMs) / 3)),
       maxBytesPerPartition: c.fetchMaxBytesPerPartition,
       maxBytes: c.fetchMaxBytes,
       maxWaitTimeInMs: 100,
@@ -463,8 +466,11 @@ export class Processor extends EventEmitter {
         const correlation = getHeader(headers, DECISION_HEADERS.correlationId) ?? `${topic}/${partition}/${msg.offset}`;
         decisionMessages(scored.response, encoding, correlation, out);
         const decidedAt = new Date();
+        // FEEDBACK (issue 8): each decision's feature vector goes to the log (features real[])
+        // so `tiny-dancer retrain` can train on decisions that got outcomes.
+        const featuresOf = decisionFeatures(req, decidedAt);
         for (const d of scored.response.decisions) {
-          out.rows.push({ ...d, decided_at: decidedAt, source_topic: topic, source_partition: partition, source_offset: msg.offset });
+          out.rows.push({ ...d, features: featuresOf(d.candidate_id), decided_at: decidedAt, source_topic: topic, source_partition: partition, source_offset: msg.offset });
           m.decisions.inc({ route: d.use_lightweight ? 'lightweight' : 'heavyweight', reason: d.reason });
           k.decisions++;
           if (d.use_lightweight) k.lightweight++;

@@ -4,7 +4,7 @@ import { InvalidInputError } from '../errors.js';
 import type { LoadedModel } from '../engine/model.js';
 import { fitNormalisation, makePart, type Dataset, type Part } from './data.js';
 import { type QualityReport, DEFINITIONS, baselines, compressionStep, modelSection, scorerResult, servedSections, type ScorerResult } from './report.js';
-import { engineScores, type TrainResult } from './trainer.js';
+import { engineScores, trainingTargets, type TrainResult } from './trainer.js';
 import { mean } from './metrics.js';
 
 function oracleResult(part: Part): ScorerResult | null {
@@ -33,13 +33,7 @@ export function trainingReport(res: TrainResult, title = 'tiny-dancer model qual
     modelResults.push(r);
   }
   scorers.push(...modelResults);
-  const target = Float64Array.from(parts.train.label);
-  if (parts.train.soft) {
-    for (let i = 0; i < parts.train.n; i++) {
-      const s = parts.train.soft[i]!;
-      if (!Number.isNaN(s)) target[i] = (1 - o.distillWeight) * parts.train.label[i]! + o.distillWeight * s;
-    }
-  }
+  const target = trainingTargets(parts.train, o.distillWeight);
   const base = baselines({ test: part, featureNames: ds.featureNames, D: ds.D, train: parts.train, trainTarget: target, seed: o.seed });
   scorers.push(...base.results);
   notes.push(...base.notes);

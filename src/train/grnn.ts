@@ -154,8 +154,11 @@ export function initParams(shape: GrnnShape, rng: Rng, opts: InitOptions): GrnnP
   return p;
 }
 
+/** σ(x) without overflow for large |x| (one exp either way). */
 export function sigmoid(x: number): number {
-  return x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x));
+  if (x >= 0) return 1 / (1 + Math.exp(-x));
+  const e = Math.exp(x);
+  return e / (1 + e);
 }
 
 /** Binary cross-entropy of σ(logit) against a (possibly soft) target, computed stably. */

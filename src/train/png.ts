@@ -174,6 +174,8 @@ export interface ChartOptions {
   yFormat: (v: number) => string;
   /** Vertical reference lines (e.g. the quality-loss budgets). */
   xRefs?: readonly number[];
+  /** Legend text for the series markers (drawn only when some series has one). */
+  markerLabel?: string;
   width?: number;
   height?: number;
 }
@@ -224,6 +226,11 @@ export function lineChart(series: readonly ChartSeries[], o: ChartOptions): Uint
     c.line(left + pw + 16, ly + 6, left + pw + 44, ly + 6, s.color, 3, s.dashed ? 6 : 0);
     c.text(left + pw + 52, ly, s.name.slice(0, 19), ink, 2);
     ly += 22;
+  }
+  const marked = series.find((s) => s.marker);
+  if (marked && o.markerLabel) {
+    c.fillRect(left + pw + 25, ly + 1, 11, 11, marked.color);
+    c.text(left + pw + 52, ly, o.markerLabel.slice(0, 19), ink, 2);
   }
   return c.png();
 }

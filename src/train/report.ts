@@ -263,7 +263,7 @@ export function reportMarkdown(r: QualityReport, chartFile?: string): string {
   L.push('', 'Share @ B: the largest share routed lightweight with quality loss ≤ B (see Definitions).', '');
   if (r.compression.length > 0) {
     L.push('## Compression steps', '');
-    L.push('| step | W non-zero | U non-zero | dtypes | file bytes | AUC | Δ AUC (points) | Brier | share @ 1 % | share @ 2 % | share @ 5 % |', '| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+    L.push('| step | W non-zero | U non-zero | dtypes | file bytes (uncalibrated) | AUC | Δ AUC (points) | Brier | share @ 1 % | share @ 2 % | share @ 5 % |', '| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
     for (const c of r.compression) {
       L.push(`| ${c.name} | ${c.w.nonZeros} / ${c.w.weights} | ${c.u.nonZeros} / ${c.u.weights} | ${c.dtypes} | ${c.fileBytes} | ${num(c.auc)} | ${c.aucDropPoints === null ? '—' : c.aucDropPoints.toFixed(2)} | ${num(c.brier)} | ${c.shareAt.map((b) => pct(b.share)).join(' | ')} |`);
     }
@@ -319,6 +319,7 @@ export function reportChart(r: QualityReport): Uint8Array {
     xFormat: (v) => `${Math.round(v * 100)}%`,
     yFormat: (v) => `${Math.round(v * 100)}%`,
     xRefs: BUDGETS,
+    markerLabel: 'STORED THRESHOLDS',
   });
 }
 

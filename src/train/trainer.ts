@@ -6,9 +6,9 @@
 // - The split is by input line (a request's candidates stay together) and seeded; the
 //   normalisation is fitted on the training part only and rounded to float32, exactly what the
 //   file stores, so the float64 trainer and the float32 file see the same inputs.
-// - Early stopping watches the validation loss against HARD labels (with distillation the
-//   training target is a mix, but what we must predict is the label) and restores the best
-//   weights of each phase.
+// - Early stopping watches the validation loss of the training objective (hard labels, or the
+//   same label/teacher mix where a sample has a soft label — a user who weights the teacher
+//   has said how much to trust it) and restores the best weights of each phase.
 // - Compression follows the FastGRNN paper's three phases: dense training; IHT, where after every
 //   Adam step W and U (or their low-rank factors) are projected onto their top-k entries, the
 //   target sparsity ramped in over the first half of the phase so the network can re-route
@@ -42,6 +42,8 @@ export interface TrainOptions {
   epochs: number;
   /** Epochs of the IHT phase (0 → max(4, epochs / 4)). */
   ihtEpochs: number;
+  /** 'shadow' (default): dense shadow weights, projected for every pass; 'project': plain projected gradient. */
+  ihtMode?: 'shadow' | 'project';
   lr: number;
   /** Multiplied into the learning rate after every epoch. */
   lrDecay: number;
@@ -158,6 +160,18 @@ function checkOptions(o: TrainOptions): void {
   if (!(o.distillWeight >= 0 && o.distillWeight <= 1)) bad(`--distill-weight must be in [0, 1], got ${o.distillWeight}`);
 }
 
+/** label, or (1 − w)·label + w·soft_label where the sample has a soft label. */
+export function trainingTargets(p: Part, distillWeight: number): Float64Array {
+  const t = Float64Array.from(p.label);
+  if (p.soft) {
+    for (let i = 0; i < p.n; i++) {
+      const s = p.soft[i]!;
+      if (!Number.isNaN(s)) t[i] = (1 - distillWeight) * p.label[i]! + distillWeight * s;
+    }
+  }
+  return t;
+}
+
 function view(p: Part): SeqView {
   return { x: p.x, start: p.start, steps: p.steps };
 }
@@ -190,7 +204,7 @@ export function engineScores(model: LoadedModel, ds: Dataset, idx: Int32Array): 
   return out;
 }
 
-function toModelParams(p: GrnnParams, norm: Normalisation, names: string[], version: string): ModelParams {
+export function toModelParams(p: GrnnParams, norm: Normalisation, names: string[], version: string): ModelParams {
   const s = p.shape;
   const mp: ModelParams = {
     inputDim: s.inputDim,
@@ -240,6 +254,7 @@ interface PhaseCtx {
   work: GrnnWork;
   train: Part;
   val: Part;
+  valTarget: Float64Array;
   target: Float64Array;
   rng: Rng;
   hooks: TrainHooks;
@@ -250,7 +265,7 @@ interface PhaseCtx {
 }
 
 function valLoss(ctx: PhaseCtx): number {
-  return batchLossGrad(ctx.params, ctx.work, view(ctx.val), ctx.val.label, null, 0, ctx.val.n, null);
+  return batchLossGrad(ctx.params, ctx.work, view(ctx.val), ctx.valTarget, null, 0, ctx.val.n, null);
 }
 
 /**
@@ -268,7 +283,21 @@ function runPhase(
   const { params, grad, work, train, target, opts, hooks } = ctx;
   const entries = paramEntries(params).filter(([name]) => ctx.trainable.has(name));
   const gradList = entries.map(([name]) => grad[name]!);
-  const paramList = entries.map(([, t]) => t);
+  // IHT keeps a dense "shadow" of each sparsified tensor: the forward and backward passes use
+  // its projection P_k(shadow) while Adam updates the shadow itself. Plain projected gradient
+  // (θ ← P_k(θ − η∇)) zeroes a pruned weight for good — one Adam step (~η) never outgrows the
+  // kept magnitudes — so its support freezes as soon as the ramp reaches it; with the shadow a
+  // weight whose gradient keeps pushing can grow back into the support.
+  const shadow = new Map<ParamName, Float64Array>();
+  if (opt.iht !== undefined && (opts.ihtMode ?? 'shadow') === 'shadow') for (const name of ctx.sparse) shadow.set(name, Float64Array.from(params[name]!));
+  const project = (s: number) => {
+    for (const [name, sh] of shadow) {
+      const t = params[name]!;
+      t.set(sh);
+      hardThreshold(t, s);
+    }
+  };
+  const paramList = entries.map(([name, t]) => shadow.get(name) ?? t);
   const maskList = entries.map(([name]) => opt.masks?.get(name) ?? null);
   const adam = new Adam(paramList.map((t) => t.length));
   const idx = Int32Array.from({ length: train.n }, (_, i) => i);
@@ -294,17 +323,19 @@ function runPhase(
     let batches = 0;
     for (let from = 0; from < train.n; from += B) {
       const to = Math.min(train.n, from + B);
+      if (opt.iht !== undefined) {
+        const f = Math.min(1, (step + 1) / rampSteps);
+        sparsityNow = opt.iht * (1 - (1 - f) ** 3);
+        if (shadow.size > 0) project(sparsityNow);
+      }
       sum += batchLossGrad(params, work, view(train), target, idx, from, to, grad);
       batches++;
       adam.step(paramList, gradList, lr, maskList);
       step++;
-      if (opt.iht !== undefined) {
-        const f = Math.min(1, step / rampSteps);
-        sparsityNow = opt.iht * (1 - (1 - f) ** 3);
-        for (const name of ctx.sparse) hardThreshold(params[name]!, sparsityNow);
-      }
+      if (opt.iht !== undefined && shadow.size === 0) for (const name of ctx.sparse) hardThreshold(params[name]!, sparsityNow!);
       if (hooks.progress && (batches & 15) === 0) hooks.progress(phase, (e - 1) * train.n + to, total);
     }
+    if (sparsityNow !== undefined && shadow.size > 0) project(sparsityNow);
     const vl = valLoss(ctx);
     const improved = vl < best - 1e-7;
     if (improved || !opt.earlyStop) {
@@ -321,7 +352,11 @@ function runPhase(
   }
   if (opt.earlyStop) copyParams(bestParams, params);
   hooks.progress?.(phase, total, total);
-  if (!opt.earlyStop) best = valLoss(ctx);
+  if (!opt.earlyStop) {
+    // No early stopping (IHT): the phase's result is its last epoch.
+    best = valLoss(ctx);
+    bestEpoch = epochsRun;
+  }
   return { phase, epochsRun, bestEpoch, bestValLoss: best, seconds: (performance.now() - t0) / 1000 };
 }
 
@@ -353,16 +388,11 @@ export function trainModel(ds: Dataset, options: Partial<TrainOptions> = {}, hoo
   }
   // Training targets: hard labels, or the distillation mix where a teacher probability exists.
   const train = parts.train;
-  const target = Float64Array.from(train.label);
+  const target = trainingTargets(train, opts.distillWeight);
+  const valTarget = trainingTargets(parts.val, opts.distillWeight);
   let softCount = 0;
   if (train.soft) {
-    for (let i = 0; i < train.n; i++) {
-      const s = train.soft[i]!;
-      if (!Number.isNaN(s)) {
-        target[i] = (1 - opts.distillWeight) * train.label[i]! + opts.distillWeight * s;
-        softCount++;
-      }
-    }
+    for (let i = 0; i < train.n; i++) if (!Number.isNaN(train.soft[i]!)) softCount++;
     notes.push(`distillation: ${softCount} of ${train.n} training samples carry soft_label; target = ${1 - opts.distillWeight}·label + ${opts.distillWeight}·soft_label`);
   }
   let base = 0;
@@ -375,7 +405,7 @@ export function trainModel(ds: Dataset, options: Partial<TrainOptions> = {}, hoo
   const trainable = new Set<ParamName>(paramEntries(params).map(([name]) => name));
   if (!recurrent) for (const name of ['U', 'U1', 'U2'] as const) trainable.delete(name);
   const ctx: PhaseCtx = {
-    opts, params, grad: zeroParams(shape), work: new GrnnWork(shape, ds.maxT), train, val: parts.val, target, rng: root.fork(3), hooks,
+    opts, params, grad: zeroParams(shape), work: new GrnnWork(shape, ds.maxT), train, val: parts.val, valTarget, target, rng: root.fork(3), hooks,
     trainable, sparse: SPARSE_NAMES.filter((name) => params[name] !== null && trainable.has(name)),
   };
 
@@ -397,7 +427,7 @@ export function trainModel(ds: Dataset, options: Partial<TrainOptions> = {}, hoo
     phases.push(runPhase(ctx, 'iht', ihtEpochs, opts.lr, { earlyStop: false, iht: opts.sparsity }));
     const masks = new Map<ParamName, Uint8Array>();
     for (const name of ctx.sparse) masks.set(name, hardThreshold(params[name]!, opts.sparsity));
-    phases.push(runPhase(ctx, 'retrain', opts.epochs, opts.lr * 0.5, { earlyStop: true, masks }));
+    phases.push(runPhase(ctx, 'retrain', opts.epochs, opts.lr, { earlyStop: true, masks }));
     // Retraining keeps the support; entries that reached exactly 0 stay counted as pruned.
     for (const [name, mask] of masks) {
       const t = params[name]!;

@@ -13,6 +13,7 @@ import type {
   StatsMessage,
 } from '../../control/client.js';
 import type { ClientTlsFiles } from '../../control/tls.js';
+import { FEEDBACK_ADMIN_USAGE, feedbackAdminCommand, runFeedbackAdmin } from '../../feedback/admin.js';
 
 export const summary = 'drive a running router over gRPC: stats, reload, breaker, thresholds, config';
 export const usage = `usage: tiny-dancer admin <command> [options]
@@ -32,6 +33,7 @@ commands:
   config                the effective configuration (secrets redacted)
   health                the grpc.health.v1 status (SERVING / NOT_SERVING); exits 1
                         when not SERVING, for scripts and probes
+${FEEDBACK_ADMIN_USAGE}
 
 options:
   --addr HOST:PORT      control plane address (default TD_GRPC_ADDR, else 127.0.0.1:50051)
@@ -155,6 +157,13 @@ function formatStats(s: StatsMessage): string {
     const lag = s.stream.consumer_lag === undefined ? 'not sampled yet' : int(s.stream.consumer_lag);
     row('kafka', `${s.stream.connected ? 'connected' : 'DISCONNECTED'}, ${s.stream.assigned_partitions} partition(s), consumed ${int(s.stream.consumed)}, produced ${int(s.stream.produced)}, DLQ ${int(s.stream.dlq)}, lag ${lag}`);
   }
+  if (s.feedback) {
+    // FEEDBACK (issue 8): rolling conformal coverage per model version, from outcomes.
+    for (const f of s.feedback.versions) {
+      const cov = f.coverage === undefined || f.coverage === null ? 'no labelled outcomes yet' : `coverage ${pct(f.coverage)}${f.calibrated ? ` (target ${pct(f.target_coverage)})` : ''}`;
+      row('feedback', `${f.version}: ${cov} over ${int(f.labeled)}, ${f.drifting ? 'DRIFTING, ' : ''}lightweight ok ${f.lightweight_success_rate == null ? '—' : pct(f.lightweight_success_rate)}`);
+    }
+  }
   if (s.decision_log) row('decision log', `${s.decision_log.healthy ? 'healthy' : 'UNHEALTHY'}, backlog ${int(s.decision_log.backlog)}, written ${int(s.decision_log.written)}, failed batches ${int(s.decision_log.failed_batches)}`);
   if (s.store) {
     if (!s.store.available) row('postgres', `unavailable: ${s.store.error}`);
@@ -217,6 +226,9 @@ async function call<T>(what: string, p: Promise<T>): Promise<T> {
 }
 
 export async function run(argv: string[]): Promise<number> {
+  // FEEDBACK (issue 8): `admin models` and `admin rollback VERSION` (model registry) live in
+  // src/feedback/admin.ts, with their own options (--database-url, --schema, --promoted-by).
+  if (feedbackAdminCommand(argv)) return runFeedbackAdmin(argv, process.env);
   const { values, positionals } = parseCommandArgs(argv, OPTIONS, true);
   const [command, ...rest] = positionals;
   if (!command) throw new UsageError('a command is required: stats, reload, breaker, thresholds, config or health');

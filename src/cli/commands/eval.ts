@@ -73,7 +73,8 @@ export async function run(argv: string[]): Promise<number> {
   lines.push(`${'scorer'.padEnd(26)} ${'AUC'.padStart(7)} ${'Brier'.padStart(7)} ${'ECE'.padStart(7)} ${'@1%'.padStart(8)} ${'@2%'.padStart(8)} ${'@5%'.padStart(8)}`);
   for (const s of report.scorers) {
     const f = (x: number | null) => (x === null ? '—' : x.toFixed(4)).padStart(7);
-    lines.push(`${s.name.slice(0, 26).padEnd(26)} ${f(s.auc)} ${f(s.brier)} ${f(s.ece)} ${s.shareAt.map((b) => pct(b.share).padStart(8)).join(' ')}`);
+    const name = s.name.length > 26 ? `…${s.name.slice(-25)}` : s.name;
+    lines.push(`${name.padEnd(26)} ${f(s.auc)} ${f(s.brier)} ${f(s.ece)} ${s.shareAt.map((b) => pct(b.share).padStart(8)).join(' ')}`);
   }
   if (report.conformal) lines.push(`conformal coverage ${pct(report.conformal.coverage, 2)} (alpha ${report.conformal.alpha}: target ${pct(1 - report.conformal.alpha, 0)})`);
   if (report.routing) lines.push(`stored thresholds (confidence >= ${report.routing.confidence.toFixed(4)}, max_uncertainty ${report.routing.maxUncertainty}): share ${pct(report.routing.share)} at quality loss ${pct(report.routing.loss, 2)}`);

@@ -37,6 +37,8 @@ model:
   --seed N              training seed (default 42)
   --hidden H            hidden units (default: the training pipeline's)
   --epochs N            training epochs (default: the training pipeline's)
+  --cal-fraction F      share of the training requests kept for conformal calibration
+                        (default 0.3)
   --candidate PATH      evaluate (and maybe promote) this model file instead of training one
   --serving PATH        the serving model's file (default: asked from the control plane, then
                         found in the registry; else the registry's active version)
@@ -70,6 +72,7 @@ const OPTIONS = {
   seed: { type: 'string' },
   hidden: { type: 'string' },
   epochs: { type: 'string' },
+  'cal-fraction': { type: 'string' },
   candidate: { type: 'string' },
   serving: { type: 'string' },
   budget: { type: 'string' },
@@ -131,6 +134,7 @@ export async function run(argv: string[]): Promise<number> {
   const train: Record<string, number> = { seed: intArg('seed', v.seed, 42, 0, 2 ** 31 - 1) };
   if (v.hidden !== undefined) train.hidden = intArg('hidden', v.hidden, 16, 1, 1024);
   if (v.epochs !== undefined) train.epochs = intArg('epochs', v.epochs, 40, 1, 100_000);
+  if (v['cal-fraction'] !== undefined) train.calFraction = numberArg('cal-fraction', v['cal-fraction'], 0.3, 0.05, 0.6);
   const timeoutS = numberArg('timeout', v.timeout, 30, 0.1, 3600);
   const tls = clientTls(v);
   const promote = v.promote === true;

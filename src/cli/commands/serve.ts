@@ -39,7 +39,9 @@ export async function runService(opts: ServiceOptions): Promise<number> {
   const { config, logger } = opts;
   const { createApp } = await import('../../app.js');
   const { startControlServer } = await import('../../control/server.js');
-  const app = createApp({ config, logger, localBroker: true });
+  // FEEDBACK (issue 8): the feedback loop's settings (TD_FEEDBACK*, TD_DRIFT_*), read here at the edge.
+  const { feedbackSettingsFromEnv } = await import('../../feedback/service.js');
+  const app = createApp({ config, logger, localBroker: true, feedback: feedbackSettingsFromEnv(process.env) });
 
   let stopping = false;
   let resolveStop!: (reason: string) => void;
@@ -55,12 +57,24 @@ export async function runService(opts: ServiceOptions): Promise<number> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
 
+  // A signal during start-up stops the start instead of waiting for it to finish.
+  const starting = app.start();
+  let early: string | undefined;
   try {
-    await app.start();
+    early = await Promise.race([starting.then(() => undefined), stopRequested]);
   } catch (err) {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
     throw err;
+  }
+  if (early !== undefined) {
+    logger.info(`stopping during start-up (${early})`);
+    starting.catch(() => {});
+    await app.stop();
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    setTimeout(() => process.exit(0), 3000).unref();
+    return 0;
   }
   const control = await startControlServer({
     target: app,

@@ -8,7 +8,8 @@
 //   - all numbers of a batch sit in ONE ArrayBuffer (the "arena") that is transferred, not
 //     copied, and transferred back with the results so the main thread can reuse it;
 //     validation on the main thread writes embeddings straight into the arena (one copy total);
-//   - per-task descriptors are rows of one Float64Array, results another;
+//   - per-task descriptors are float64 rows inside the arena, and the worker writes its results
+//     back into the same arena, so one buffer goes each way per batch;
 //   - strings and maps travel only when needed (request metadata for the overlap feature; ids
 //     and metadata of requests decoded in the worker).
 import type { FeatureConfig } from '../features.js';
@@ -33,9 +34,10 @@ export interface WorkerInit {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Task descriptors: TASK_STRIDE float64 per task in RouteBatch.index.
+// Task descriptors: TASK_STRIDE float64 per task, RouteBatch.count rows at RouteBatch.indexOffset
+// of the arena.
 
-export const TASK_STRIDE = 8;
+export const TASK_STRIDE = 9;
 export const T_ID = 0; //        task id (unique per pool, < 2^53)
 export const T_KIND = 1; //      TaskKind
 export const T_DIM = 2; //       validated: embedding dim
@@ -44,6 +46,13 @@ export const T_EMB = 4; //       validated: byte offset of n*dim f32 embeddings 
 export const T_QUERY = 5; //     validated: byte offset of dim f32            | encoded: payload length in bytes
 export const T_NUMS = 6; //      validated: byte offset of created_at (n f64), access_count (n f64), success_rate (n f32)
 export const T_META = 7; //      index into RouteBatch.meta, or -1 when the request has no metadata
+export const T_FLAGS = 8; //     TASK_CHECK_FINITE | …
+
+/**
+ * The embeddings were validated with `deferFiniteCheck`: the worker checks them (in WebAssembly
+ * memory, where they go anyway) and reports a bad value as TaskError.nonFinite.
+ */
+export const TASK_CHECK_FINITE = 1;
 
 export const TaskKind = Object.freeze({
   /** Validated on the main thread; numbers in the arena. */
@@ -97,6 +106,8 @@ export interface TaskError {
   retriable: boolean;
   /** DecodeError's kind (json, protobuf, utf8, …) for tasks decoded in the worker. */
   kind?: string;
+  /** A deferred finite check failed: the first bad value; the main thread words the error. */
+  nonFinite?: { index: number; value: number };
 }
 
 /** For tasks decoded in the worker: what the main thread needs to build decision objects. */
@@ -113,10 +124,11 @@ export interface DecodedInfo {
 export interface RouteBatch {
   type: 'route';
   batchId: number;
-  /** TASK_STRIDE values per task. */
-  index: Float64Array;
   /** Transferred; comes back in RouteResults.arena. */
   arena: ArrayBuffer;
+  /** Byte offset (8-aligned) of the task rows in the arena, TASK_STRIDE float64 per task. */
+  indexOffset: number;
+  count: number;
   /** Referenced by T_META; null when no task of the batch has request metadata. */
   meta: TaskMeta[] | null;
 }
@@ -174,8 +186,12 @@ export interface RouteResults {
   batchId: number;
   /** The model every task of this batch was scored with. */
   modelVersion: string;
-  data: Float64Array;
+  /** The batch's arena, back for reuse; holds the results at offset 0 unless `data` is set. */
   arena: ArrayBuffer;
+  /** Float64 values of results at the start of the arena. */
+  resultsLength: number;
+  /** The results, when they did not fit in the arena. */
+  data: Float64Array | null;
   errors: TaskError[] | null;
   decoded: DecodedInfo[] | null;
 }

@@ -38,11 +38,13 @@ import type { FeatureConfig } from '../features.js';
 import { MAX_MODEL_BYTES, defaultModelPath, parseModel } from '../model.js';
 import { Router, assertRoutable } from '../router.js';
 import type { DecisionReason, RoutingDecision, RoutingRequest, RoutingResponse } from '../types.js';
-import { isValidatedRequest, validateRequest, type ValidatedRequest } from '../validate.js';
+import {
+  isValidatedRequest, nonFiniteEmbeddingError, validateRequest, type CandidateArrays, type ValidateOptions, type ValidatedRequest,
+} from '../validate.js';
 import { PoolClosedError, PoolSaturatedError, WorkerCrashedError } from './errors.js';
 import {
   DECISION_STRIDE, D_CODE, D_CONF, D_INDEX, D_TIME, D_UNC, PROTOCOL_VERSION, REASONS, RESULT_HEADER, R_FEAT, R_ID,
-  R_INFER, R_N, R_PROCESSED, R_STATUS, TASK_STRIDE, TaskKind, TaskStatus,
+  R_INFER, R_N, R_PROCESSED, R_STATUS, TASK_CHECK_FINITE, TASK_STRIDE, TaskKind, TaskStatus,
   type DecodedInfo, type FromWorker, type RouteResults, type TaskError, type TaskMeta, type ToWorker, type WorkerInit,
 } from './messages.js';
 
@@ -98,6 +100,7 @@ interface Task {
   requestId: string;
   ids: string[];
   candidateMetadata: Record<string, string>[];
+  dim: number;
   bytes: number;
 }
 
@@ -137,12 +140,60 @@ function align(n: number, a: number): number {
   return (n + a - 1) & ~(a - 1);
 }
 
-/** Bytes a validated request needs in an arena besides its embeddings (query + numbers + padding). */
-function sideBytes(n: number, dim: number): number {
-  return align(dim * 4, 8) + 20 * n + 32;
+const INDEX_ROW_BYTES = TASK_STRIDE * 8;
+
+/** Arena bytes of a validated request: embeddings, numbers, query and alignment padding. */
+function requestBytes(n: number, dim: number): number {
+  return 16 + n * dim * 4 + 8 + 20 * n + dim * 4;
 }
-/** Upper bound of sideBytes under SPEC §1 limits, reserved before n and dim are known. */
-const MAX_SIDE_BYTES = sideBytes(1000, 4096);
+
+/**
+ * Places a request's candidate arrays in `b` at its `used` mark: embeddings 16-aligned, then
+ * created_at and access_count (f64) and success_rate (f32) — the layout T_EMB / T_NUMS name.
+ */
+function packArrays(b: Batch, n: number, dim: number): CandidateArrays {
+  const embOff = align(b.used, 16);
+  const nums = align(embOff + n * dim * 4, 8);
+  b.used = nums + 20 * n;
+  return {
+    embeddings: new Float32Array(b.arena, embOff, n * dim),
+    createdAt: new Float64Array(b.arena, nums, n),
+    accessCount: new Float64Array(b.arena, nums + 8 * n, n),
+    successRate: new Float32Array(b.arena, nums + 16 * n, n),
+  };
+}
+
+/**
+ * ValidateOptions that make validateRequest write a request straight into the chosen worker's
+ * open batch (one copy of the embeddings, no per-request typed arrays). The finite check of
+ * Float32Array embeddings is deferred to the worker, which does it in WebAssembly memory where
+ * the embeddings go anyway. State is per call: set `slot`, read the rest after validation.
+ */
+class Packer implements ValidateOptions {
+  readonly deferFiniteCheck = true;
+  slot: Slot | null = null;
+  batch: Batch | null = null;
+  usedBefore = 0;
+  embOff = 0;
+  nums = 0;
+  #query = new Float32Array(0);
+  constructor(private readonly room: (slot: Slot, need: number) => Batch) {}
+
+  allocQuery(dim: number): Float32Array {
+    if (this.#query.length < dim) this.#query = new Float32Array(dim);
+    return this.#query.subarray(0, dim);
+  }
+
+  allocCandidates(n: number, dim: number): CandidateArrays {
+    const b = this.room(this.slot!, requestBytes(n, dim));
+    this.batch = b;
+    this.usedBefore = b.used;
+    const a = packArrays(b, n, dim);
+    this.embOff = a.embeddings.byteOffset;
+    this.nums = a.createdAt.byteOffset;
+    return a;
+  }
+}
 
 interface WorkerScript {
   /** The worker module, or bootstrap code when `eval`. */
@@ -217,6 +268,7 @@ export class RouterPool {
   #drainWaiters: (() => void)[] = [];
   #exclusive: Promise<unknown> = Promise.resolve();
   #codec: Codec | null = null;
+  readonly #packer = new Packer((slot, need) => this.#batchWithRoom(slot, need));
 
   private constructor(init: WorkerInit, mirror: Router, workers: number, opts: RouterPoolOptions) {
     this.#init = init;
@@ -326,7 +378,7 @@ export class RouterPool {
     new Uint8Array(batch.arena, off, bytes.length).set(bytes);
     batch.used = off + bytes.length;
     const kind = contentType === 'protobuf' ? TaskKind.EncodedProtobuf : TaskKind.EncodedJson;
-    return this.#addTask(slot, batch, [0, kind, 0, 0, off, bytes.length, 0, -1], '', [], [], bytes.length);
+    return this.#addTask(slot, batch, [0, kind, 0, 0, off, bytes.length, 0, -1, 0], '', [], [], 0, bytes.length);
   }
 
   #admit(): Error | null {
@@ -353,47 +405,46 @@ export class RouterPool {
   }
 
   #enqueueRequest(slot: Slot, request: unknown): Promise<RoutingResponse> {
-    let batch: Batch | null = null;
-    let usedBefore = 0;
-    let embOff = 0;
+    const packer = this.#packer;
+    let b: Batch;
+    let usedBefore: number;
+    let embOff: number;
+    let nums: number;
+    let flags = 0;
     let req: ValidatedRequest;
     if (isValidatedRequest(request)) {
-      // Already validated by the caller, in its own buffers: copy into the arena (the one copy).
+      // Validated by the caller, in its own buffers: copy into the arena (the one copy).
       req = request;
-      const len = req.n * req.dim;
-      batch = this.#batchWithRoom(slot, len * 4 + sideBytes(req.n, req.dim) + 16);
-      usedBefore = batch.used;
-      embOff = align(batch.used, 16);
-      new Float32Array(batch.arena, embOff, len).set(req.embeddings.subarray(0, len));
-      batch.used = embOff + len * 4;
+      const { n, dim } = req;
+      b = this.#batchWithRoom(slot, requestBytes(n, dim));
+      usedBefore = b.used;
+      const a = packArrays(b, n, dim);
+      a.embeddings.set(req.embeddings.subarray(0, n * dim));
+      a.createdAt.set(req.createdAt.subarray(0, n));
+      a.accessCount.set(req.accessCount.subarray(0, n));
+      a.successRate.set(req.successRate.subarray(0, n));
+      embOff = a.embeddings.byteOffset;
+      nums = a.createdAt.byteOffset;
     } else {
+      packer.slot = slot;
+      packer.batch = null;
       try {
-        req = validateRequest(request, {
-          allocEmbeddings: (cn, cdim) => {
-            const len = cn * cdim;
-            batch = this.#batchWithRoom(slot, len * 4 + MAX_SIDE_BYTES + 16);
-            usedBefore = batch.used;
-            embOff = align(batch.used, 16);
-            batch.used = embOff + len * 4;
-            return new Float32Array(batch.arena, embOff, len);
-          },
-        });
+        req = validateRequest(request, packer);
       } catch (err) {
-        const b = batch as Batch | null;
-        if (b) b.used = usedBefore;
+        const partial = packer.batch as Batch | null; // set by allocCandidates if validation got that far
+        if (partial) partial.used = packer.usedBefore;
         throw err;
       }
+      b = packer.batch!;
+      usedBefore = packer.usedBefore;
+      embOff = packer.embOff;
+      nums = packer.nums;
+      flags = TASK_CHECK_FINITE; // the packer defers the finite check to the worker
     }
-    const b = batch as unknown as Batch;
     const { n, dim } = req;
-    // query, then created_at / access_count (f64) and success_rate (f32)
-    const qOff = align(b.used, 8);
+    const qOff = b.used; // 4-aligned: after 20·n bytes from an 8-aligned offset
     new Float32Array(b.arena, qOff, dim).set(req.query.subarray(0, dim));
-    const nums = align(qOff + dim * 4, 8);
-    new Float64Array(b.arena, nums, n).set(req.createdAt.subarray(0, n));
-    new Float64Array(b.arena, nums + 8 * n, n).set(req.accessCount.subarray(0, n));
-    new Float32Array(b.arena, nums + 16 * n, n).set(req.successRate.subarray(0, n));
-    b.used = nums + 20 * n;
+    b.used = qOff + dim * 4;
 
     let metaIdx = -1;
     for (const _k in req.metadata) {
@@ -403,16 +454,16 @@ export class RouterPool {
       b.meta.push({ metadata: req.metadata, candidateMetadata: req.candidateMetadata });
       break;
     }
-    return this.#addTask(slot, b, [0, TaskKind.Validated, dim, n, embOff, qOff, nums, metaIdx], req.request_id, req.ids,
-      req.candidateMetadata, b.used - usedBefore);
+    return this.#addTask(slot, b, [0, TaskKind.Validated, dim, n, embOff, qOff, nums, metaIdx, flags], req.request_id, req.ids,
+      req.candidateMetadata, dim, b.used - usedBefore);
   }
 
-  #addTask(slot: Slot, batch: Batch, row: number[], requestId: string, ids: string[], meta: Record<string, string>[], bytes: number): Promise<RoutingResponse> {
+  #addTask(slot: Slot, batch: Batch, row: number[], requestId: string, ids: string[], meta: Record<string, string>[], dim: number, bytes: number): Promise<RoutingResponse> {
     const id = this.#nextTask++;
     row[0] = id;
     return new Promise<RoutingResponse>((resolve, reject) => {
-      const task: Task = { id, resolve, reject, requestId, ids, candidateMetadata: meta, bytes };
-      batch.index.push(...row);
+      const task: Task = { id, resolve, reject, requestId, ids, candidateMetadata: meta, dim, bytes };
+      for (const v of row) batch.index.push(v);
       batch.tasks.push(task);
       slot.load++;
       this.#queued++;
@@ -422,11 +473,15 @@ export class RouterPool {
     });
   }
 
-  /** The slot's open batch if it has room for `need` more bytes, else a new one. */
+  /**
+   * The slot's open batch if it has room for `need` more bytes (plus this task's index row),
+   * else a new one.
+   */
   #batchWithRoom(slot: Slot, need: number): Batch {
     const last = slot.queue[slot.queue.length - 1];
+    need += INDEX_ROW_BYTES;
     if (last && !last.sealed) {
-      if (last.arena.byteLength - align(last.used, 16) >= need) return last;
+      if (last.arena.byteLength - align(last.used, 16) - (last.tasks.length + 1) * INDEX_ROW_BYTES - 8 >= need) return last;
       if (last.tasks.length === 0) {
         this.#releaseArena(last.arena);
         last.arena = this.#takeArena(need);
@@ -435,7 +490,7 @@ export class RouterPool {
       }
       last.sealed = true;
     }
-    const batch: Batch = { id: this.#nextBatch++, arena: this.#takeArena(need), used: 0, index: [], tasks: [], meta: null, sealed: false };
+    const batch: Batch = { id: this.#nextBatch++, arena: this.#takeArena(need + 8), used: 0, index: [], tasks: [], meta: null, sealed: false };
     slot.queue.push(batch);
     return batch;
   }
@@ -471,16 +526,17 @@ export class RouterPool {
         continue;
       }
       batch.sealed = true;
-      const index = new Float64Array(batch.index);
       const count = batch.tasks.length;
+      const indexOffset = align(batch.used, 8);
+      new Float64Array(batch.arena, indexOffset, batch.index.length).set(batch.index);
       let bytes = 0;
       for (const t of batch.tasks) bytes += t.bytes;
       this.#queued -= count;
       this.#queuedBytes -= bytes;
       this.#inFlight += count;
       slot.inflight.set(batch.id, batch);
-      const msg: ToWorker = { type: 'route', batchId: batch.id, index, arena: batch.arena, meta: batch.meta };
-      w.postMessage(msg, [batch.arena, index.buffer as ArrayBuffer]);
+      const msg: ToWorker = { type: 'route', batchId: batch.id, arena: batch.arena, indexOffset, count, meta: batch.meta };
+      w.postMessage(msg, [batch.arena]);
     }
   }
 
@@ -489,12 +545,11 @@ export class RouterPool {
     if (!batch) return; // a batch of a crashed generation: already failed
     slot.inflight.delete(msg.batchId);
     slot.consecutiveCrashes = 0;
-    this.#releaseArena(msg.arena);
     const errors = new Map<number, TaskError>();
     if (msg.errors) for (const e of msg.errors) errors.set(e.taskId, e);
     const decoded = new Map<number, DecodedInfo>();
     if (msg.decoded) for (const d of msg.decoded) decoded.set(d.taskId, d);
-    const data = msg.data;
+    const data = msg.data ?? new Float64Array(msg.arena, 0, msg.resultsLength);
     const version = msg.modelVersion;
     let p = 0;
     for (const task of batch.tasks) {
@@ -518,10 +573,11 @@ export class RouterPool {
         task.resolve(this.#response(task, data, p, n, version));
       } else {
         this.#failed++;
-        task.reject(this.#rebuildError(errors.get(task.id)));
+        task.reject(this.#rebuildError(task, errors.get(task.id)));
       }
       p += RESULT_HEADER + n * DECISION_STRIDE;
     }
+    this.#releaseArena(msg.arena);
     this.#pump(slot);
     this.#checkDrained();
   }
@@ -555,8 +611,9 @@ export class RouterPool {
     };
   }
 
-  #rebuildError(e: TaskError | undefined): Error {
+  #rebuildError(task: Task, e: TaskError | undefined): Error {
     if (!e) return new TinyDancerError('router pool: a task failed without an error report');
+    if (e.nonFinite) return nonFiniteEmbeddingError(task.ids, task.dim, e.nonFinite.index, e.nonFinite.value);
     if (e.name === 'DecodeError' && this.#codec && e.kind) {
       return new this.#codec.DecodeError(e.kind as ConstructorParameters<Codec['DecodeError']>[0], e.message);
     }

@@ -15,9 +15,12 @@ import { parseModel, type LoadedModel } from '../model.js';
 import { Router, assertRoutable } from '../router.js';
 import { cellSimdAvailable } from '../simd/fastgrnn-simd.js';
 import type { ValidatedRequest } from '../validate.js';
+import { firstNonFinite } from '../simd/cosine.js';
+import { StagedArrays } from '../simd/staging.js';
 import {
   DECISION_STRIDE, D_CODE, D_CONF, D_INDEX, D_TIME, D_UNC, REASONS, RESULT_HEADER, R_FEAT, R_ID, R_INFER, R_N,
-  R_PROCESSED, R_STATUS, TASK_STRIDE, T_DIM, T_EMB, T_ID, T_KIND, T_META, T_N, T_NUMS, T_QUERY, TaskKind, TaskStatus,
+  R_PROCESSED, R_STATUS, TASK_CHECK_FINITE, TASK_STRIDE, T_DIM, T_EMB, T_FLAGS, T_ID, T_KIND, T_META, T_N, T_NUMS,
+  T_QUERY, TaskKind, TaskStatus,
   type DecodedInfo, type FromWorker, type RouteBatch, type TaskError, type ToWorker, type WorkerInit,
 } from './messages.js';
 
@@ -80,6 +83,7 @@ class Out {
   constructor(cap: number) {
     this.buf = new Float64Array(Math.max(cap, 64));
   }
+  
   reserve(extra: number): void {
     if (this.len + extra <= this.buf.length) return;
     const next = new Float64Array(Math.max(this.len + extra, this.buf.length * 2));
@@ -88,18 +92,41 @@ class Out {
   }
 }
 
+const staged = new StagedArrays();
+
+/** Thrown for a failed deferred finite check; reported as TaskError.nonFinite. */
+class NonFinite extends Error {
+  constructor(readonly index: number, readonly value: number) {
+    super(`embedding value ${index} is ${value}`);
+  }
+}
+
+/**
+ * The task's request, reading the arena in place except for the embeddings, which are copied
+ * once into the SIMD kernel's staging memory (similarity reads them there without another copy)
+ * and, when the main thread deferred it, checked for non-finite values there.
+ */
+/** Results of the batch being handled (reused: the results are copied into the arena). */
+const batchOut = new Out(4096);
+
 function validatedFromArena(arena: ArrayBuffer, index: Float64Array, o: number, batch: RouteBatch): ValidatedRequest {
   const dim = index[o + T_DIM]!;
   const n = index[o + T_N]!;
   const nums = index[o + T_NUMS]!;
   const metaIdx = index[o + T_META]!;
   const meta = metaIdx >= 0 ? batch.meta![metaIdx]! : null;
+  const embeddings = staged.embeddings(n, dim);
+  embeddings.set(new Float32Array(arena, index[o + T_EMB]!, n * dim));
+  if ((index[o + T_FLAGS]! & TASK_CHECK_FINITE) !== 0) {
+    const bad = firstNonFinite(embeddings);
+    if (bad >= 0) throw new NonFinite(bad, embeddings[bad]!);
+  }
   return {
     request_id: '',
     dim,
     n,
     query: new Float32Array(arena, index[o + T_QUERY]!, dim),
-    embeddings: new Float32Array(arena, index[o + T_EMB]!, n * dim),
+    embeddings,
     ids: idsFor(n),
     createdAt: new Float64Array(arena, nums, n),
     accessCount: new Float64Array(arena, nums + 8 * n, n),
@@ -118,12 +145,13 @@ function taskError(taskId: number, err: unknown): TaskError {
     retriable: e?.retriable === true,
   };
   if (typeof e?.kind === 'string') out.kind = e.kind;
+  if (err instanceof NonFinite) out.nonFinite = { index: err.index, value: err.value };
   return out;
 }
 
 async function onBatch(batch: RouteBatch): Promise<void> {
-  const { index, arena } = batch;
-  const count = index.length / TASK_STRIDE;
+  const { arena, count } = batch;
+  const index = new Float64Array(arena, batch.indexOffset, count * TASK_STRIDE);
   let needsCodec = false;
   let estimate = 0;
   for (let t = 0; t < count; t++) {
@@ -133,7 +161,9 @@ async function onBatch(batch: RouteBatch): Promise<void> {
   }
   if (needsCodec && !codec) codec = await import('../../stream/codec.js');
 
-  const out = new Out(estimate);
+  const out = batchOut;
+  out.len = 0;
+  out.reserve(estimate);
   let errors: TaskError[] | null = null;
   let decoded: DecodedInfo[] | null = null;
   const version = router.modelVersion;
@@ -188,8 +218,15 @@ async function onBatch(batch: RouteBatch): Promise<void> {
       (errors ??= []).push(taskError(taskId, err));
     }
   }
-  const data = out.len === out.buf.length ? out.buf : out.buf.slice(0, out.len);
-  post({ type: 'results', batchId: batch.batchId, modelVersion: version, data, arena, errors, decoded }, [data.buffer as ArrayBuffer, arena]);
+  // Results go back inside the arena (its inputs are consumed), so one buffer travels each way.
+  const base = { type: 'results', batchId: batch.batchId, modelVersion: version, arena, resultsLength: out.len, errors, decoded } as const;
+  if (out.len * 8 <= arena.byteLength) {
+    new Float64Array(arena, 0, out.len).set(out.buf.subarray(0, out.len));
+    post({ ...base, data: null }, [arena]);
+  } else {
+    const data = out.buf.slice(0, out.len);
+    post({ ...base, data }, [arena, data.buffer as ArrayBuffer]);
+  }
 }
 
 function handle(msg: ToWorker): Promise<void> | void {

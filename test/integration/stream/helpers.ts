@@ -4,6 +4,7 @@
 import type { IHeaders, KafkaMessage, Producer } from 'kafkajs';
 import pg from 'pg';
 import { createApp, type App, type AppOptions } from '../../../src/app.js';
+import { feedbackSettingsFromEnv } from '../../../src/feedback/service.js';
 import { loadConfig, withConfig, type Config } from '../../../src/config.js';
 import type { RoutingDecision, RoutingRequest } from '../../../src/engine/types.js';
 import { createLogger, type Logger } from '../../../src/observe/logger.js';
@@ -51,6 +52,10 @@ export function envFor(n: Names, extra: Record<string, string> = {}): Record<str
     TD_REQUEST_PARTITIONS: '3',
     TD_DECISION_PARTITIONS: '2',
     TD_LAG_INTERVAL_MS: '1000',
+    // A killed member holds its partitions this long; keep restarts in tests quick.
+    TD_SESSION_TIMEOUT_MS: '8000',
+    // The feedback loop (outcomes consumer) has its own tests; keep these about the stream.
+    TD_FEEDBACK: 'false',
     ...extra,
   };
 }
@@ -75,7 +80,7 @@ export function bufferLogger(level: 'debug' | 'info' | 'warn' = 'info'): { logge
 }
 
 export async function startApp(config: Config, opts: Omit<AppOptions, 'config'> = {}): Promise<App> {
-  const app = createApp({ config, logger: opts.logger ?? bufferLogger().logger, ...opts });
+  const app = createApp({ config, logger: opts.logger ?? bufferLogger().logger, feedback: feedbackSettingsFromEnv({ TD_FEEDBACK: 'false' }), ...opts });
   await app.start();
   return app;
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { type DecisionRow, encodeBatch } from '../../../src/store/decision-log.js';
+import type { RoutingDecision } from '../../../src/engine/types.js';
 import { RowEncodingError } from '../../../src/store/errors.js';
 
 const base: DecisionRow = {
@@ -80,5 +81,12 @@ describe('encodeBatch', () => {
     circular.self = circular;
     expect(() => encodeBatch([{ ...base, metadata: circular as Record<string, string> }], [0])).toThrow(RowEncodingError);
     expect(() => encodeBatch([{ ...base, metadata: { n: 10n } as unknown as Record<string, string> }], [0])).toThrow(RowEncodingError);
+  });
+
+  it('takes a RoutingDecision as it is (plus where it came from)', () => {
+    const decision: RoutingDecision = { ...base, reason: 'uncertain', metadata: { a: 'b' } };
+    const cols = encodeBatch([{ ...decision, source_topic: 't', source_partition: 0, source_offset: '7' }], [0]);
+    expect(cols[6]).toEqual(['uncertain']);
+    expect(cols[11]).toEqual(['{"a":"b"}']);
   });
 });

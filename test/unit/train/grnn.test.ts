@@ -1,9 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import {
   GrnnWork, batchLossGrad, bceWithLogit, initParams, paramEntries, sigmoid, zeroParams,
-  type GrnnParams, type GrnnShape, type SeqView,
+  type GrnnShape, type SeqView,
 } from '../../../src/train/grnn.js';
 import { Rng } from '../../../src/train/rng.js';
+import { toModelParams } from '../../../src/train/trainer.js';
+import { encodeModel, forward, parseModel } from '../../../src/engine/model.js';
 
 function randomData(rng: Rng, D: number, n: number, maxT: number): { view: SeqView; target: Float64Array } {
   const steps = new Int32Array(n);
@@ -90,6 +92,25 @@ describe('FastGRNN training math', () => {
     work.prepare(p);
     const got = work.forward(p, Float64Array.from(xs.flat()), 0, 2);
     expect(got).toBeCloseTo(expected, 12);
+  });
+
+  it('agrees with the engine on the written file (normalisation folded in, full and low-rank, sequences)', () => {
+    for (const shape of [{ inputDim: 4, hiddenDim: 6, rankW: 0, rankU: 0 }, { inputDim: 5, hiddenDim: 7, rankW: 2, rankU: 3 }]) {
+      const rng = new Rng(shape.hiddenDim);
+      const p = initParams(shape, rng, { recurrent: true, outputBias: -0.2 });
+      for (const [, t] of paramEntries(p)) for (let i = 0; i < t.length; i++) t[i] = Math.fround(t[i]! + 0.2 * rng.normal());
+      const mean = Float64Array.from({ length: shape.inputDim }, () => Math.fround(rng.normal()));
+      const std = Float64Array.from({ length: shape.inputDim }, () => Math.fround(0.5 + rng.next()));
+      const model = parseModel(encodeModel(toModelParams(p, { mean, std }, Array.from({ length: shape.inputDim }, (_, j) => `x${j}`), 't')));
+      const work = new GrnnWork(shape, 3);
+      work.prepare(p);
+      for (let k = 0; k < 20; k++) {
+        const T = 1 + (k % 3);
+        const raw = Float64Array.from({ length: T * shape.inputDim }, () => Math.fround(3 * rng.normal()));
+        const norm = raw.map((v, i) => (v - mean[i % shape.inputDim]!) / std[i % shape.inputDim]!);
+        expect(forward(model, raw, T)).toBeCloseTo(sigmoid(work.forward(p, norm, 0, T)), 6);
+      }
+    }
   });
 
   it('BCE with logits is stable at extreme logits', () => {

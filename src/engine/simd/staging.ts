@@ -1,0 +1,50 @@
+// Reused buffers for validating and routing one request at a time on one thread (the Router's
+// synchronous route(), a pool worker's batch loop).
+//
+// WHY: a 100-candidate, 384-dim request is 150 KB of embeddings. Allocating that per request
+// (plus four small typed arrays, each an off-heap ArrayBuffer the GC must track) cost more than
+// scoring it; copying it once more into WebAssembly memory for the similarity kernel cost again.
+// With StagedArrays, validateRequest writes the embeddings straight into the SIMD kernel's
+// staging area (cosine.ts reads them in place) and the other arrays into buffers grown to the
+// largest request seen.
+//
+// Lifetime: everything handed out is valid only until the next allocation from the same
+// instance (or, for staged embeddings, any other use of the kernel that grows its memory).
+// Use the ValidatedRequest immediately, on the same thread, and do not keep it.
+import type { CandidateArrays, ValidateOptions } from '../validate.js';
+import { simdAvailable, stagingEmbeddings } from './cosine.js';
+
+export class StagedArrays implements ValidateOptions {
+  #query = new Float32Array(0);
+  #embeddings = new Float32Array(0);
+  #createdAt = new Float64Array(0);
+  #accessCount = new Float64Array(0);
+  #successRate = new Float32Array(0);
+
+  allocQuery(dim: number): Float32Array {
+    if (this.#query.length < dim) this.#query = new Float32Array(dim);
+    return this.#query.subarray(0, dim);
+  }
+
+  allocCandidates(n: number, dim: number): CandidateArrays {
+    if (this.#createdAt.length < n) {
+      const cap = Math.max(n, 2 * this.#createdAt.length);
+      this.#createdAt = new Float64Array(cap);
+      this.#accessCount = new Float64Array(cap);
+      this.#successRate = new Float32Array(cap);
+    }
+    return {
+      embeddings: this.embeddings(n, dim),
+      createdAt: this.#createdAt.subarray(0, n),
+      accessCount: this.#accessCount.subarray(0, n),
+      successRate: this.#successRate.subarray(0, n),
+    };
+  }
+
+  /** n*dim floats: the SIMD kernel's staging area when available, else a reused buffer. */
+  embeddings(n: number, dim: number): Float32Array {
+    if (simdAvailable()) return stagingEmbeddings(n, dim);
+    if (this.#embeddings.length < n * dim) this.#embeddings = new Float32Array(n * dim);
+    return this.#embeddings.subarray(0, n * dim);
+  }
+}

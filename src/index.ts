@@ -1,0 +1,28 @@
+// The library entry (SPEC §7): what `import … from 'tiny-dancer'` gives.
+//
+//   new Router({ modelPath?, confidenceThreshold?, maxUncertainty?, … })   synchronous, in-process
+//   router.route(request) -> RoutingResponse
+//   await RouterPool.create({ modelPath?, workers?, … })                   worker threads
+//   await pool.route(request) -> RoutingResponse
+//   await pool.reload(modelPath | { bytes }); await pool.close({ timeout })
+//
+// Only the engine is exported here: importing the library loads no Kafka, Postgres or gRPC code.
+
+export { Router, type RouterOptions } from './engine/router.js';
+export { RouterPool, type RouterPoolOptions, type PoolStats, type ContentType } from './engine/pool/pool.js';
+export { validateRequest, type ValidatedRequest } from './engine/validate.js';
+export { parseModel, loadModelFile, type LoadedModel } from './engine/model.js';
+export { FEATURE_NAMES, DEFAULT_FEATURE_CONFIG, type FeatureConfig } from './engine/features.js';
+export {
+  LIMITS,
+  type Candidate,
+  type DecisionReason,
+  type Embedding,
+  type Outcome,
+  type RoutingDecision,
+  type RoutingRequest,
+  type RoutingResponse,
+} from './engine/types.js';
+export { TinyDancerError, InvalidInputError, UsageError, ModelError, ConfigError } from './errors.js';
+export { WorkerCrashedError, PoolSaturatedError, PoolClosedError } from './engine/pool/errors.js';
+export { VERSION } from './version.js';

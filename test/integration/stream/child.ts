@@ -1,0 +1,61 @@
+// Spawns `serve` as a child process on free ports and waits until it is ready.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const ENTRY = fileURLToPath(new URL('./serve-child.ts', import.meta.url));
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface ServeChild {
+  proc: ChildProcess;
+  httpUrl: string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  kill(signal: NodeJS.Signals): void;
+}
+
+export async function startServe(env: Record<string, string>, logFile: string, readyTimeoutMs = 60_000): Promise<ServeChild> {
+  const httpPort = await freePort();
+  const grpcPort = await freePort();
+  const out = createWriteStream(logFile, { flags: 'a' });
+  const proc = spawn(process.execPath, ['--import', 'tsx', ENTRY], {
+    cwd: ROOT,
+    env: { ...process.env, ...env, TD_HTTP_ADDR: `127.0.0.1:${httpPort}`, TD_GRPC_ADDR: `127.0.0.1:${grpcPort}` },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  proc.stdout!.pipe(out, { end: false });
+  proc.stderr!.pipe(out, { end: false });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    proc.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  const httpUrl = `http://127.0.0.1:${httpPort}`;
+  const deadline = Date.now() + readyTimeoutMs;
+  let dead = false;
+  void exited.then(() => (dead = true));
+  for (;;) {
+    if (dead) throw new Error(`serve exited during start-up; see ${logFile}`);
+    if (Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      throw new Error(`serve did not become ready within ${readyTimeoutMs} ms; see ${logFile}`);
+    }
+    try {
+      const r = await fetch(`${httpUrl}/readyz`);
+      if (r.status === 200) break;
+    } catch {
+      /* not listening yet */
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return { proc, httpUrl, exited, kill: (s) => proc.kill(s) };
+}

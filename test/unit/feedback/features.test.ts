@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_FEATURE_CONFIG, FEATURE_COUNT, extractFeatures } from '../../../src/engine/features.js';
+import { defaultModelPath, loadModelFile } from '../../../src/engine/model.js';
+import { validateRequest } from '../../../src/engine/validate.js';
+import { evaluateModel, scoreRows } from '../../../src/feedback/evaluate.js';
+import { decisionFeatures } from '../../../src/feedback/features.js';
+import { generateTraffic } from '../../../src/train/synthetic.js';
+
+describe('decisionFeatures', () => {
+  it("gives each candidate exactly the engine's feature row at the decision time", () => {
+    const [r] = [...generateTraffic({ requests: 1, seed: 3, dim: 16, minCandidates: 6, maxCandidates: 6 })];
+    const v = validateRequest(r);
+    const at = new Date(r!.now * 1000 + 1500);
+    const lookup = decisionFeatures(v, at);
+    const expected = new Float32Array(v.n * FEATURE_COUNT);
+    extractFeatures(v, DEFAULT_FEATURE_CONFIG, expected, at.getTime() / 1000);
+    for (let i = 0; i < v.n; i++) {
+      expect(Array.from(lookup(v.ids[i]!)!)).toEqual(Array.from(expected.subarray(i * FEATURE_COUNT, (i + 1) * FEATURE_COUNT)));
+    }
+    expect(lookup('no-such-candidate')).toBeUndefined();
+  });
+});
+
+describe('evaluateModel', () => {
+  it('scores rows with the engine and reports NaN coverage for an uncalibrated model', () => {
+    const model = loadModelFile(defaultModelPath());
+    // The default model is monotone in the weighted feature sum: a high row beats a low row.
+    const x = Float32Array.from([0.95, 0.9, 0.9, 0.95, 1, 0.05, 0.1, 0.1, 0.2, 0, 0.9, 0.8, 0.8, 0.9, 1, 0.1, 0.05, 0, 0.1, 0]);
+    const y = Uint8Array.from([1, 0, 1, 0]);
+    const s = scoreRows(model, x, 4);
+    expect(s[0]!).toBeGreaterThan(s[1]!);
+    const e = evaluateModel(model, x, y, 0.02);
+    expect(e).toMatchObject({ n: 4, positives: 2, auc: 1, alpha: null, qhat: null, lightweightShare: 0.5 });
+    expect(e.coverage).toBeNaN();
+  });
+});

@@ -1,0 +1,274 @@
+// RouterPool against real worker threads (no mocks): results equal the in-process Router's,
+// crashes fail exactly the lost tasks and the pool recovers, reloads are atomic under load,
+// bad models are refused, the queue is bounded and close() is bounded.
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InvalidInputError, ModelError } from '../../../src/errors.js';
+import { defaultModelPath } from '../../../src/engine/model.js';
+import { PoolClosedError, PoolSaturatedError, WorkerCrashedError } from '../../../src/engine/pool/errors.js';
+import { RouterPool } from '../../../src/engine/pool/pool.js';
+import { Router } from '../../../src/engine/router.js';
+import { readSafetensors, writeSafetensors } from '../../../src/engine/safetensors.js';
+import type { RoutingRequest, RoutingResponse } from '../../../src/engine/types.js';
+import { validateRequest } from '../../../src/engine/validate.js';
+import { encodeRequest } from '../../../src/stream/codec.js';
+
+const NOW = 1_700_000_000;
+const features = { nowSeconds: NOW };
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    return s / 0x100000000;
+  };
+}
+
+function request(seed: number, n: number, dim = 16, opts: { metadata?: boolean; arrays?: boolean } = {}): RoutingRequest {
+  const meta = (i: number): Record<string, string> => (opts.metadata ? { tier: i % 2 ? 'a' : 'b', model: `m${i}` } : {});
+  const r = rng(seed);
+  const vec = (): Float32Array | number[] => {
+    const v = Float32Array.from({ length: dim }, () => r() * 2 - 1);
+    return opts.arrays ? Array.from(v) : v;
+  };
+  return {
+    request_id: `req-${seed}`,
+    query_embedding: vec(),
+    candidates: Array.from({ length: n }, (_, i) => ({
+      id: `c${seed}-${i}`,
+      embedding: vec(),
+      created_at: NOW - Math.floor(r() * 5000),
+      access_count: Math.floor(r() * 500),
+      success_rate: r(),
+      metadata: meta(i),
+    })),
+    ...(opts.metadata ? { metadata: { tier: 'a' } } : {}),
+  };
+}
+
+/** A response without its timing fields, which differ run to run. */
+function stable(res: RoutingResponse): unknown {
+  return {
+    candidates_processed: res.candidates_processed,
+    decisions: res.decisions.map(({ inference_time_us: _t, ...d }) => d),
+  };
+}
+
+/** The default model re-labelled `version` (same weights). */
+function relabelled(version: string): Uint8Array {
+  const { tensors, metadata } = readSafetensors(readFileSync(defaultModelPath()));
+  return writeSafetensors(tensors, { ...metadata, version });
+}
+
+describe('RouterPool', () => {
+  let pool: RouterPool;
+  const router = new Router({ features });
+
+  beforeAll(async () => {
+    pool = await RouterPool.create({ workers: 2, features });
+  });
+  afterAll(async () => {
+    await pool.close();
+  });
+
+  it('routes exactly like the in-process Router (objects, arrays, metadata, pre-validated, 1..300 candidates)', async () => {
+    const reqs = [
+      request(1, 1), request(2, 7), request(3, 50, 384), request(4, 300, 8),
+      request(5, 20, 5, { metadata: true }), request(6, 13, 33, { arrays: true }),
+    ];
+    const pooled = await Promise.all([...reqs.map((r) => pool.route(r)), pool.route(validateRequest(reqs[2]))]);
+    const local = [...reqs.map((r) => router.route(r)), router.route(reqs[2])];
+    expect(pooled.map(stable)).toEqual(local.map(stable));
+    for (const res of pooled) {
+      expect(res.inference_time_us).toBeGreaterThan(0);
+      expect(res.decisions.every((d) => d.inference_time_us === res.inference_time_us)).toBe(true);
+    }
+  });
+
+  it('keeps every answer with its own request when hundreds are in flight across both workers', async () => {
+    const reqs = Array.from({ length: 400 }, (_, k) => request(100 + k, 1 + (k % 17), 24));
+    const res = await Promise.all(reqs.map((r) => pool.route(r)));
+    res.forEach((r, k) => expect(stable(r)).toEqual(stable(router.route(reqs[k]))));
+    expect(pool.stats()).toMatchObject({ workers: 2, inFlight: 0, queued: 0 });
+  });
+
+  it('rejects invalid input with the Router\'s own message, including a NaN found on the worker', async () => {
+    const dup = request(7, 3);
+    dup.candidates[2]!.id = dup.candidates[0]!.id;
+    const nan = request(8, 5);
+    (nan.candidates[3]!.embedding as Float32Array)[2] = Number.NaN;
+    const inf = request(9, 2, 4, { arrays: true });
+    (inf.candidates[1]!.embedding as number[])[0] = Number.POSITIVE_INFINITY;
+    for (const bad of [dup, nan, inf, { request_id: 'x' }, null]) {
+      let local: unknown;
+      try { router.route(bad); } catch (e) { local = e; }
+      expect(local).toBeInstanceOf(InvalidInputError);
+      const err = await pool.route(bad).then(() => null, (e: unknown) => e);
+      expect(err).toBeInstanceOf(InvalidInputError);
+      expect((err as Error).message).toBe((local as Error).message);
+    }
+    expect((await pool.route(nan).catch((e: Error) => e.message))).toMatch(/^candidates\[3\] \(id "c8-3"\): embedding\[2\] is NaN/);
+    // the pool is unaffected
+    expect(stable(await pool.route(request(10, 4)))).toEqual(stable(router.route(request(10, 4))));
+  });
+
+  it('decodes JSON and protobuf on the worker (routeEncoded) with the same results, and bad bytes as DecodeError', async () => {
+    const req = request(11, 9, 12);
+    const want = stable(router.route(req));
+    expect(stable(await pool.routeEncoded(encodeRequest(req, 'json'), 'json'))).toEqual(want);
+    expect(stable(await pool.routeEncoded(encodeRequest(req, 'protobuf'), 'protobuf'))).toEqual(want);
+    const err = await pool.routeEncoded(Buffer.from('{"request_id": '), 'json').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidInputError);
+    expect((err as Error & { kind?: string }).kind).toBe('json');
+    const bad = await pool.routeEncoded(encodeRequest({ ...req, candidates: [] }, 'json'), 'json').catch((e: unknown) => e);
+    expect((bad as Error).message).toMatch(/candidates/);
+  });
+
+  it('applies thresholds in every worker before resolving', async () => {
+    await pool.setThresholds({ confidence: 0.01, maxUncertainty: 1 });
+    expect(pool.thresholds).toEqual({ confidence: 0.01, maxUncertainty: 1 });
+    const strict = new Router({ features, confidenceThreshold: 0.01, maxUncertainty: 1 });
+    const reqs = Array.from({ length: 20 }, (_, k) => request(200 + k, 6));
+    const res = await Promise.all(reqs.map((r) => pool.route(r)));
+    res.forEach((r, k) => expect(stable(r)).toEqual(stable(strict.route(reqs[k]))));
+    // …and the change is visible: the default thresholds decide differently for these requests
+    expect(res.map(stable)).not.toEqual(reqs.map((r) => stable(router.route(r))));
+    await expect(pool.setThresholds({ confidence: 2 })).rejects.toBeInstanceOf(InvalidInputError);
+    await pool.setThresholds({ confidence: 0.85, maxUncertainty: 0.15 });
+  });
+});
+
+describe('RouterPool reload', () => {
+  it('swaps the model atomically under load: nothing fails, no response mixes, all later requests use the new one', async () => {
+    const pool = await RouterPool.create({ workers: 2, features });
+    try {
+      const oldVersion = pool.modelVersion;
+      const results: { res: RoutingResponse; afterReload: boolean }[] = [];
+      let reloaded = false;
+      let stop = false;
+      const lane = async (k: number): Promise<void> => {
+        for (let i = 0; !stop; i++) {
+          const after = reloaded;
+          const res = await pool.route(request(1000 * k + i, 1 + (i % 30), 32));
+          results.push({ res, afterReload: after });
+        }
+      };
+      const lanes = Array.from({ length: 12 }, (_, k) => lane(k));
+      await new Promise((r) => setTimeout(r, 150));
+      const { version } = await pool.reload({ bytes: relabelled('reload-B'), source: 'test B' });
+      reloaded = true;
+      expect(version).toBe('reload-B');
+      expect(pool.modelVersion).toBe('reload-B');
+      await new Promise((r) => setTimeout(r, 150));
+      stop = true;
+      await Promise.all(lanes); // a failed route would reject here
+
+      const versions = (r: RoutingResponse): Set<string> => new Set(r.decisions.map((d) => d.model_version));
+      for (const { res } of results) {
+        expect(versions(res).size).toBe(1);
+        expect([oldVersion, 'reload-B']).toContain(res.decisions[0]!.model_version);
+      }
+      const after = results.filter((r) => r.afterReload);
+      expect(after.length).toBeGreaterThan(0);
+      for (const { res } of after) expect(res.decisions[0]!.model_version).toBe('reload-B');
+      expect(results.some((r) => !r.afterReload && r.res.decisions[0]!.model_version === oldVersion)).toBe(true);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('refuses a bad model (bytes, wrong features, missing file) and keeps the old one', async () => {
+    const pool = await RouterPool.create({ workers: 1, features });
+    try {
+      const before = pool.modelVersion;
+      await expect(pool.reload({ bytes: new Uint8Array([1, 2, 3]) })).rejects.toBeInstanceOf(ModelError);
+      const { tensors, metadata } = readSafetensors(readFileSync(defaultModelPath()));
+      const wrongFeatures = writeSafetensors(tensors, { ...metadata, version: 'wrong', features: JSON.stringify(['a', 'b', 'c', 'd', 'e']) });
+      await expect(pool.reload({ bytes: wrongFeatures })).rejects.toThrow(/features/);
+      await expect(pool.reload('/nonexistent/model.safetensors')).rejects.toBeInstanceOf(ModelError);
+      expect(pool.modelVersion).toBe(before);
+      const res = await pool.route(request(1, 3));
+      expect(res.decisions[0]!.model_version).toBe(before);
+    } finally {
+      await pool.close();
+    }
+  });
+});
+
+describe('RouterPool failures and shutdown', () => {
+  it('fails the tasks of a crashed worker with WorkerCrashedError and replaces the worker', async () => {
+    const pool = await RouterPool.create({ workers: 1, features, testHooks: true });
+    try {
+      expect((await pool.route(request(1, 3))).decisions).toHaveLength(3);
+      // Enqueue, then crash before the batch is posted: the exit message is ahead of it.
+      const doomed = Array.from({ length: 5 }, (_, k) => pool.route(request(10 + k, 4)));
+      pool.crashWorkerForTest(0, 7);
+      const settled = await Promise.allSettled(doomed);
+      for (const s of settled) {
+        expect(s.status).toBe('rejected');
+        const err = (s as PromiseRejectedResult).reason as WorkerCrashedError;
+        expect(err).toBeInstanceOf(WorkerCrashedError);
+        expect(err.retriable).toBe(true);
+        expect(err.message).toMatch(/exited with code 7/);
+      }
+      // replaced: the next request succeeds on the new worker
+      const after = await pool.route(request(20, 6));
+      expect(stable(after)).toEqual(stable(new Router({ features }).route(request(20, 6))));
+      expect(pool.stats()).toMatchObject({ crashes: 1, workers: 1, inFlight: 0 });
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('rejects with PoolSaturatedError instead of queueing without bound', async () => {
+    const pool = await RouterPool.create({ workers: 1, features, maxQueue: 3 });
+    try {
+      const all = await Promise.allSettled(Array.from({ length: 10 }, (_, k) => pool.route(request(k, 2))));
+      const ok = all.filter((s) => s.status === 'fulfilled');
+      const refused = all.filter((s): s is PromiseRejectedResult => s.status === 'rejected');
+      expect(ok).toHaveLength(3);
+      expect(refused).toHaveLength(7);
+      for (const r of refused) {
+        expect(r.reason).toBeInstanceOf(PoolSaturatedError);
+        expect((r.reason as PoolSaturatedError).retriable).toBe(true);
+      }
+      expect((await pool.route(request(99, 2))).decisions).toHaveLength(2);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('close({ timeout }) is bounded: stops accepting, rejects unfinished work, terminates the workers', async () => {
+    const pool = await RouterPool.create({ workers: 1, features, maxQueue: 10_000, maxQueueBytes: 1 << 30 });
+    const big = Array.from({ length: 4 }, (_, k) => request(500 + k, 1000, 384));
+    // ~60 MB of work, far more than 30 ms of it; each promise gets its handler at once
+    const work = Array.from({ length: 40 }, (_, k) => pool.route(big[k % big.length]).then(
+      (value) => ({ status: 'fulfilled' as const, value }),
+      (reason: unknown) => ({ status: 'rejected' as const, reason }),
+    ));
+    const t0 = performance.now();
+    await pool.close({ timeout: 30 });
+    const took = performance.now() - t0;
+    expect(took).toBeLessThan(2000);
+    const settled = await Promise.all(work);
+    const closed = settled.filter((s) => s.status === 'rejected');
+    expect(closed.length).toBeGreaterThan(0);
+    for (const c of closed) expect(c.reason).toBeInstanceOf(PoolClosedError);
+    expect(pool.stats()).toMatchObject({ workers: 0, inFlight: 0, queued: 0 });
+    await expect(pool.route(request(1, 2))).rejects.toBeInstanceOf(PoolClosedError);
+    await expect(pool.close()).resolves.toBeUndefined();
+  });
+
+  it('close() lets in-flight work finish when it can', async () => {
+    const pool = await RouterPool.create({ workers: 1, features });
+    const work = Array.from({ length: 50 }, (_, k) => pool.route(request(k, 10)));
+    await pool.close({ timeout: 20_000 });
+    const settled = await Promise.allSettled(work);
+    expect(settled.every((s) => s.status === 'fulfilled')).toBe(true);
+  });
+
+  it('refuses a bad model at create()', async () => {
+    await expect(RouterPool.create({ workers: 1, model: { bytes: new Uint8Array(16) } })).rejects.toBeInstanceOf(ModelError);
+    await expect(RouterPool.create({ workers: 0 })).rejects.toBeInstanceOf(InvalidInputError);
+  });
+});
