@@ -1,5 +1,8 @@
-// Writes models/default.safetensors: a deterministic, hand-initialised 5→8 FastGRNN so that
-// `tiny-dancer route` works out of the box before any training. Run: npx tsx scripts/make-default-model.ts
+// Writes models/default.safetensors (or the path given as the first argument): a deterministic,
+// hand-initialised 5→8 FastGRNN so that `tiny-dancer route` works out of the box before any
+// training. Run: npx tsx scripts/make-default-model.ts [OUT]
+// NOTE: once the training job has written a trained, calibrated default model, running this
+// without OUT replaces it with the untrained prior.
 //
 // WHY this construction: every hidden unit sees the same projection s = w·x, the seed's fixed
 // weighted sum (weights 0.4, 0.2, 0.15, 0.15, 0.1), so the score is a monotone function of the
@@ -49,7 +52,7 @@ const bytes = encodeModel({
   metadata: { description: 'hand-initialised prior: monotone in the seed weighted feature sum; not trained, not calibrated' },
 });
 const model = parseModel(bytes);
-const out = fileURLToPath(new URL('../models/default.safetensors', import.meta.url));
+const out = process.argv[2] ?? fileURLToPath(new URL('../models/default.safetensors', import.meta.url));
 writeFileSync(out, bytes);
 const probe = [0, 0.3, 0.6, 0.75, 0.85, 0.95].map((s) => {
   const x = new Float64Array(D);

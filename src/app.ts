@@ -140,7 +140,6 @@ export class App extends EventEmitter implements ControlTarget {
   #lag: { total: number; at: number } | undefined;
   #store: StoreAggregatesView | undefined;
   #storeRefreshing = false;
-  #logWritten = 0;
   #logFailedBatches = 0;
 
   constructor(opts: AppOptions) {
@@ -236,9 +235,6 @@ export class App extends EventEmitter implements ControlTarget {
     });
     this.#log.on('pressure', (b) => log.warn('decision log under pressure', { backlog: b.backlog, maxBuffered: b.maxBuffered }));
     this.#log.on('relief', (b) => log.info('decision log pressure relieved', { backlog: b.backlog }));
-    this.#log.on('flushed', (f) => {
-      this.#logWritten += f.rows;
-    });
     this.#log.on('retry', (r) => {
       this.#logFailedBatches++;
       if (r.attempt === 1 || r.attempt % 10 === 0) {
@@ -309,6 +305,7 @@ export class App extends EventEmitter implements ControlTarget {
       pool: this.#pg,
       schema: c.dbSchema,
       registry: this.metrics.registry,
+      dlqCounter: this.metrics.dlq,
       logger: log,
       ...(this.#opts.feedback ? { settings: this.#opts.feedback } : {}),
     });

@@ -11,7 +11,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ModelError, errorMessage } from '../errors.js';
-import { activationConstants, createScratch, forwardCell, scoreRows, type FastGrnnCell, type FastGrnnScratch } from './fastgrnn.js';
+import { createScratch, forwardCell, makeCell, scoreRows, type FastGrnnCell, type FastGrnnScratch } from './fastgrnn.js';
 import type { Calibration } from './conformal.js';
 import { elementCount, readSafetensors, writeSafetensors, type Tensor } from './safetensors.js';
 
@@ -270,10 +270,10 @@ export function parseModel(bytes: Uint8Array, source = 'model'): LoadedModel {
   if (!Wfull && rw * (D + H) >= H * D) { Wfull = matmul(W1!, W2!, H, rw, D); W1 = W2 = null; rw = 0; }
   if (!Ufull && ru * 2 * H >= H * H) { Ufull = matmul(U1!, U2!, H, ru, H); U1 = U2 = null; ru = 0; }
 
-  const cell: FastGrnnCell = {
+  const cell: FastGrnnCell = makeCell({
     inputDim: D, hiddenDim: H, W: Wfull, W1, W2, rw, U: Ufull, U1, U2, ru,
-    bz, bh, ...activationConstants(bz, bh), zetaS: sigmoid64(zeta), nuS: sigmoid64(nu), fcW, fcB,
-  };
+    bz, bh, zetaS: sigmoid64(zeta), nuS: sigmoid64(nu), fcW, fcB,
+  });
   for (const arr of [cell.W, cell.W1, cell.W2, cell.U, cell.U1, cell.U2, bz, bh]) {
     if (arr) for (let i = 0; i < arr.length; i++) if (!Number.isFinite(arr[i]!)) throw new ModelError(`${where}: weights overflow after normalisation folding`);
   }

@@ -94,7 +94,8 @@ export async function runFeedbackAdmin(argv: string[], env: Env): Promise<number
     const pool = createPool({ url, max: 1, applicationName: 'tiny-dancer admin models' });
     try {
       const entries = await new ModelRegistry(pool, schema).list(limit).catch((err: unknown) => {
-        throw new Error(`models: ${redactUrl(url)} schema ${schema}: ${errorMessage(err)}`, { cause: err });
+        const hint = (err as { code?: string }).code === '42P01' ? " (no model registry there yet: run 'tiny-dancer migrate' or start serve)" : '';
+        throw new Error(`models: ${redactUrl(url)} schema ${schema}: ${errorMessage(err)}${hint}`, { cause: err });
       });
       if (v.json) for (const e of entries) out(JSON.stringify(e));
       else out(formatModels(entries));

@@ -48,6 +48,8 @@ export interface OutcomeConsumerOptions {
   joinMaxAgeMs?: number;
   sessionTimeoutMs?: number;
   heartbeatIntervalMs?: number;
+  /** The service-wide DLQ counter (STREAM's td_dlq_total), so its total includes outcomes. */
+  dlqCounter?: { inc(labels: { reason: string }, value?: number): void };
   /** Called for every drift event after it is logged and counted (tests, CONTROL watchers). */
   onDrift?: (e: DriftEvent) => void;
 }
@@ -64,6 +66,12 @@ export interface OutcomeConsumerStatus {
   rejected: number;
   unjoined: number;
   lastError: string | undefined;
+}
+
+interface Rejected {
+  message: Message;
+  /** DecodeError kind, 'internal', or 'postgres' (refused as a row). */
+  kind: string;
 }
 
 interface Decoded {
@@ -184,21 +192,24 @@ export class OutcomeConsumer {
     const ticker = setInterval(() => void p.heartbeat().catch(() => {}), this.#o.heartbeatIntervalMs ?? 1000);
     try {
       const valid: Decoded[] = [];
-      const dlq: Message[] = [];
+      const dlq: Rejected[] = [];
       for (const msg of batch.messages) {
         const decoded = this.#decode(batch.topic, batch.partition, msg);
         if ('outcome' in decoded) valid.push({ outcome: decoded.outcome, msg });
         else dlq.push(decoded.dlq);
       }
       const alive = () => this.#running && p.isRunning() && !p.isStale();
+      // Stored outcomes feed the monitor at once (#store): a later redelivery finds them stored
+      // and counts them as duplicates, so each is observed exactly once.
       const stored = await this.#store(valid, dlq, batch.topic, batch.partition, alive);
-      if (stored === undefined) return; // stopping or the partition moved: nothing committed
+      if (!stored) return; // stopping or the partition moved: nothing committed
       if (dlq.length > 0) {
-        await this.#retrying('dlq', () => this.#producer!.send({ topic: this.#o.dlqTopic, messages: dlq, acks: -1 }), alive);
+        const sent = await this.#retrying('dlq', () => this.#producer!.send({ topic: this.#o.dlqTopic, messages: dlq.map((r) => r.message), acks: -1 }), alive);
+        if (sent === undefined) return; // stopping: nothing committed, the batch is redone
         this.#rejected += dlq.length;
         this.#o.metrics?.outcomes.inc({ result: 'rejected' }, dlq.length);
+        for (const r of dlq) this.#o.dlqCounter?.inc({ reason: `outcome_${r.kind}` });
       }
-      this.#observe(stored);
       const last = batch.messages[batch.messages.length - 1]!.offset;
       p.resolveOffset(last);
       await p.commitOffsetsIfNecessary({ topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: nextOffset(last) }] }] });
@@ -207,7 +218,7 @@ export class OutcomeConsumer {
     }
   }
 
-  #decode(topic: string, partition: number, msg: KafkaMessage): { outcome: Outcome } | { dlq: Message } {
+  #decode(topic: string, partition: number, msg: KafkaMessage): { outcome: Outcome } | { dlq: Rejected } {
     const headers = msg.headers as Headers | undefined;
     const encoding = encodingOf(getHeader(headers, 'content-type'));
     try {
@@ -215,41 +226,45 @@ export class OutcomeConsumer {
     } catch (err) {
       const reason = err instanceof DecodeError ? err.message : `internal error while decoding an outcome: ${errorMessage(err)}`;
       if (!(err instanceof DecodeError)) this.#logger.error('outcome decoder failed unexpectedly; record sent to the DLQ', { err, topic, partition, offset: msg.offset });
-      return { dlq: dlqMessage({ topic, partition, offset: msg.offset, key: msg.key, value: msg.value, headers }, reason) };
+      return { dlq: { message: dlqMessage({ topic, partition, offset: msg.offset, key: msg.key, value: msg.value, headers }, reason), kind: err instanceof DecodeError ? err.kind : 'internal' } };
     }
   }
 
   /**
-   * Stores the valid outcomes; returns the new ones, or undefined when the batch was abandoned.
+   * Stores the valid outcomes and hands the new ones to the monitor; returns false when the
+   * batch was abandoned (consumer stopping, partition lost).
    * A row-level data error (which validation should make impossible) isolates the guilty
    * records one by one and parks them on the DLQ with Postgres's reason, so one bad row never
    * blocks the partition.
    */
-  async #store(valid: Decoded[], dlq: Message[], topic: string, partition: number, alive: () => boolean): Promise<StoredOutcome[] | undefined> {
-    if (valid.length === 0) return [];
+  async #store(valid: Decoded[], dlq: Rejected[], topic: string, partition: number, alive: () => boolean): Promise<boolean> {
+    if (valid.length === 0) return true;
     try {
       const res = await this.#retrying('store', () => this.#o.store.insert(valid.map((v) => v.outcome)), alive, true);
-      if (res === undefined) return undefined;
+      if (res === undefined) return false;
       this.#count(res.inserted.length, res.duplicates);
-      return res.inserted;
+      this.#observe(res.inserted);
+      return true;
     } catch (err) {
       if (classifyPgError(err) !== 'row') throw err;
       this.#logger.warn('a batch of outcomes was refused by Postgres; storing them one by one', { err, topic, partition });
     }
-    const inserted: StoredOutcome[] = [];
     for (const { outcome, msg } of valid) {
       try {
         const res = await this.#retrying('store', () => this.#o.store.insert([outcome]), alive, true);
-        if (res === undefined) return undefined;
+        if (res === undefined) return false;
         this.#count(res.inserted.length, res.duplicates);
-        inserted.push(...res.inserted);
+        this.#observe(res.inserted);
       } catch (err) {
         if (classifyPgError(err) !== 'row') throw err;
         const headers = msg.headers as Headers | undefined;
-        dlq.push(dlqMessage({ topic, partition, offset: msg.offset, key: msg.key, value: msg.value, headers }, `outcome refused by Postgres: ${errorMessage(err)}`));
+        dlq.push({
+          message: dlqMessage({ topic, partition, offset: msg.offset, key: msg.key, value: msg.value, headers }, `outcome refused by Postgres: ${errorMessage(err)}`),
+          kind: 'postgres',
+        });
       }
     }
-    return inserted;
+    return true;
   }
 
   #count(inserted: number, duplicates: number): void {

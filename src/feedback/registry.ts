@@ -13,7 +13,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type pg from 'pg';
 import { InvalidInputError, ModelError, TinyDancerError } from '../errors.js';
-import { quoteSchema, withClient } from '../store/pg.js';
+import { quoteSchema } from '../store/pg.js';
 
 export interface RegistryEntry {
   version: string;
@@ -137,27 +137,33 @@ export class ModelRegistry {
 
   /**
    * Records that `version` is now the serving model: it becomes the only active row, with
-   * promoted_at = now() and promoted_by = `by`. One transaction, so there is never a moment with
-   * two active rows (or none, for readers).
+   * promoted_at = now() and promoted_by = `by`.
+   *
+   * Deliberately NOT one transaction: the embedded Postgres (PGlite) is a single session shared
+   * by every connection, so a BEGIN here would enclose the decision log's concurrent inserts too
+   * (and a ROLLBACK would undo them). Instead: check the version exists, clear the old active
+   * row, set the new one — each statement atomic. A reader may see no active row for a moment;
+   * two promotions racing make one fail on the unique index, never leave two active.
    */
   async markActive(version: string, by: string, extraMetrics: Record<string, unknown> = {}): Promise<RegistryEntry> {
-    return withClient(this.#pool, async (client) => {
-      await client.query('BEGIN');
-      try {
-        await client.query(`UPDATE ${this.#table} SET active = false WHERE active AND version <> $1`, [version]);
-        const res = await client.query<Row>(
-          `UPDATE ${this.#table} SET active = true, promoted_at = now(), promoted_by = $2, metrics = metrics || $3::jsonb
-           WHERE version = $1 RETURNING ${COLUMNS}`,
-          [version, by, JSON.stringify(extraMetrics)],
-        );
-        if (!res.rows[0]) throw new RegistryError(`model version '${version}' is not in the registry`);
-        await client.query('COMMIT');
-        return toEntry(res.rows[0]);
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => {});
-        throw err;
+    const exists = await this.#pool.query(`SELECT 1 FROM ${this.#table} WHERE version = $1`, [version]);
+    if (exists.rowCount === 0) throw new RegistryError(`model version '${version}' is not in the registry`);
+    await this.#pool.query(`UPDATE ${this.#table} SET active = false WHERE active AND version <> $1`, [version]);
+    let res;
+    try {
+      res = await this.#pool.query<Row>(
+        `UPDATE ${this.#table} SET active = true, promoted_at = now(), promoted_by = $2, metrics = metrics || $3::jsonb
+         WHERE version = $1 RETURNING ${COLUMNS}`,
+        [version, by, JSON.stringify(extraMetrics)],
+      );
+    } catch (err) {
+      if ((err as { code?: string }).code === '23505') {
+        throw new RegistryError(`another version was made active at the same moment as '${version}'; check 'admin models' and retry`, { cause: err });
       }
-    });
+      throw err;
+    }
+    if (!res.rows[0]) throw new RegistryError(`model version '${version}' disappeared from the registry`);
+    return toEntry(res.rows[0]);
   }
 
   /**

@@ -76,6 +76,8 @@ export interface FeedbackServiceOptions {
   /** Shared producer for DLQ records (optional). */
   producer?: Producer;
   maxMessageBytes?: number;
+  /** The service-wide DLQ counter (td_dlq_total), so it counts rejected outcomes too. */
+  dlqCounter?: { inc(labels: { reason: string }, value?: number): void };
 }
 
 /** What GetStats shows of the loop. */
@@ -113,6 +115,7 @@ export class FeedbackService {
         calibrationFor: (v) => this.#calibrationFromRegistry(v),
         ...(o.producer ? { producer: o.producer } : {}),
         ...(o.maxMessageBytes === undefined ? {} : { maxMessageBytes: o.maxMessageBytes }),
+        ...(o.dlqCounter ? { dlqCounter: o.dlqCounter } : {}),
       });
     }
     this.#consumer = consumer;
@@ -161,7 +164,19 @@ export class FeedbackService {
       });
       if (opts.activate) {
         const active = await this.models.active();
-        if (active?.version !== model.version) await this.models.markActive(model.version, opts.by);
+        if (active?.version !== model.version) {
+          if (active && opts.by === 'serve') {
+            // A restart serves TD_MODEL_PATH, not what was promoted since: say so plainly.
+            this.#logger.warn('serving a different model than the registry\'s active one; promote or roll back again, or point TD_MODEL_PATH at it', {
+              serving: model.version,
+              registryActive: active.version,
+              promotedBy: active.promoted_by,
+              promotedAt: active.promoted_at?.toISOString(),
+              registryPath: active.path,
+            });
+          }
+          await this.models.markActive(model.version, opts.by);
+        }
       }
     } catch (err) {
       this.#logger.warn('could not record the serving model in the registry', { version: model.version, err });

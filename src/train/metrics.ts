@@ -107,13 +107,15 @@ export function shareAtBudget(curve: readonly CurvePoint[], budget: number): { s
 }
 
 /** Points of the curve with loss ≤ maxLoss, thinned to about `maxPoints` for plots and JSON. */
-export function thinCurve(curve: readonly CurvePoint[], maxLoss: number, maxPoints = 200): { share: number; loss: number }[] {
+export function thinCurve(curve: readonly CurvePoint[], maxLoss: number, maxPoints = 150): { share: number; loss: number }[] {
   const inRange = curve.filter((c) => c.loss <= maxLoss);
   const step = Math.max(1, Math.ceil(inRange.length / maxPoints));
   const out: { share: number; loss: number }[] = [];
-  for (let i = 0; i < inRange.length; i += step) out.push({ share: inRange[i]!.share, loss: inRange[i]!.loss });
+  // 6 decimals: far below what the plot or a reader can see, and keeps report.json small.
+  const r = (v: number) => Math.round(v * 1e6) / 1e6;
+  for (let i = 0; i < inRange.length; i += step) out.push({ share: r(inRange[i]!.share), loss: r(inRange[i]!.loss) });
   const last = inRange[inRange.length - 1];
-  if (last && out[out.length - 1]?.share !== last.share) out.push({ share: last.share, loss: last.loss });
+  if (last && out[out.length - 1]?.share !== r(last.share)) out.push({ share: r(last.share), loss: r(last.loss) });
   return out;
 }
 

@@ -329,7 +329,9 @@ export function writeReport(path: string, r: QualityReport): string[] {
   mkdirSync(dirname(base) || '.', { recursive: true });
   const png = `${base}.png`;
   const pngName = png.split(/[\\/]/).pop()!;
-  writeFileSync(`${base}.json`, `${JSON.stringify(r, null, 2)}\n`);
+  // Curves one point per line: readable diffs without a 10 000-line file.
+  const json = JSON.stringify(r, null, 2).replace(/\{\s+"share": ([^,]+),\s+"loss": ([^\s}]+)\s+\}/g, '{ "share": $1, "loss": $2 }');
+  writeFileSync(`${base}.json`, `${json}\n`);
   writeFileSync(`${base}.md`, reportMarkdown(r, pngName));
   writeFileSync(png, reportChart(r));
   return [`${base}.json`, `${base}.md`, png];

@@ -7,24 +7,26 @@
 //   same-topic items (35 %): the topic centroid plus more noise, cosine ≈ 0.40–0.72;
 //   off-topic items (10 %): another topic's centroid plus noise, cosine ≈ 0.
 // Ages are log-uniform between 5 seconds and 14 days; access counts log-normal
-// (median ≈ 20, heavy tail); success rates Beta(7, 1) (mean 0.875), a little noisier for rarely
+// (median ≈ 20, heavy tail); success rates Beta(8, 1) (mean 0.89), a little noisier for rarely
 // used items; request metadata {domain, lang, tier} that a candidate repeats with a probability
 // that is higher for same-topic candidates, plus extra candidate keys (model, cost) that are
 // carried through and never scored.
 //
 // GROUND TRUTH "the lightweight model suffices" is a non-linear function of exactly the five
-// features the engine extracts (it is computed FROM the engine's extractFeatures output, so no
-// information is hidden from the model) plus noise:
-//   relevant  = σ((similarity − 0.45) / 0.03)
-//   fresh     = σ((recency − 0.40) / 0.05)        (age below ≈ 15 minutes)
-//   proven    = σ((success_rate − 0.80) / 0.02)
-//   popular   = σ((frequency − 0.45) / 0.04) · σ((metadata_overlap − 0.5) / 0.05)
+// features the engine extracts (it is computed FROM the engine's extractFeatures output with its
+// default config, so no information is hidden from the model) plus noise:
+//   relevant  = σ((similarity − 0.45) / 0.02)
+//   fresh     = σ((recency − 0.40) / 0.03)        (age below ≈ 15 minutes at decay 0.001/s)
+//   proven    = σ((success_rate − 0.80) / 0.01)
+//   popular   = σ((frequency − 0.45) / 0.02) · σ((metadata_overlap − 0.5) / 0.05)
+//               (more than ≈ 62 accesses AND at least 2 of the 3 request metadata pairs)
 //   ok        = relevant · (1 − (1 − fresh)(1 − proven)(1 − popular))       (AND of an OR)
-//   P(label = 1) = 0.01 + 0.98 · ok                                         (1 % label noise each way)
+//   P(label = 1) = 0.005 + 0.99 · ok                                        (0.5 % label noise each way)
 // i.e. "a relevant candidate AND (recent OR with a proven success rate OR popular within the
 // same domain/language)". A linear score cannot carve that corner; the thresholds are sharp but
-// not hard, so a band around each boundary is genuinely ambiguous. Each candidate carries its
-// `label` and `p_true` (the probability above), so reports can show the Bayes-optimal ceiling.
+// not hard, so a band around each boundary is genuinely ambiguous (about 15 % of candidates
+// have 0.05 < P < 0.95). Each candidate carries its `label` and `p_true` (the probability
+// above), so reports can show the Bayes-optimal ceiling.
 import { DEFAULT_FEATURE_CONFIG, FEATURE_COUNT, extractFeatures } from '../engine/features.js';
 import { validateRequest } from '../engine/validate.js';
 import { Rng } from './rng.js';
@@ -40,7 +42,7 @@ export interface TrafficOptions {
   maxCandidates?: number;
   /** The clock the requests are routed at (Unix seconds); ages are relative to it. */
   now?: number;
-  /** Probability each label is flipped regardless of the features (default 0.01). */
+  /** Probability each label is flipped regardless of the features (default 0.005). */
   labelNoise?: number;
 }
 

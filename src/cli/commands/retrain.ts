@@ -169,8 +169,11 @@ export async function run(argv: string[]): Promise<number> {
   const pool = createPool({ url, max: 2, applicationName: 'tiny-dancer retrain' });
   let client: InstanceType<typeof ControlClient> | undefined;
   try {
-    // The same idempotent migrations `serve` runs: the registry may not exist on a new database.
-    await migrate(pool, { schema });
+    // The same migrations `serve` runs, but only when the tables are missing (a new database):
+    // migrating takes a transaction, which on the embedded Postgres (one session shared by all
+    // connections) would enclose a running serve's inserts too.
+    const present = await pool.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [`"${schema}".model_registry`]);
+    if (present.rows[0]?.t == null) await migrate(pool, { schema });
     const registry = new ModelRegistry(pool, schema);
 
     // The serving model: the baseline of every gate.

@@ -33,29 +33,49 @@ const POW2_COEF = Array.from({ length: 8 }, (_, k) => {
   return LN2 ** k / fact;
 });
 
-// params
-const P_FEAT = 0, P_OUT = 1, P_GROUPS = 2;
-// v128 locals after the params: X_0..X_{D-1} first, then these (offsets from 3 + D)
-const L_A = 0, L_Y = 1, L_K = 2, L_F = 3, L_Z = 4, L_C = 5, L_LOGIT = 6;
-const EXTRA_LOCALS = 7;
+
+/** 1.5·2^23: adding it to |t| < 2^22 rounds t to an integer held in the low mantissa bits. */
+const MAGIC = 12582912;
+
+/**
+ * Splatted float32 constants, emitted inline as `v128.const`. (Measured: V8 keeps these in a
+ * constant pool and loads them in one instruction; a table in linear memory was ~1.8× slower.)
+ */
+class Consts {
+  emit(c: Code, v: number): Code {
+    return c.f32x4Const(v);
+  }
+}
 
 /**
  * Leaves σ(local y) on the stack: 1 / (1 + exp(−y)), exp as described above. Clobbers K, F.
+ * Rounding uses the "magic number" trick instead of f32x4.nearest + i32x4.trunc_sat (which x64
+ * lowers to ~8 instructions): s = t + 1.5·2^23 is t rounded, as a float whose bits are
+ * bits(1.5·2^23) + k; so k = s − 1.5·2^23 exactly, and (bits(s) + 127) << 23 = (k + 127) << 23
+ * (mod 2^32 the magic's own bits shift out) — the bits of 2^k.
  */
-function emitSigmoid(c: Code, y: number, k: number, f: number): void {
-  // t = clamp(−y · log2 e, ±60); k = nearest(t); f = t − k
-  c.localGet(y).f32x4Const(-LOG2E).f32x4Mul().f32x4Const(-60).f32x4Max().f32x4Const(60).f32x4Min().localTee(f);
-  c.f32x4Nearest().localSet(k);
-  c.localGet(f).localGet(k).f32x4Sub().localSet(f);
+function emitSigmoid(c: Code, K: Consts, y: number, k: number, f: number): void {
+  // t = clamp(−y · log2 e, ±60) → F;  s = t + MAGIC → K
+  c.localGet(y);
+  K.emit(c, -LOG2E).f32x4Mul();
+  K.emit(c, -60).f32x4Pmax(); // pseudo-min/max: one instruction each; inputs are never NaN
+  K.emit(c, 60).f32x4Pmin().localTee(f);
+  K.emit(c, MAGIC).f32x4Add().localSet(k);
+  // f = t − (s − MAGIC), in [−½, ½]
+  c.localGet(f).localGet(k);
+  K.emit(c, MAGIC).f32x4Sub().f32x4Sub().localSet(f);
   // p = Σ c_j f^j by Horner
-  c.f32x4Const(POW2_COEF[7]!);
-  for (let j = 6; j >= 0; j--) c.localGet(f).f32x4Mul().f32x4Const(POW2_COEF[j]!).f32x4Add();
-  // 2^k from the exponent bits: (k + 127) << 23
-  c.localGet(k).i32x4TruncSatF32x4S().i32x4Const(127).i32x4Add().i32Const(23).i32x4Shl();
+  K.emit(c, POW2_COEF[7]!);
+  for (let j = 6; j >= 0; j--) {
+    c.localGet(f).f32x4Mul();
+    K.emit(c, POW2_COEF[j]!).f32x4Add();
+  }
+  // 2^k = bits (s + 127) << 23   (127 as an i32 lane: its own constant, not a float)
+  c.localGet(k).i32x4Const(127).i32x4Add().i32Const(23).i32x4Shl();
   c.f32x4Mul();
   // 1 / (1 + e)
-  c.f32x4Const(1).f32x4Add().localSet(f);
-  c.f32x4Const(1).localGet(f).f32x4Div();
+  K.emit(c, 1).f32x4Add().localSet(f);
+  K.emit(c, 1).localGet(f).f32x4Div();
 }
 
 /** Dense W (H×D) of the cell in float64, materialising a low-rank W1·W2. */
@@ -74,61 +94,82 @@ function denseW(cell: FastGrnnCell): Float64Array {
   return out;
 }
 
-/** The module for one cell: score(pFeat, pOut, groups), features transposed in groups of 4. */
+/** The module for one cell: score_rows(pFeat, pOut, n). */
 export function buildCellModule(cell: FastGrnnCell): Uint8Array {
+  return encodeModule(
+    [{ name: 'score_rows', params: [I32, I32, I32], results: [], locals: rowsLocals(cell), body: rowsBody(cell, denseW(cell)) }],
+    1,
+  );
+}
+
+// score_rows(pFeat, pOut, n): rows read as they are (row-major, D f32 each), one f32 out per row,
+// the f32x4 lanes across HIDDEN UNITS of one candidate (units 4g..4g+3 in group g). Measured
+// against lanes across four candidates (the other obvious layout): the same throughput for
+// batches — the ⌈H/4⌉ unit groups are independent chains the CPU overlaps — and 4× faster for a
+// single candidate, with no transposition and no padding of n.
+const R_FEAT = 0, R_OUT = 1, R_N = 2;
+function rowsLocals(cell: FastGrnnCell): ValType[] {
+  // X_0..X_{D-1} (splatted inputs), A, Y, K, F, Z, C, ACC
+  return new Array<ValType>(cell.inputDim + 7).fill(V128);
+}
+
+function rowsBody(cell: FastGrnnCell, W: Float64Array): Code {
   const { hiddenDim: H, inputDim: D } = cell;
-  const W = denseW(cell);
-  const base = 3 + D;
-  const A = base + L_A, Y = base + L_Y, K = base + L_K, F = base + L_F, Z = base + L_Z, C = base + L_C, LOGIT = base + L_LOGIT;
-  const locals: ValType[] = new Array<ValType>(D + EXTRA_LOCALS).fill(V128);
+  const X = 3;
+  const A = X + D, Y = A + 1, K = A + 2, F = A + 3, Z = A + 4, C = A + 5, ACC = A + 6;
+  const K4 = new Consts();
+  const lane4 = (f: (i: number) => number, g: number): [number, number, number, number] =>
+    [0, 1, 2, 3].map((l) => (4 * g + l < H ? f(4 * g + l) : 0)) as [number, number, number, number];
   const c = new Code();
   c.block().loop();
-  c.localGet(P_GROUPS).i32Eqz().brIf(1);
-  for (let j = 0; j < D; j++) c.localGet(P_FEAT).v128Load(16 * j).localSet(3 + j);
-  c.f32x4Const(cell.fcB).localSet(LOGIT);
+  c.localGet(R_N).i32Eqz().brIf(1);
+  for (let j = 0; j < D; j++) c.localGet(R_FEAT).f32Load(4 * j).f32x4Splat().localSet(X + j);
+  c.v128Const0().localSet(ACC);
   const zs = cell.zetaS, ns = cell.nuS;
-  for (let i = 0; i < H; i++) {
-    const fcw = cell.fcW[i]!;
-    if (fcw === 0) continue; // this unit cannot change the score
-    // a = W_i · x
+  for (let g = 0; g < Math.ceil(H / 4); g++) {
+    const fcw = lane4((i) => cell.fcW[i]!, g);
+    if (fcw.every((v) => v === 0)) continue; // these units cannot change the score
     let first = true;
     for (let j = 0; j < D; j++) {
-      const w = W[i * D + j]!;
-      if (w === 0) continue;
-      c.f32x4Const(w).localGet(3 + j).f32x4Mul();
+      const w = lane4((i) => W[i * D + j]!, g);
+      if (w.every((v) => v === 0)) continue;
+      c.f32x4Const4(...w).localGet(X + j).f32x4Mul();
       if (!first) c.f32x4Add();
       first = false;
     }
     if (first) c.v128Const0();
     c.localSet(A);
-    // z = σ(a + b_z)
-    c.localGet(A).f32x4Const(cell.bz[i]!).f32x4Add().localSet(Y);
-    emitSigmoid(c, Y, K, F);
+    c.localGet(A).f32x4Const4(...lane4((i) => cell.bz[i]!, g)).f32x4Add().localSet(Y);
+    emitSigmoid(c, K4, Y, K, F);
     c.localSet(Z);
-    // c = tanh(a + b_h) = 2σ(2(a + b_h)) − 1
-    c.localGet(A).f32x4Const(cell.bh[i]!).f32x4Add().f32x4Const(2).f32x4Mul().localSet(Y);
-    emitSigmoid(c, Y, K, F);
-    c.f32x4Const(2).f32x4Mul().f32x4Const(-1).f32x4Add().localSet(C);
-    // logit += fc_w,i · (σ(ζ)(1 − z) + σ(ν)) · c   with σ(ζ)(1 − z) + σ(ν) = (σ(ζ) + σ(ν)) − σ(ζ)·z
-    c.localGet(LOGIT);
-    c.f32x4Const(zs + ns).localGet(Z).f32x4Const(zs).f32x4Mul().f32x4Sub();
-    c.localGet(C).f32x4Mul().f32x4Const(fcw).f32x4Mul();
-    c.f32x4Add().localSet(LOGIT);
+    c.localGet(A).f32x4Const4(...lane4((i) => cell.bh[i]!, g)).f32x4Add();
+    K4.emit(c, 2).f32x4Mul().localSet(Y);
+    emitSigmoid(c, K4, Y, K, F);
+    K4.emit(c, 2).f32x4Mul();
+    K4.emit(c, -1).f32x4Add().localSet(C);
+    c.localGet(ACC);
+    K4.emit(c, zs + ns).localGet(Z);
+    K4.emit(c, zs).f32x4Mul().f32x4Sub();
+    c.localGet(C).f32x4Mul().f32x4Const4(...fcw).f32x4Mul();
+    c.f32x4Add().localSet(ACC);
   }
-  // out = σ(logit)
-  c.localGet(P_OUT);
-  emitSigmoid(c, LOGIT, K, F);
-  c.v128Store();
-  c.localGet(P_FEAT).i32Const(16 * D).i32Add().localSet(P_FEAT);
-  c.localGet(P_OUT).i32Const(16).i32Add().localSet(P_OUT);
-  c.localGet(P_GROUPS).i32Const(1).i32Sub().localSet(P_GROUPS);
+  // logit = fc_b + Σ lanes; σ computed on a splat, lane 0 stored
+  c.localGet(ACC).f32x4ExtractLane(0).localGet(ACC).f32x4ExtractLane(1).f32Add();
+  c.localGet(ACC).f32x4ExtractLane(2).localGet(ACC).f32x4ExtractLane(3).f32Add().f32Add();
+  c.f32Const(cell.fcB).f32Add().f32x4Splat().localSet(Y);
+  c.localGet(R_OUT);
+  emitSigmoid(c, K4, Y, K, F);
+  c.f32x4ExtractLane(0).f32Store();
+  c.localGet(R_FEAT).i32Const(4 * D).i32Add().localSet(R_FEAT);
+  c.localGet(R_OUT).i32Const(4).i32Add().localSet(R_OUT);
+  c.localGet(R_N).i32Const(1).i32Sub().localSet(R_N);
   c.br(0).end().end();
-  return encodeModule([{ name: 'score', params: [I32, I32, I32], results: [], locals, body: c }], 1);
+  return c;
 }
 
 interface CellKernel {
   memory: WasmMemory;
-  score: (pFeat: number, pOut: number, groups: number) => void;
+  scoreRows: (pFeat: number, pOut: number, n: number) => void;
   f32: Float32Array;
   D: number;
 }
@@ -149,7 +190,7 @@ function kernelFor(cell: FastGrnnCell): CellKernel | null {
     const inst = instantiate(buildCellModule(cell));
     if (inst) {
       const memory = inst.exports.memory as WasmMemory;
-      k = { memory, score: inst.exports.score as CellKernel['score'], f32: new Float32Array(memory.buffer), D: cell.inputDim };
+      k = { memory, scoreRows: inst.exports.score_rows as CellKernel['scoreRows'], f32: new Float32Array(memory.buffer), D: cell.inputDim };
     }
   }
   kernels.set(cell, k);
@@ -171,21 +212,12 @@ export function scoreRowsSimd(cell: FastGrnnCell, features: ArrayLike<number>, n
   const k = kernelFor(cell);
   if (!k) return false;
   const D = k.D;
-  const groups = (n + 3) >> 2;
-  const featBytes = groups * D * 16;
-  if (ensureMemory(k.memory, featBytes + groups * 16)) k.f32 = new Float32Array(k.memory.buffer);
+  const featBytes = (n * D * 4 + 15) & ~15;
+  if (ensureMemory(k.memory, featBytes + n * 4)) k.f32 = new Float32Array(k.memory.buffer);
   const f32 = k.f32;
-  // transpose rows into [group][feature][lane]; pad the last group's missing lanes with 0
-  for (let i = 0; i < n; i++) {
-    const dst = (i >> 2) * D * 4 + (i & 3);
-    const src = i * D;
-    for (let j = 0; j < D; j++) f32[dst + j * 4] = features[src + j]!;
-  }
-  for (let i = n; i < groups * 4; i++) {
-    const dst = (i >> 2) * D * 4 + (i & 3);
-    for (let j = 0; j < D; j++) f32[dst + j * 4] = 0;
-  }
-  k.score(0, featBytes, groups);
+  if (features instanceof Float32Array) f32.set(features.subarray(0, n * D), 0);
+  else for (let i = 0; i < n * D; i++) f32[i] = features[i]!;
+  k.scoreRows(0, featBytes, n);
   const o = featBytes >> 2;
   for (let i = 0; i < n; i++) out[i] = f32[o + i]!;
   return true;

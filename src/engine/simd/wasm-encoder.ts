@@ -139,6 +139,11 @@ export class Code {
     const lane = [...new Uint8Array(new Float32Array([v]).buffer)];
     return this.simd(0x0c, ...lane, ...lane, ...lane, ...lane);
   }
+  /** v128.const with four f32 lanes. */
+  f32x4Const4(a: number, b: number, c: number, d: number): this {
+    return this.simd(0x0c, ...new Uint8Array(new Float32Array([a, b, c, d]).buffer));
+  }
+  f32x4Splat(): this { return this.simd(0x13); }
   /** v128.const with the same i32 in all four lanes. */
   i32x4Const(v: number): this {
     const lane = [...new Uint8Array(new Int32Array([v]).buffer)];
@@ -150,6 +155,9 @@ export class Code {
   f32x4Div(): this { return this.simd(0xe7); }
   f32x4Min(): this { return this.simd(0xe8); }
   f32x4Max(): this { return this.simd(0xe9); }
+  /** Pseudo-min b < a ? b : a — one minps on x64, unlike f32x4.min's NaN-exact sequence. */
+  f32x4Pmin(): this { return this.simd(0xea); }
+  f32x4Pmax(): this { return this.simd(0xeb); }
   i32x4TruncSatF32x4S(): this { return this.simd(0xf8); }
   f32x4ExtractLane(lane: 0 | 1 | 2 | 3): this { return this.simd(0x1f, lane); }
   f32x4Add(): this { return this.simd(0xe4); }

@@ -8,10 +8,19 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ControlClient, RpcError } from '../../../src/control/client.js';
 import { startControlOnly, type ControlOnly } from '../../../src/control/standalone.js';
 import { RouterPool } from '../../../src/engine/pool/pool.js';
+import { defaultModelPath, loadModelFile } from '../../../src/engine/model.js';
 import type { RoutingRequest } from '../../../src/engine/types.js';
 import { nanModel, validModel, writeModel } from './models.js';
 
 const TOKEN = 'standalone-admin-token-42';
+// The shipped model's version, read from the file: retraining the default must not break this.
+const DEFAULT_MODEL = loadModelFile(defaultModelPath());
+const DEFAULT_VERSION = DEFAULT_MODEL.version;
+// Thresholds the model carries (trained ones), else the engine's documented defaults.
+const DEFAULT_THRESHOLDS = {
+  confidence: DEFAULT_MODEL.thresholds?.confidence ?? 0.85,
+  max_uncertainty: DEFAULT_MODEL.thresholds?.maxUncertainty ?? 0.15,
+};
 let dir: string;
 const running: Array<{ app: ControlOnly; clients: ControlClient[] }> = [];
 
@@ -73,7 +82,7 @@ describe('route-only control plane over a real RouterPool', () => {
     expect(res.candidates_processed).toBe(3);
     expect(res.decisions.map((d) => d.rank)).toEqual([0, 1, 2]);
     expect(new Set(res.decisions.map((d) => d.candidate_id))).toEqual(new Set(['close', 'far', 'mid']));
-    expect(res.decisions[0]!.model_version).toBe('default-handinit-1');
+    expect(res.decisions[0]!.model_version).toBe(DEFAULT_VERSION);
     expect(res.decisions.find((d) => d.candidate_id === 'close')!.metadata).toEqual({ lang: 'en', tier: 'small' });
     for (const d of res.decisions) {
       expect(d.confidence).toBeGreaterThanOrEqual(0);
@@ -87,7 +96,7 @@ describe('route-only control plane over a real RouterPool', () => {
 
     const s = await c.getStats();
     expect(s.mode).toBe('control-only');
-    expect(s.model?.version).toBe('default-handinit-1');
+    expect(s.model?.version).toBe(DEFAULT_VERSION);
     expect(s.model?.features).toHaveLength(5);
     expect(s.model?.source).toMatch(/default\.safetensors$/);
     expect(s.totals).toMatchObject({ requests: 1, decisions: 3, rejected: 1, failed: 0 });
@@ -98,10 +107,10 @@ describe('route-only control plane over a real RouterPool', () => {
     expect(s.pool?.workers).toBe(2);
     expect(s.stream).toBeNull();
     expect(s.store).toBeNull();
-    expect(s.thresholds).toEqual({ confidence: 0.85, max_uncertainty: 0.15 });
+    expect(s.thresholds).toEqual(DEFAULT_THRESHOLDS);
 
     const cfg = await c.getConfig();
-    expect(cfg).toMatchObject({ mode: 'control-only', model_version: 'default-handinit-1' });
+    expect(cfg).toMatchObject({ mode: 'control-only', model_version: DEFAULT_VERSION });
     expect(cfg.model_path).toMatch(/default\.safetensors$/);
     expect(cfg.settings.workers).toBe('2');
     expect(cfg.breaker?.timeout_ms).toBe(2000);
@@ -110,7 +119,7 @@ describe('route-only control plane over a real RouterPool', () => {
     expect((await c.resetCircuitBreaker()).state).toBe('BREAKER_STATE_CLOSED');
 
     // Thresholds really change the workers' decisions: confidence ≥ 1 sends everything heavyweight.
-    expect(await c.setThresholds({ confidence: 1 })).toEqual({ confidence: 1, max_uncertainty: 0.15 });
+    expect(await c.setThresholds({ confidence: 1 })).toEqual({ confidence: 1, max_uncertainty: DEFAULT_THRESHOLDS.max_uncertainty });
     const strict = await c.route(request('r-2'));
     expect(strict.decisions.every((d) => !d.use_lightweight)).toBe(true);
     expect(strict.decisions.some((d) => d.reason === 'below_threshold')).toBe(true);
@@ -155,7 +164,7 @@ describe('route-only control plane over a real RouterPool', () => {
     await expect.poll(() => routed, { timeout: 10_000 }).toBeGreaterThan(20);
 
     const r2 = await admin.reloadModel({ path: v2 });
-    expect(r2).toMatchObject({ previous_version: 'default-handinit-1', calibrated: true });
+    expect(r2).toMatchObject({ previous_version: DEFAULT_VERSION, calibrated: true });
     expect(r2.model).toMatchObject({ version: 'v2', source: v2, calibrated: true, calibration_n: 400, input_dim: 5 });
     const mark = routed;
     await expect.poll(() => routed, { timeout: 10_000 }).toBeGreaterThan(mark + 20);
@@ -170,7 +179,7 @@ describe('route-only control plane over a real RouterPool', () => {
     await Promise.all(loops);
 
     expect(errors).toEqual([]);
-    expect(versions).toEqual(new Set(['default-handinit-1', 'v2', 'v3']));
+    expect(versions).toEqual(new Set([DEFAULT_VERSION, 'v2', 'v3']));
     const after = await admin.route(request('after'));
     expect(after.decisions.every((d) => d.model_version === 'v3')).toBe(true);
     const s = await admin.getStats();
@@ -204,8 +213,8 @@ describe('route-only control plane over a real RouterPool', () => {
     }
     expect(await c.health()).toBe('SERVING');
     const res = await c.route(request('still'));
-    expect(res.decisions.every((d) => d.model_version === 'default-handinit-1')).toBe(true);
-    expect((await c.getStats()).model?.version).toBe('default-handinit-1');
+    expect(res.decisions.every((d) => d.model_version === DEFAULT_VERSION)).toBe(true);
+    expect((await c.getStats()).model?.version).toBe(DEFAULT_VERSION);
   });
 
   it('the breaker falls back to heavyweight when the engine fails, and ResetCircuitBreaker closes it', async () => {
@@ -265,7 +274,7 @@ describe('route-only control plane over a real RouterPool', () => {
     expect(err.status).toBe('FAILED_PRECONDITION');
     expect(err.details).toMatch(/draining/);
     expect((await c.route(request('during-drain'))).decisions).toHaveLength(3);
-    expect((await c.getStats()).model?.version).toBe('default-handinit-1');
+    expect((await c.getStats()).model?.version).toBe(DEFAULT_VERSION);
     stream.cancel();
     hc.close();
   });

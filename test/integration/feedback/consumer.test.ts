@@ -29,6 +29,7 @@ async function setup(opts: { minSamples?: number; window?: number } = {}) {
   const metrics = createFeedbackMetrics(registry, monitor, { pendingJoins: () => consumer.current?.pendingJoins ?? 0 });
   const cap = capturedLogger();
   const store = new OutcomeStore(db.pool, db.schema);
+  const dlqReasons: string[] = [];
   const c = new OutcomeConsumer({
     kafka,
     topic: t.outcomes!,
@@ -39,6 +40,7 @@ async function setup(opts: { minSamples?: number; window?: number } = {}) {
     metrics,
     logger: cap.logger,
     joinRetryMs: 100,
+    dlqCounter: { inc: ({ reason }) => void dlqReasons.push(reason) },
   });
   consumer.current = c;
   const producer = kafka.producer();
@@ -49,7 +51,7 @@ async function setup(opts: { minSamples?: number; window?: number } = {}) {
   });
   const log = new DecisionLog({ pool: db.pool, schema: db.schema, flushIntervalMs: 5 });
   cleanups.push(async () => void (await log.close({ timeout: 1000 })));
-  return { db, t, kafka, registry, monitor, c, cap, producer, log };
+  return { db, t, kafka, registry, monitor, c, cap, producer, log, dlqReasons };
 }
 
 function decision(i: number, confidence: number, version = 'v1'): DecisionRow {
@@ -69,7 +71,7 @@ function decision(i: number, confidence: number, version = 'v1'): DecisionRow {
 
 describe('OutcomeConsumer', () => {
   it('stores JSON and protobuf outcomes, joins them, parks bad records on the DLQ, and commits', async () => {
-    const { db, t, kafka, registry, c, producer, log, monitor } = await setup({ minSamples: 1 });
+    const { db, t, kafka, registry, c, producer, log, monitor, dlqReasons } = await setup({ minSamples: 1 });
     await log.flushed(log.append([decision(1, 0.9), decision(2, 0.2), decision(3, 0.8)]));
     await c.start();
     const bad = [
@@ -105,6 +107,8 @@ describe('OutcomeConsumer', () => {
       expect(rec.headers!['x-trace']!.toString()).toBe('abc'); // original headers kept
     }
     await eventually(() => c.status().stored === 3, 20_000, 'three outcomes stored');
+    await eventually(() => dlqReasons.length === bad.length, 10_000, 'the DLQ counted');
+    expect(dlqReasons.sort()).toEqual(['outcome_invalid', 'outcome_invalid', 'outcome_json', 'outcome_protobuf']);
     const { rows } = await db.pool.query(`SELECT request_id, ok, quality, served_by FROM "${db.schema}".routing_outcomes ORDER BY request_id`);
     expect(rows).toEqual([
       { request_id: 'req-1', ok: true, quality: null, served_by: 'lightweight' },

@@ -9,6 +9,17 @@ import { runCli, runInProcess } from './cli-run.js';
 const dir = mkdtempSync(join(tmpdir(), 'td-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+// A fixed, uncalibrated model (models/default.safetensors is replaced by training, so tests that
+// assert on scores use this one): score ≈ σ(10·(similarity − 0.5)).
+const simModel = join(dir, 'sim.safetensors');
+{
+  const hScale = 1 / (1 + Math.exp(-2)) + 1 / (1 + Math.exp(4));
+  writeFileSync(simModel, encodeModel({
+    inputDim: 5, hiddenDim: 1, features: FEATURE_NAMES, version: 'sim-cli',
+    W: [0.01, 0, 0, 0, 0], U: [0], bz: [-30], bh: [0], zeta: 2, nu: -4, fcW: [10 / (0.01 * hScale)], fcB: -5,
+  }));
+}
+
 const good = {
   request_id: 'r-1',
   query_embedding: [1, 0, 0],
@@ -29,23 +40,28 @@ function expectOneLineError(r: { status: number | null; stderr: string; stdout: 
 
 describe('tiny-dancer route', () => {
   it('routes one request from stdin and prints the RoutingResponse', async () => {
-    const r = await runInProcess('route', [], JSON.stringify(good));
+    const r = await runInProcess('route', ['--model', simModel], JSON.stringify(good));
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const res = JSON.parse(r.stdout);
     expect(res.candidates_processed).toBe(2);
     expect(res.decisions.map((d: { candidate_id: string }) => d.candidate_id)).toEqual(['a', 'b']);
-    expect(res.decisions[0]).toMatchObject({ request_id: 'r-1', rank: 0, metadata: { tier: 'free', m: 'x' } });
+    expect(res.decisions[0]).toMatchObject({ request_id: 'r-1', rank: 0, model_version: 'sim-cli', use_lightweight: true, reason: 'model', metadata: { tier: 'free', m: 'x' } });
+    expect(res.decisions[1]).toMatchObject({ rank: 1, use_lightweight: false, reason: 'model' });
     expect(typeof res.inference_time_us).toBe('number');
     expect(typeof res.feature_time_us).toBe('number');
   });
 
   it('--confidence / --max-uncertainty override the thresholds', async () => {
-    const r = await runInProcess('route', ['--confidence', '0', '--max-uncertainty', '1'], JSON.stringify(good));
+    // candidate with similarity 0.7 → p ≈ 0.88, heuristic uncertainty ≈ 0.24: 'uncertain' by default
+    const mid = { ...good, candidates: [{ id: 'm', embedding: [0.7, Math.sqrt(1 - 0.49), 0] }] };
+    const byDefault = JSON.parse((await runInProcess('route', ['--model', simModel], JSON.stringify(mid))).stdout);
+    expect(byDefault.decisions[0]).toMatchObject({ use_lightweight: false, reason: 'uncertain' });
+    const r = await runInProcess('route', ['--model', simModel, '--confidence', '0.5', '--max-uncertainty', '0.3'], JSON.stringify(mid));
     expect(r.status).toBe(0);
-    const res = JSON.parse(r.stdout);
-    // with no thresholds, everything whose set is {light} goes light
-    expect(res.decisions[0].use_lightweight).toBe(true);
+    expect(JSON.parse(r.stdout).decisions[0]).toMatchObject({ use_lightweight: true, reason: 'model' });
+    const strict = JSON.parse((await runInProcess('route', ['--model', simModel, '--confidence', '0.9', '--max-uncertainty', '0.3'], JSON.stringify(mid))).stdout);
+    expect(strict.decisions[0]).toMatchObject({ use_lightweight: false, reason: 'below_threshold' });
   });
 
   it.each([
@@ -134,11 +150,13 @@ describe('tiny-dancer model', () => {
   });
 
   it('inspect says when there is no calibration', async () => {
-    const r = await runInProcess('model', ['inspect', 'models/default.safetensors']);
+    const r = await runInProcess('model', ['inspect', simModel]);
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/calibration: none \(heuristic uncertainty/);
-    expect(r.stdout).toMatch(/version\s+default-/);
-    expect(JSON.parse((await runInProcess('model', ['inspect', 'models/default.safetensors', '--json'])).stdout).calibration).toBeNull();
+    expect(r.stdout).toMatch(/version\s+sim-cli/);
+    const j = JSON.parse((await runInProcess('model', ['inspect', simModel, '--json'])).stdout);
+    expect(j.calibration).toBeNull();
+    expect(j.uncertainty).toBe('heuristic');
   });
 });
 

@@ -297,7 +297,6 @@ describe('parseModel validation', () => {
     expect(() => loadModelFile('/tmp')).toThrow(ModelError);
     const m = loadModelFile(defaultModelPath());
     expect(m.features).toEqual(FEATURE_NAMES);
-    expect(m.inputDim).toBe(5);
-    expect(m.hiddenDim).toBe(8);
+    expect(m.inputDim).toBe(5); // whatever the training job last wrote, it must be routable
   });
 });

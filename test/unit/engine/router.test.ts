@@ -34,12 +34,16 @@ function request(sims: number[], extra: Record<string, unknown>[] = []) {
 
 describe('Router', () => {
   it('loads the default model when given nothing', () => {
+    // models/default.safetensors is replaced by the training job: assert only what must hold.
     const r = new Router();
     expect(r.modelVersion).toBe(r.model.version);
-    expect(r.thresholds).toEqual({ confidence: 0.85, maxUncertainty: 0.15 });
+    expect(r.thresholds).toEqual({
+      confidence: r.model.thresholds?.confidence ?? 0.85,
+      maxUncertainty: r.model.thresholds?.maxUncertainty ?? 0.15,
+    });
     const res = r.route(request([1, 0.2]));
     expect(res.decisions).toHaveLength(2);
-    expect(res.decisions[0]!.candidate_id).toBe('c0');
+    expect(res.decisions.map((d) => d.model_version)).toEqual([r.modelVersion, r.modelVersion]);
   });
 
   it('orders decisions by confidence descending, ties by input order, and ranks them', () => {

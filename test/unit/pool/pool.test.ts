@@ -128,7 +128,17 @@ describe('RouterPool', () => {
     await pool.setThresholds({ confidence: 0.01, maxUncertainty: 1 });
     expect(pool.thresholds).toEqual({ confidence: 0.01, maxUncertainty: 1 });
     const strict = new Router({ features, confidenceThreshold: 0.01, maxUncertainty: 1 });
-    const reqs = Array.from({ length: 20 }, (_, k) => request(200 + k, 6));
+    // candidates close to the query, recent and successful: confident enough for thresholds to matter
+    const reqs = Array.from({ length: 20 }, (_, k) => {
+      const r = request(200 + k, 6);
+      r.candidates.forEach((c, i) => {
+        c.embedding = Float32Array.from(r.query_embedding as Float32Array, (x) => x + 0.05 * i);
+        c.created_at = NOW;
+        c.success_rate = 0.8 + 0.03 * i;
+        c.access_count = 100 * (i + 1);
+      });
+      return r;
+    });
     const res = await Promise.all(reqs.map((r) => pool.route(r)));
     res.forEach((r, k) => expect(stable(r)).toEqual(stable(strict.route(reqs[k]))));
     // …and the change is visible: the default thresholds decide differently for these requests

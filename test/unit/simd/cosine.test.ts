@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { cosineBatchSimd, simdAvailable, stagingEmbeddings, setSimdEnabled } from '../../../src/engine/simd/cosine.js';
+import { cosineBatchSimd, firstNonFinite, simdAvailable, stagingEmbeddings, setSimdEnabled } from '../../../src/engine/simd/cosine.js';
 import { buildCosineModule } from '../../../src/engine/simd/cosine-module.js';
 import { sleb, uleb } from '../../../src/engine/simd/wasm-encoder.js';
 import { cosineBatch, cosineBatchScalar } from '../../../src/engine/features.js';
@@ -141,6 +141,42 @@ describe('WebAssembly SIMD cosine kernel', () => {
     const out = new Float32Array(2);
     cosineBatchSimd(q, e, 2, 3, out);
     expect([...out]).toEqual([0, 1]);
+  });
+});
+
+describe('firstNonFinite (SIMD scan)', () => {
+  it('finds the first NaN / ±Infinity at any position, in wasm memory or not, and -1 when there is none', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 300 }),
+        fc.array(fc.record({ at: fc.nat(), v: fc.constantFrom(Number.NaN, Infinity, -Infinity) }), { maxLength: 3 }),
+        fc.boolean(),
+        (len, bad, staged) => {
+          const plain = Float32Array.from({ length: len }, (_, j) => Math.sin(j) * 1e30);
+          let want = -1;
+          for (const b of bad) {
+            if (len === 0) break;
+            const at = b.at % len;
+            plain[at] = b.v;
+            want = want < 0 ? at : Math.min(want, at);
+          }
+          let view: Float32Array = plain;
+          if (staged && len > 0) {
+            view = stagingEmbeddings(1, len);
+            view.set(plain);
+          }
+          expect(firstNonFinite(view)).toBe(want);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('scans arrays larger than its scratch chunk', () => {
+    const big = new Float32Array(600_000).fill(1);
+    expect(firstNonFinite(big)).toBe(-1);
+    big[555_555] = -Infinity;
+    expect(firstNonFinite(big)).toBe(555_555);
   });
 });
 

@@ -1,0 +1,476 @@
+// Pipeline benchmark: `tiny-dancer serve` end to end through the real broker and the real
+// Postgres, against a no-op passthrough (consume, produce the same bytes, commit after the
+// acknowledgement — the same kafkajs settings as the processor) in the same run.
+//
+//   npm run bench:pipeline                 (≈ 1–3 minutes)
+//   BENCH_QUICK=1 npm run bench:pipeline   (smaller N, for a smoke run)
+//
+// Workload: requests of 10 candidates × 384 dims, protobuf and JSON, generated from a fixed
+// seed. Each mode runs as its own child process (so its RSS is its own) on fresh topics:
+//   throughput  N requests are produced first; the child is started; the time from its joining
+//               the group to the group's committed offsets reaching the end of the input is
+//               measured (for serve that means: decisions acknowledged by Kafka AND rows
+//               durable in Postgres — it commits only then).
+//   latency     with the child running, requests are produced at a fixed rate; a consumer of
+//               the output topics takes, per request, the first output record's arrival time
+//               minus the time the request was sent.
+//   RSS         the child's VmRSS (/proc), sampled every 100 ms; the log backlog from serve's
+//               /metrics (td_decision_log_backlog), sampled every 250 ms.
+// Environment: KAFKA_BROKERS (default: the local broker, started if needed), DATABASE_URL
+// (default postgres://postgres@127.0.0.1:5432/postgres), BENCH_N_PROTOBUF, BENCH_N_JSON,
+// BENCH_RATE_PROTOBUF, BENCH_RATE_JSON, BENCH_LATENCY_SECONDS.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { cpus } from 'node:os';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import kafkajs, { type Admin, type Kafka } from 'kafkajs';
+import pg from 'pg';
+import type { RoutingRequest } from '../src/engine/types.js';
+import { CONTENT_TYPES, encodeRequest, type Encoding } from '../src/stream/codec.js';
+
+const { Kafka: KafkaClient, logLevel } = kafkajs;
+const SELF = fileURLToPath(import.meta.url);
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const QUICK = process.env.BENCH_QUICK === '1';
+const DIM = 384;
+const CANDIDATES = 10;
+
+// =============================================================================================
+// Children
+
+async function childServe(): Promise<void> {
+  const { main } = await import('../src/cli/index.js');
+  process.exitCode = await main(['serve']);
+}
+
+/** The baseline: consume, produce the same bytes, commit after the acknowledgement. */
+async function childPassthrough(): Promise<void> {
+  const { loadConfig } = await import('../src/config.js');
+  const { createLogger } = await import('../src/observe/logger.js');
+  const { createKafka } = await import('../src/stream/kafka.js');
+  const c = loadConfig(process.env);
+  const logger = createLogger({ level: 'info' });
+  const kafka = createKafka(c, logger);
+  const out = process.env.BENCH_PASSTHROUGH_OUT!;
+  const retry = { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 200, maxRetryTime: 10_000 };
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 5, allowAutoTopicCreation: false, retry });
+  const consumer = kafka.consumer({
+    groupId: c.groupId,
+    sessionTimeout: c.sessionTimeoutMs,
+    heartbeatInterval: 3000,
+    maxBytesPerPartition: c.fetchMaxBytesPerPartition,
+    maxBytes: c.fetchMaxBytes,
+    maxWaitTimeInMs: 100,
+    allowAutoTopicCreation: false,
+  });
+  consumer.on(consumer.events.GROUP_JOIN, () => logger.info('joined consumer group'));
+  await producer.connect();
+  await consumer.connect();
+  await consumer.subscribe({ topics: [c.topics.requests], fromBeginning: true });
+  await consumer.run({
+    autoCommit: false,
+    eachBatchAutoResolve: false,
+    partitionsConsumedConcurrently: c.partitionsConcurrency,
+    eachBatch: async ({ batch, resolveOffset, commitOffsetsIfNecessary, heartbeat }) => {
+      const messages = batch.messages.map((m) => ({ key: m.key, value: m.value, headers: m.headers }));
+      if (messages.length === 0) return;
+      await producer.sendBatch({ topicMessages: [{ topic: out, messages }], acks: -1 });
+      const last = batch.messages[batch.messages.length - 1]!.offset;
+      resolveOffset(last);
+      await commitOffsetsIfNecessary({ topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: (BigInt(last) + 1n).toString() }] }] });
+      await heartbeat();
+    },
+  });
+  const stop = async () => {
+    await consumer.disconnect().catch(() => {});
+    await producer.disconnect().catch(() => {});
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void stop());
+  process.once('SIGINT', () => void stop());
+}
+
+// =============================================================================================
+// Orchestrator
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** `count` encoded requests with ids `${prefix}-${i}`. */
+function makeRecords(prefix: string, count: number, encoding: Encoding, seed: number): { key: string; value: Buffer; headers: Record<string, string> }[] {
+  const r = rng(seed);
+  const now = Math.floor(Date.now() / 1000);
+  const vec = () => {
+    const v = new Float32Array(DIM);
+    for (let j = 0; j < DIM; j++) v[j] = r() * 2 - 1;
+    return v;
+  };
+  const out = [];
+  for (let i = 0; i < count; i++) {
+    const req: RoutingRequest = {
+      request_id: `${prefix}-${i}`,
+      query_embedding: vec(),
+      candidates: Array.from({ length: CANDIDATES }, (_, c) => ({
+        id: `c${c}`,
+        embedding: vec(),
+        metadata: { model: c % 2 ? 'small' : 'large' },
+        created_at: now - Math.floor(r() * 86_400),
+        access_count: Math.floor(r() * 1000),
+        success_rate: r(),
+      })),
+      metadata: { domain: 'bench' },
+    };
+    out.push({ key: req.request_id, value: encodeRequest(req, encoding), headers: { 'content-type': CONTENT_TYPES[encoding] } });
+  }
+  return out;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function rssBytes(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+function quantile(xs: number[], q: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
+}
+
+interface Child {
+  proc: ChildProcess;
+  joined: Promise<number>;
+  exited: Promise<number | null>;
+  lines: string[];
+}
+
+const liveChildren = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of liveChildren) c.kill('SIGKILL');
+});
+
+function spawnChild(kind: 'serve' | 'passthrough', env: Record<string, string>): Child {
+  const proc = spawn(process.execPath, ['--import', 'tsx', SELF, `--child=${kind}`], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const lines: string[] = [];
+  let onJoin!: (t: number) => void;
+  const joined = new Promise<number>((r) => (onJoin = r));
+  createInterface({ input: proc.stderr! }).on('line', (l) => {
+    if (lines.length < 2000) lines.push(l);
+    if (l.includes('joined consumer group')) onJoin(performance.now());
+    if (process.env.BENCH_VERBOSE === '1') process.stderr.write(`[${kind}] ${l}\n`);
+  });
+  liveChildren.add(proc);
+  const exited = new Promise<number | null>((r) =>
+    proc.once('exit', (code) => {
+      liveChildren.delete(proc);
+      r(code);
+    }),
+  );
+  return { proc, joined, exited, lines };
+}
+
+async function committedTotal(admin: Admin, group: string, topic: string): Promise<number> {
+  const [t] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+  return (t?.partitions ?? []).reduce((s, p) => s + Math.max(0, Number(p.offset)), 0);
+}
+
+async function metricValue(url: string, name: string): Promise<number | undefined> {
+  try {
+    const text = await (await fetch(url)).text();
+    const m = new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(text);
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+interface Result {
+  mode: 'passthrough' | 'serve';
+  encoding: Encoding;
+  n: number;
+  seconds: number;
+  rate: number;
+  latencyRate: number;
+  p50ms: number;
+  p99ms: number;
+  maxRssMb: number;
+  maxBacklog?: number;
+  rows?: number;
+  rowsAtCommit?: number;
+}
+
+async function produceAll(kafka: Kafka, topic: string, records: { key: string; value: Buffer; headers: Record<string, string> }[]): Promise<void> {
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 5 });
+  await producer.connect();
+  try {
+    // Sends of at most ~800 KB: the broker refuses record batches over 1 MB (message.max.bytes).
+    let batch: typeof records = [];
+    let bytes = 0;
+    for (const r of records) {
+      if (batch.length > 0 && bytes + r.value.length > 800_000) {
+        await producer.send({ topic, acks: -1, messages: batch });
+        batch = [];
+        bytes = 0;
+      }
+      batch.push(r);
+      bytes += r.value.length;
+    }
+    if (batch.length > 0) await producer.send({ topic, acks: -1, messages: batch });
+  } finally {
+    await producer.disconnect();
+  }
+}
+
+async function runMode(
+  kafka: Kafka,
+  admin: Admin,
+  mode: 'passthrough' | 'serve',
+  encoding: Encoding,
+  n: number,
+  latencyRate: number,
+  latencySeconds: number,
+  databaseUrl: string,
+  brokers: string,
+): Promise<Result> {
+  const id = `bench-${mode}-${encoding}-${Date.now().toString(36)}`;
+  const topics = { requests: `${id}.in`, lightweight: `${id}.light`, heavyweight: `${id}.heavy`, dlq: `${id}.dlq`, outcomes: `${id}.outcomes`, passthrough: `${id}.out` };
+  const schema = `bench_${Date.now().toString(36)}_${mode}`;
+  const group = `${id}.group`;
+  const outTopics = mode === 'serve' ? [topics.lightweight, topics.heavyweight] : [topics.passthrough];
+  // Right after a deletion the broker may briefly answer metadata requests with
+  // UNKNOWN_TOPIC_OR_PARTITION; creation is retried until every topic has its leaders.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await admin.createTopics({
+        waitForLeaders: true,
+        topics: [topics.requests, topics.lightweight, topics.heavyweight, topics.dlq, topics.outcomes, topics.passthrough].map((topic) => ({ topic, numPartitions: 6 })),
+      });
+      break;
+    } catch (err) {
+      if (attempt >= 10) throw err;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+  const records = makeRecords(`${id}-t`, n, encoding, 42);
+  await produceAll(kafka, topics.requests, records);
+
+  const httpPort = await freePort();
+  const env: Record<string, string> = {
+    KAFKA_BROKERS: brokers,
+    DATABASE_URL: databaseUrl,
+    TD_DB_SCHEMA: schema,
+    TD_TOPIC_REQUESTS: topics.requests,
+    TD_TOPIC_LIGHTWEIGHT: topics.lightweight,
+    TD_TOPIC_HEAVYWEIGHT: topics.heavyweight,
+    TD_TOPIC_DLQ: topics.dlq,
+    TD_TOPIC_OUTCOMES: topics.outcomes,
+    TD_GROUP_ID: group,
+    TD_HTTP_ADDR: `127.0.0.1:${httpPort}`,
+    TD_GRPC_ADDR: `127.0.0.1:${await freePort()}`,
+    TD_FEEDBACK: 'false',
+    TD_LOG_LEVEL: 'info',
+    BENCH_PASSTHROUGH_OUT: topics.passthrough,
+  };
+  const child = spawnChild(mode, env);
+  let maxRss = 0;
+  let maxBacklog = 0;
+  const rssTimer = setInterval(() => (maxRss = Math.max(maxRss, rssBytes(child.proc.pid!))), 100);
+  const backlogTimer =
+    mode === 'serve'
+      ? setInterval(() => {
+          void metricValue(`http://127.0.0.1:${httpPort}/metrics`, 'td_decision_log_backlog').then((v) => {
+            if (v !== undefined) maxBacklog = Math.max(maxBacklog, v);
+          });
+        }, 250)
+      : undefined;
+  try {
+    const joinedAt = await Promise.race([
+      child.joined,
+      child.exited.then((code) => {
+        throw new Error(`${mode} exited (${code}) before joining:\n${child.lines.slice(-20).join('\n')}`);
+      }),
+    ]);
+    // Throughput: until every input record is committed.
+    let doneAt = 0;
+    for (;;) {
+      if ((await committedTotal(admin, group, topics.requests)) >= n) {
+        doneAt = performance.now();
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const seconds = (doneAt - joinedAt) / 1000;
+    let rows: number | undefined;
+    let rowsAtCommit: number | undefined;
+    if (mode === 'serve') {
+      const c = new pg.Client({ connectionString: databaseUrl });
+      await c.connect();
+      try {
+        rowsAtCommit = Number((await c.query(`SELECT count(*) AS n FROM "${schema}".routing_decisions`)).rows[0].n);
+      } finally {
+        await c.end();
+      }
+    }
+
+    // Latency at a fixed rate, first output record per request.
+    const sentAt = new Map<string, number>();
+    const lat: number[] = [];
+    const consumer = kafka.consumer({ groupId: `${id}.latency`, maxWaitTimeInMs: 20 });
+    await consumer.connect();
+    await consumer.subscribe({ topics: outTopics, fromBeginning: false });
+    let assigned!: () => void;
+    const ready = new Promise<void>((r) => (assigned = r));
+    consumer.on(consumer.events.GROUP_JOIN, () => assigned());
+    await consumer.run({
+      eachMessage: async ({ message }) => {
+        const k = message.key?.toString() ?? '';
+        const t = sentAt.get(k);
+        if (t !== undefined) {
+          lat.push(performance.now() - t);
+          sentAt.delete(k);
+        }
+      },
+    });
+    await ready;
+    await new Promise((r) => setTimeout(r, 1000)); // let its first fetch position settle
+    const latRecords = makeRecords(`${id}-l`, Math.max(1, Math.round(latencyRate * latencySeconds)), encoding, 7);
+    // Not idempotent: each request is sent on its own (acks=1) so it leaves at its due time.
+    const producer = kafka.producer({ maxInFlightRequests: 32 });
+    await producer.connect();
+    const t0 = performance.now();
+    for (let i = 0; i < latRecords.length; i++) {
+      const due = t0 + (i * 1000) / latencyRate;
+      const wait = due - performance.now();
+      if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+      const rec = latRecords[i]!;
+      sentAt.set(rec.key, performance.now());
+      producer.send({ topic: topics.requests, acks: 1, messages: [rec] }).catch((err: unknown) => process.stderr.write(`latency send failed: ${String(err)}\n`));
+    }
+    const deadline = performance.now() + 30_000;
+    while (lat.length < latRecords.length && performance.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await producer.disconnect();
+    await consumer.disconnect();
+
+    if (mode === 'serve') {
+      const c = new pg.Client({ connectionString: databaseUrl });
+      await c.connect();
+      try {
+        rows = Number((await c.query(`SELECT count(*) AS n FROM "${schema}".routing_decisions`)).rows[0].n);
+        await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      } finally {
+        await c.end();
+      }
+    }
+    return {
+      mode,
+      encoding,
+      n,
+      seconds,
+      rate: n / seconds,
+      latencyRate,
+      p50ms: quantile(lat, 0.5),
+      p99ms: quantile(lat, 0.99),
+      maxRssMb: maxRss / 1024 / 1024,
+      ...(mode === 'serve' ? { maxBacklog, rows, rowsAtCommit } : {}),
+    };
+  } finally {
+    clearInterval(rssTimer);
+    if (backlogTimer) clearInterval(backlogTimer);
+    child.proc.kill('SIGTERM');
+    const code = await Promise.race([child.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 20_000))]);
+    if (code === 'timeout') child.proc.kill('SIGKILL');
+    await admin.deleteTopics({ topics: Object.values(topics) }).catch(() => {});
+  }
+}
+
+async function orchestrate(): Promise<void> {
+  let brokers = process.env.KAFKA_BROKERS;
+  if (!brokers) {
+    const { up } = (await import(new URL('../scripts/kafka.mjs', import.meta.url).href)) as { up: () => Promise<{ brokers: string }> };
+    brokers = (await up()).brokers;
+  }
+  const databaseUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+  const kafka = new KafkaClient({ clientId: 'bench-pipeline', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  await admin.connect();
+  const num = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
+  const plan: { encoding: Encoding; n: number; rate: number }[] = [
+    { encoding: 'protobuf', n: num('BENCH_N_PROTOBUF', QUICK ? 1000 : 4000), rate: num('BENCH_RATE_PROTOBUF', 200) },
+    { encoding: 'json', n: num('BENCH_N_JSON', QUICK ? 300 : 1200), rate: num('BENCH_RATE_JSON', 100) },
+  ];
+  const latencySeconds = num('BENCH_LATENCY_SECONDS', QUICK ? 3 : 6);
+  const results: Result[] = [];
+  try {
+    for (const p of plan) {
+      // Interleaved: baseline, then the service, on the same data.
+      for (const mode of ['passthrough', 'serve'] as const) {
+        process.stderr.write(`pipeline bench: ${mode} ${p.encoding} N=${p.n} ...\n`);
+        const r = await runMode(kafka, admin, mode, p.encoding, p.n, p.rate, latencySeconds, databaseUrl, brokers);
+        results.push(r);
+        process.stderr.write(`  ${r.rate.toFixed(0)} req/s, p50 ${r.p50ms.toFixed(1)} ms, p99 ${r.p99ms.toFixed(1)} ms, RSS ${r.maxRssMb.toFixed(0)} MB\n`);
+      }
+    }
+  } finally {
+    await admin.disconnect();
+  }
+
+  const rows = results.map((r) => {
+    const base = results.find((b) => b.mode === 'passthrough' && b.encoding === r.encoding)!;
+    return { ...r, ratio: r.rate / base.rate };
+  });
+  const table = [
+    `pipeline benchmark — ${CANDIDATES} candidates × ${DIM} dims per request; ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), node ${process.version}`,
+    '',
+    '| mode | encoding | N | throughput (req/s) | vs passthrough | latency p50 / p99 (ms) at rate | max RSS (MB) | log backlog max | rows at commit / expected |',
+    '| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | --- |',
+    ...rows.map((r) =>
+      `| ${r.mode} | ${r.encoding} | ${r.n} | ${r.rate.toFixed(0)} | ${(100 * r.ratio).toFixed(0)} % | ${r.p50ms.toFixed(1)} / ${r.p99ms.toFixed(1)} at ${r.latencyRate}/s | ${r.maxRssMb.toFixed(0)} | ${r.maxBacklog ?? '–'} | ${r.rowsAtCommit === undefined ? '–' : `${r.rowsAtCommit} / ${r.n * CANDIDATES}`} |`,
+    ),
+  ].join('\n');
+  process.stdout.write(`${table}\n`);
+  mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const json = JSON.stringify({ at: new Date().toISOString(), node: process.version, cpus: cpus().length, results: rows }, null, 2);
+  writeFileSync(new URL(`./results/pipeline-${stamp}.json`, import.meta.url), json);
+  writeFileSync(new URL('./results/pipeline-latest.json', import.meta.url), json);
+}
+
+const childArg = process.argv.find((a) => a.startsWith('--child='));
+if (childArg === '--child=serve') await childServe();
+else if (childArg === '--child=passthrough') await childPassthrough();
+else
+  await orchestrate().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      process.stderr.write(`pipeline bench failed: ${(err as Error).stack ?? String(err)}\n`);
+      process.exit(1);
+    },
+  );

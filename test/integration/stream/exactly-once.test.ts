@@ -1,0 +1,81 @@
+// TD_EXACTLY_ONCE=true: consume-transform-produce in Kafka transactions. Even across a SIGKILL
+// mid-stream and a restart, a read_committed consumer sees every decision (and every DLQ
+// record) exactly once, and Postgres has exactly one row per decision.
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { startServe, type ServeChild } from './child.js';
+import {
+  collect,
+  decision,
+  deleteTopics,
+  dropSchema,
+  envFor,
+  makeRequest,
+  names,
+  produce,
+  record,
+  rowCounts,
+  uniqueName,
+  waitFor,
+  type Outgoing,
+} from './helpers.js';
+
+const n = names('eos');
+const logFile = join(tmpdir(), `td-eos-${n.group}.log`);
+const children: ServeChild[] = [];
+
+afterAll(async () => {
+  for (const c of children) c.kill('SIGKILL');
+  await dropSchema(n.schema);
+  await deleteTopics(n);
+});
+
+describe('exactly-once mode', () => {
+  it('a read_committed consumer sees each decision exactly once, across a SIGKILL and a restart', async () => {
+    const env = envFor(n, { TD_EXACTLY_ONCE: 'true', TD_TRANSACTIONAL_ID: uniqueName('eos-tx') });
+    const first = await startServe(env, logFile);
+    children.push(first);
+
+    const requests = Array.from({ length: 400 }, (_, i) => makeRequest(`e-${i}`, 3, 16));
+    const total = requests.length * 3;
+    const bad: Outgoing[] = Array.from({ length: 8 }, (_, i) => ({ key: `bad-${i}`, value: Buffer.from(`not json ${i}`), headers: { 'content-type': 'application/json' } }));
+    const producing = (async () => {
+      for (let i = 0; i < requests.length; i += 50) {
+        const wave: Outgoing[] = requests.slice(i, i + 50).map((r, j) => record(r, j % 2 ? 'json' : 'protobuf'));
+        wave.push(bad[i / 50]!);
+        await produce(n.requests, wave);
+        await new Promise((r) => setTimeout(r, 150));
+      }
+    })();
+    await waitFor(async () => (await rowCounts(n.schema).catch(() => ({ rows: 0 }))).rows >= 300, 45_000, 'progress before the kill');
+    first.kill('SIGKILL');
+    await first.exited;
+    const rowsAtKill = (await rowCounts(n.schema)).rows;
+    expect(rowsAtKill).toBeLessThan(total);
+    await producing;
+
+    const second = await startServe(env, logFile);
+    children.push(second);
+    await waitFor(async () => (await rowCounts(n.schema)).rows >= total, 60_000, 'every row');
+    expect(await rowCounts(n.schema)).toEqual({ rows: total, distinct: total, requests: requests.length });
+
+    const committed = await collect([n.lightweight, n.heavyweight, n.dlq], { readUncommitted: false });
+    try {
+      await committed.until((rs) => rs.length >= total + bad.length, 45_000, 'committed decisions and DLQ records');
+      // Give a duplicate, if any, time to show up.
+      await new Promise((r) => setTimeout(r, 2000));
+      const decisions = committed.records.filter((r) => r.topic !== n.dlq);
+      const keys = decisions.map((r) => `${r.message.key}/${decision(r.message).candidate_id}`);
+      expect(new Set(keys).size).toBe(total);
+      expect(decisions).toHaveLength(total); // exactly once: no duplicates
+      const dlq = committed.records.filter((r) => r.topic === n.dlq);
+      expect(dlq.map((r) => r.message.key!.toString()).sort()).toEqual(bad.map((b) => String(b.key)).sort());
+    } finally {
+      await committed.stop();
+    }
+
+    second.kill('SIGTERM');
+    expect(await second.exited).toEqual({ code: 0, signal: null });
+  });
+});
