@@ -18,7 +18,7 @@
 // computation as with a file. Output: a markdown table on stdout and JSON in bench/results/.
 import { createRequire } from 'node:module';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus } from 'node:os';
+import { availableParallelism, cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Bench } from 'tinybench';
 import { DEFAULT_FEATURE_CONFIG, FEATURE_COUNT, cosineBatchScalar, extractFeatures } from '../src/engine/features.js';
@@ -26,6 +26,7 @@ import { loadModelFile, defaultModelPath, scoreBatch } from '../src/engine/model
 import { RouterPool } from '../src/engine/pool/pool.js';
 import { Router } from '../src/engine/router.js';
 import { cosineBatchSimd } from '../src/engine/simd/cosine.js';
+import { scoreRowsSimd } from '../src/engine/simd/fastgrnn-simd.js';
 import type { RoutingRequest } from '../src/engine/types.js';
 import { validateRequest } from '../src/engine/validate.js';
 
@@ -92,19 +93,26 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
+/** CPU time (all threads of this process) per request of the last measured round, µs. */
+let lastCpuUs = NaN;
+
 /** Requests per second of a synchronous call, for ROUND_MS after a short warm-up. */
 function syncRate(fn: (i: number) => void): number {
   const warm = performance.now() + 50;
   let i = 0;
   while (performance.now() < warm) fn(i++);
   let done = 0;
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   const end = t0 + ROUND_MS;
   while (true) {
     for (let k = 0; k < 16; k++) fn(done++);
     if (performance.now() >= end) break;
   }
-  return done / ((performance.now() - t0) / 1000);
+  const rate = done / ((performance.now() - t0) / 1000);
+  const c = process.cpuUsage(c0);
+  lastCpuUs = (c.user + c.system) / done;
+  return rate;
 }
 
 /** Requests per second of an async call with `concurrency` callers in flight. */
@@ -119,9 +127,13 @@ async function asyncRate(fn: (i: number) => Promise<unknown>, concurrency: numbe
         done++;
       }
     };
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     await Promise.all(Array.from({ length: concurrency }, lane));
-    return done / ((performance.now() - t0) / 1000);
+    const rate = done / ((performance.now() - t0) / 1000);
+    const c = process.cpuUsage(c0);
+    lastCpuUs = (c.user + c.system) / done;
+    return rate;
   };
   await run(50);
   return run(ROUND_MS);
@@ -153,38 +165,44 @@ async function main(): Promise<void> {
   // ----- micro rows (the seed README's table)
   const micro = new Bench({ time: QUICK ? 150 : 400, warmupTime: 50 });
   const microInner = new Map<string, number>();
-  const add = (name: string, inner: number, fn: () => void): void => {
+  const microItems = new Map<string, number>();
+  /** A row: `inner` calls per timed iteration, each handling `items` candidates. */
+  const add = (name: string, inner: number, items: number, fn: () => void): void => {
     microInner.set(name, inner);
+    microItems.set(name, items);
     micro.add(name, () => { for (let k = 0; k < inner; k++) fn(); });
   };
   for (const n of sizes) {
     const v = validateRequest(requests.get(n)![0]);
     const out = new Float32Array(n * FEATURE_COUNT);
-    add(`feature extraction, ${n} candidates`, 4, () => extractFeatures(v, DEFAULT_FEATURE_CONFIG, out, NOW));
+    add(`feature extraction, ${n} candidates`, 4, n, () => extractFeatures(v, DEFAULT_FEATURE_CONFIG, out, NOW));
   }
   const featRows = new Float32Array(100 * FEATURE_COUNT);
   extractFeatures(validateRequest(requests.get(100)![0]), DEFAULT_FEATURE_CONFIG, featRows, NOW);
   const scores = new Float32Array(100);
-  add('inference, single', 200, () => scoreBatch(model, featRows, 1, scores));
-  add('inference, batch 10', 20, () => scoreBatch(model, featRows, 10, scores));
-  add('inference, batch 100', 2, () => scoreBatch(model, featRows, 100, scores));
+  // The Router's path (the per-model SIMD cell), then ENGINE's float64 kernel that `model score` uses.
+  add('inference, single', 200, 1, () => scoreRowsSimd(model.cell, featRows, 1, scores));
+  add('inference, batch 10', 20, 10, () => scoreRowsSimd(model.cell, featRows, 10, scores));
+  add('inference, batch 100', 2, 100, () => scoreRowsSimd(model.cell, featRows, 100, scores));
+  add('inference, single (float64 kernel)', 200, 1, () => scoreBatch(model, featRows, 1, scores));
+  add('inference, batch 100 (float64 kernel)', 2, 100, () => scoreBatch(model, featRows, 100, scores));
   for (const n of sizes) {
     const reqs = requests.get(n)!;
     let i = 0;
-    add(`complete routing, ${n} candidates`, 2, () => router.route(reqs[i++ & 31]!));
+    add(`complete routing, ${n} candidates`, 2, n, () => router.route(reqs[i++ & 31]!));
   }
   {
     const v = validateRequest(requests.get(100)![0]);
     const out = new Float32Array(100);
-    add('similarity 100 × 384, WASM SIMD', 4, () => cosineBatchSimd(v.query, v.embeddings, 100, DIM, out));
-    add('similarity 100 × 384, scalar JS', 1, () => cosineBatchScalar(v.query, v.embeddings, 100, DIM, out));
+    add('similarity 100 × 384, WASM SIMD', 4, 100, () => cosineBatchSimd(v.query, v.embeddings, 100, DIM, out));
+    add('similarity 100 × 384, scalar JS', 1, 100, () => cosineBatchScalar(v.query, v.embeddings, 100, DIM, out));
   }
   await micro.run();
   const microRows = micro.tasks.map((t) => {
     const res = t.result as { latency?: { p50?: number } } | undefined;
     const p50ms = res?.latency?.p50 ?? NaN;
     const us = (p50ms * 1000) / microInner.get(t.name)!;
-    return { name: t.name, us };
+    return { name: t.name, us, items: microItems.get(t.name)! };
   });
   const perItem = (name: string, n: number): number => microRows.find((r) => r.name === name)!.us / n;
 
@@ -195,11 +213,17 @@ async function main(): Promise<void> {
 
   interface Series { [key: string]: number[] }
   const tp = new Map<number, Series>();
+  const cpu = new Map<number, Series>();
+  const load0 = loadavg()[0]!;
   for (const n of [10, 100] as const) {
     const reqs = requests.get(n)!;
     const sreqs = seedRequests.get(n)!;
     const s: Series = {};
-    const push = (k: string, v: number): void => { (s[k] ??= []).push(v); };
+    const cs: Series = {};
+    const push = (k: string, v: number): void => {
+      (s[k] ??= []).push(v);
+      (cs[k] ??= []).push(lastCpuUs);
+    };
     for (let round = 0; round < ROUNDS; round++) {
       push('seed c=1', await asyncRate((i) => seed.route(sreqs[i & 31]!), 1));
       push('seed c=16', await asyncRate((i) => seed.route(sreqs[i & 31]!), 16));
@@ -209,7 +233,9 @@ async function main(): Promise<void> {
       }
     }
     tp.set(n, s);
+    cpu.set(n, cs);
   }
+  const load1 = loadavg()[0]!;
   for (const p of pools) await p.close();
 
   // ----- report
@@ -218,22 +244,25 @@ async function main(): Promise<void> {
   lines.push(`### Engine benchmark (${hw})`, '');
   lines.push('| operation | median | per item |', '| --- | ---: | ---: |');
   for (const r of microRows) {
-    const m = /(\d+) candidates|batch (\d+)|single/.exec(r.name);
-    const n = m ? Number(m[1] ?? m[2] ?? 1) : 1;
-    lines.push(`| ${r.name} | ${fmtUs(r.us)} µs | ${n > 1 ? `${fmtUs((r.us * 1000) / n)} ns` : ''} |`);
+    lines.push(`| ${r.name} | ${fmtUs(r.us)} µs | ${r.items > 1 ? `${fmtUs((r.us * 1000) / r.items)} ns` : ''} |`);
   }
   lines.push('');
   const summary: Record<string, unknown> = {};
-  lines.push(`Throughput, requests/s (median of ${ROUNDS} interleaved rounds of ${ROUND_MS} ms; seed = @ruvector/tiny-dancer ${seedVersion}):`, '');
-  lines.push('| engine | 10 candidates | × seed best | 100 candidates | × seed best |', '| --- | ---: | ---: | ---: | ---: |');
+  lines.push(`Throughput, requests/s (median of ${ROUNDS} interleaved rounds of ${ROUND_MS} ms; seed = @ruvector/tiny-dancer ${seedVersion}; ` +
+    `load average ${load0.toFixed(1)} → ${load1.toFixed(1)} on ${availableParallelism()} CPUs). CPU = process CPU time (all threads) per request:`, '');
+  lines.push('| engine | 10 candidates | × seed best | CPU µs/req | 100 candidates | × seed best | CPU µs/req |', '| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
   const keys = Object.keys(tp.get(10)!);
   const med = (n: number, k: string): number => median(tp.get(n)![k]!);
+  const medCpu = (n: number, k: string): number => median(cpu.get(n)![k]!);
   const seedBest = (n: number): number => Math.max(med(n, 'seed c=1'), med(n, 'seed c=16'));
   for (const k of keys) {
     const r10 = med(10, k);
     const r100 = med(100, k);
-    lines.push(`| ${k} | ${fmtRate(r10)} | ${(r10 / seedBest(10)).toFixed(1)}× | ${fmtRate(r100)} | ${(r100 / seedBest(100)).toFixed(1)}× |`);
-    summary[k] = { rps10: r10, rps100: r100, ratio10: r10 / seedBest(10), ratio100: r100 / seedBest(100), rounds10: tp.get(10)![k], rounds100: tp.get(100)![k] };
+    lines.push(`| ${k} | ${fmtRate(r10)} | ${(r10 / seedBest(10)).toFixed(1)}× | ${medCpu(10, k).toFixed(1)} | ${fmtRate(r100)} | ${(r100 / seedBest(100)).toFixed(1)}× | ${medCpu(100, k).toFixed(1)} |`);
+    summary[k] = {
+      rps10: r10, rps100: r100, ratio10: r10 / seedBest(10), ratio100: r100 / seedBest(100),
+      cpuUs10: medCpu(10, k), cpuUs100: medCpu(100, k), rounds10: tp.get(10)![k], rounds100: tp.get(100)![k],
+    };
   }
   const singleUs = perItem('inference, single', 1);
   const batchUs = perItem('inference, batch 100', 100);
@@ -254,7 +283,7 @@ async function main(): Promise<void> {
   mkdirSync(dir, { recursive: true });
   const record = {
     date: new Date().toISOString(), node: process.version, cpus: availableParallelism(), cpuModel: cpus()[0]?.model,
-    quick: QUICK, roundMs: ROUND_MS, rounds: ROUNDS, seedVersion, poolWorkers,
+    quick: QUICK, roundMs: ROUND_MS, rounds: ROUNDS, seedVersion, poolWorkers, loadAverage: [load0, load1], modelVersion: model.version,
     micro: microRows.map((r) => ({ name: r.name, medianUs: r.us })), throughput: summary, targets,
   };
   const json = `${JSON.stringify(record, null, 2)}\n`;

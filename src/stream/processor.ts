@@ -349,12 +349,16 @@ export class Processor extends EventEmitter {
     }, this.#o.heartbeatIntervalMs ?? 1000);
     let pending: { done: Promise<void>; last: string } | undefined;
     let lastDone: string | undefined;
+    const timing = this.#logger.isLevelEnabled('debug') ? { t0: performance.now(), acquire: 0, prepare: 0, wait: 0, commit: 0 } : undefined;
     try {
       for (let i = 0; i < messages.length; i += this.#chunkSize) {
         if (!p.isRunning() || p.isStale() || ctl.signal.aborted) break;
         const chunk = messages.slice(i, i + this.#chunkSize);
+        let t = performance.now();
         const permits = await this.#acquire(chunk.length, ctl.signal);
         this.#o.metrics.inFlight.set(this.#slots.inUse);
+        if (timing) timing.acquire += performance.now() - t;
+        t = performance.now();
         let prepared: Prepared;
         try {
           prepared = await this.#prepare(batch.topic, batch.partition, chunk);
@@ -362,8 +366,11 @@ export class Processor extends EventEmitter {
           this.#slots.release(permits);
           throw err;
         }
+        if (timing) timing.prepare += performance.now() - t;
+        t = performance.now();
         if (pending) {
           await abortable(pending.done, ctl.signal);
+          if (timing) timing.wait += performance.now() - t;
           lastDone = pending.last;
           p.resolveOffset(lastDone);
         }
@@ -375,13 +382,29 @@ export class Processor extends EventEmitter {
         done.catch(() => {});
         pending = { done, last: prepared.lastOffset };
       }
+      let t = performance.now();
       if (pending) {
         await abortable(pending.done, ctl.signal);
         lastDone = pending.last;
         p.resolveOffset(lastDone);
         pending = undefined;
       }
+      if (timing) timing.wait += performance.now() - t;
+      t = performance.now();
       if (lastDone !== undefined && !this.#c.exactlyOnce) await this.#commit(p, lastDone);
+      if (timing) {
+        timing.commit += performance.now() - t;
+        const r = (x: number) => Math.round(x * 10) / 10;
+        this.#logger.debug('batch done', {
+          partition: batch.partition,
+          messages: messages.length,
+          ms: r(performance.now() - timing.t0),
+          acquireMs: r(timing.acquire),
+          prepareMs: r(timing.prepare),
+          flushWaitMs: r(timing.wait),
+          commitMs: r(timing.commit),
+        });
+      }
     } catch (err) {
       if (ctl.signal.aborted && err === ctl.signal.reason) {
         this.#logger.info('batch abandoned: the group is rebalancing or the member lost its session', {
@@ -537,6 +560,11 @@ export class Processor extends EventEmitter {
     } else {
       const produced =
         records.length > 0 ? this.#retrying('produce', () => producer.sendBatch({ topicMessages: records, acks: -1 }), signal) : Promise.resolve();
+      if (process.env.TD_DEBUG_FLUSH === '1') {
+        const t0 = performance.now();
+        void produced.then(() => this.#logger.debug('flush produce', { ms: performance.now() - t0 }));
+        void logged.then(() => this.#logger.debug('flush log', { ms: performance.now() - t0 }));
+      }
       await Promise.all([produced, logged]);
     }
     this.counters.produced += prep.lightweight.length + prep.heavyweight.length + prep.dlq.length;

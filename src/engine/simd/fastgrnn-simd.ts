@@ -1,5 +1,5 @@
 // The FastGRNN cell of SPEC §3 for routing (T = 1, h_0 = 0), as WebAssembly SIMD compiled per
-// model: four candidates per f32x4 vector, every weight baked into the code as a constant.
+// model: four hidden units per f32x4 vector, every weight baked into the code as a constant.
 //
 // WHY a module per model: with T = 1 the recurrent term vanishes (U·h_0 = 0, z ⊙ h_0 = 0) and
 // the cell is, per hidden unit i,
@@ -9,6 +9,10 @@
 // v128 constants (zeros skipped, so pruned models get cheaper), removes every load and loop of
 // the generic kernel. Compiling costs about a millisecond and happens once per model (cached
 // per cell object), on the thread that scores.
+//
+// Measured on the trained default model (H = 32, W 90 % pruned): ~0.2 µs for one candidate,
+// ~110 ns per candidate in a batch of 100, against ~0.3-0.6 µs per candidate for the float64
+// kernel.
 //
 // Precision: float32 with exp(x) = 2^k · 2^f (k = nearest(x·log2 e), |f| ≤ ½, degree-7 Taylor
 // polynomial for 2^f, relative error ~1e-7). Scores agree with the float64 cell (fastgrnn.ts,
@@ -21,7 +25,7 @@ import type { FastGrnnCell } from '../fastgrnn.js';
 import { ensureMemory, instantiate, type WasmMemory } from './runtime.js';
 import { Code, I32, V128, encodeModule, type ValType } from './wasm-encoder.js';
 
-/** Weights baked into one module at most (H·D multiply-adds of code per 4 candidates). */
+/** Weights baked into one module at most (code grows with H·D: one multiply-add per 4 of them). */
 export const MAX_UNROLLED_WEIGHTS = 8192;
 
 const LOG2E = Math.LOG2E;
