@@ -147,6 +147,9 @@ function writeConfig(s) {
     'share.coordinator.state.topic.min.isr': '1',
     // Tests join and leave groups constantly; the default 3 s delay would slow every join.
     'group.initial.rebalance.delay.ms': '0',
+    // SPEC §1 allows 1000 candidates × 4096 dims in one request: far above Kafka's 1 MB default.
+    'message.max.bytes': String(32 * 1024 * 1024),
+    'replica.fetch.max.bytes': String(32 * 1024 * 1024),
     'log.retention.hours': '24',
     'log.segment.bytes': String(64 * 1024 * 1024),
   };
