@@ -13,7 +13,8 @@ each migration applied.
 
   --database-url URL   Postgres to migrate (default: DATABASE_URL, else
                        postgres://postgres@127.0.0.1:5432/postgres)
-  --schema NAME        schema holding the tables, created when missing (default: public)
+  --schema NAME        schema holding the tables, created when missing (default: TD_DB_SCHEMA,
+                       else public — the same schema serve uses)
 
 Exit status: 0 ok, 2 bad arguments, 1 Postgres unreachable or the migration failed.`;
 
@@ -31,7 +32,7 @@ export async function run(argv: string[]): Promise<number> {
     // Never echo a connection string that failed to parse in full: it may hold a password.
     throw new UsageError(`database URL ${redactUrl(url)} is invalid: expected postgres://user[:password]@host[:port]/database`);
   }
-  const schema = values.schema ?? 'public';
+  const schema = values.schema ?? (process.env.TD_DB_SCHEMA?.trim() || 'public');
   quoteSchema(schema); // bad names are a usage error (exit 2), before connecting
 
   const pool = createPool({ url, max: 1, applicationName: 'tiny-dancer migrate' });
