@@ -1,0 +1,116 @@
+// Issue 5's acceptance check with a client we did not write: kcat (librdkafka) produces JSON
+// requests, `serve` (a child process) decides them, and kcat reads every decision back exactly
+// once, on the right topic, keyed by request id; every decision is one row in Postgres.
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
+import { startServe, type ServeChild } from './child.js';
+import { databaseUrl, envFor, kafkaBrokers, makeRequest, names } from './helpers.js';
+
+const run = promisify(execFile);
+const dir = mkdtempSync(join(tmpdir(), 'td-kcat-'));
+let serve: ServeChild | undefined;
+const n = names('kcat');
+
+afterAll(async () => {
+  if (serve) {
+    serve.kill('SIGTERM');
+    await serve.exited;
+  }
+  const c = new pg.Client({ connectionString: databaseUrl() });
+  await c.connect();
+  await c.query(`DROP SCHEMA IF EXISTS ${n.schema} CASCADE`);
+  await c.end();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function kcatAvailable(): Promise<boolean> {
+  try {
+    await run('kcat', ['-V']);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Produces `lines` (key<TAB>value) with kcat. */
+function kcatProduce(topic: string, lines: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('kcat', ['-P', '-b', kafkaBrokers().join(','), '-t', topic, '-K', '\t', '-X', 'message.max.bytes=33554432']);
+    let err = '';
+    p.stderr.on('data', (d) => (err += d));
+    p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`kcat -P exited ${code}: ${err}`))));
+    p.stdin.end(`${lines.join('\n')}\n`);
+  });
+}
+
+/** Reads a whole topic with kcat until its end: one JSON object per record with key and headers. */
+async function kcatConsume(topic: string): Promise<Array<{ key: string; headers: string; value: string }>> {
+  const { stdout } = await run(
+    'kcat',
+    ['-C', '-b', kafkaBrokers().join(','), '-t', topic, '-o', 'beginning', '-e', '-q', '-f', '%k\t%h\t%s\n'],
+    { maxBuffer: 64 * 1024 * 1024 },
+  );
+  return stdout
+    .split('\n')
+    .filter((l) => l.length > 0)
+    .map((l) => {
+      const [key, headers, ...rest] = l.split('\t');
+      return { key: key!, headers: headers!, value: rest.join('\t') };
+    });
+}
+
+describe('kcat against serve', () => {
+  it('kcat-produced JSON requests come back as decisions exactly once, and each is a row', async (ctx) => {
+    if (!(await kcatAvailable())) {
+      process.stderr.write('kcat test skipped: kcat is not installed (apt-get install kcat)\n');
+      ctx.skip();
+    }
+    serve = await startServe(envFor(n), join(dir, 'serve.log'));
+    const requests = Array.from({ length: 25 }, (_, i) => makeRequest(`kcat-${i}`, 4, 16));
+    await kcatProduce(n.requests, requests.map((r) => `${r.request_id}\t${JSON.stringify(r)}`));
+
+    const expected = requests.length * 4;
+    let light: Awaited<ReturnType<typeof kcatConsume>> = [];
+    let heavy: typeof light = [];
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
+      [light, heavy] = await Promise.all([kcatConsume(n.lightweight), kcatConsume(n.heavyweight)]);
+      if (light.length + heavy.length >= expected) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const all = [...light.map((r) => ({ ...r, topic: 'light' })), ...heavy.map((r) => ({ ...r, topic: 'heavy' }))];
+    expect(all).toHaveLength(expected);
+
+    const seen = new Set<string>();
+    for (const rec of all) {
+      const d = JSON.parse(rec.value) as { request_id: string; candidate_id: string; use_lightweight: boolean };
+      expect(rec.key).toBe(d.request_id);
+      expect(d.use_lightweight).toBe(rec.topic === 'light');
+      expect(rec.headers).toMatch(/content-type=application\/json/);
+      const id = `${d.request_id}/${d.candidate_id}`;
+      expect(seen.has(id)).toBe(false);
+      seen.add(id);
+    }
+    for (const r of requests) for (const c of r.candidates) expect(seen.has(`${r.request_id}/${c.id}`)).toBe(true);
+
+    // The rows land a moment after the records (offsets are committed after both).
+    const c = new pg.Client({ connectionString: databaseUrl() });
+    await c.connect();
+    try {
+      let rows = 0;
+      while (Date.now() < deadline) {
+        rows = (await c.query(`SELECT count(*)::int AS n FROM ${n.schema}.routing_decisions`)).rows[0].n;
+        if (rows >= expected) break;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      expect(rows).toBe(expected);
+    } finally {
+      await c.end();
+    }
+  });
+});
