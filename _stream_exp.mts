@@ -29,11 +29,11 @@ const lines: string[] = []; const flines: string[] = [];
 const logger = createLogger({ level: 'debug', write: (l) => { if (l.includes('batch done')) lines.push(l); if (l.includes('flush ')) flines.push(l); } });
 const app = createApp({ config, logger, feedback: feedbackSettingsFromEnv({ TD_FEEDBACK: 'false' }) });
 await app.start();
-const t0 = performance.now();
+const t0 = performance.now(); const c0 = process.cpuUsage();
 while (app.streamCounters()!.committedBatches === 0 || (await admin.fetchOffsets({ groupId: id, topics: [`${id}.in`] }))[0]!.partitions.reduce((a, p) => a + Number(p.offset), 0) < N) await new Promise((r) => setTimeout(r, 50));
 const secs = (performance.now() - t0) / 1000;
-console.log(`N=${N} ${enc} ${secs.toFixed(2)}s ${(N / secs).toFixed(0)} req/s`);
-const recs = lines.map((l) => JSON.parse(l));
+const cu = process.cpuUsage(c0); console.log(`N=${N} ${enc} ${secs.toFixed(2)}s ${(N / secs).toFixed(0)} req/s cpu ${((cu.user + cu.system) / 1000 / N).toFixed(2)} ms/req`);
+const recs = lines.map((l) => JSON.parse(l)); if (recs.length === 0) recs.push({messages:0,ms:0,acquireMs:0,prepareMs:0,flushWaitMs:0,commitMs:0});
 const avg = (k: string) => (recs.reduce((a, x) => a + x[k], 0) / recs.length).toFixed(1);
 console.log(`batches ${recs.length} avg messages ${avg('messages')} ms ${avg('ms')} acquire ${avg('acquireMs')} prepare ${avg('prepareMs')} flushWait ${avg('flushWaitMs')} commit ${avg('commitMs')}`);
 for (const k of ['flush produce', 'flush log']) { const xs = flines.filter((l) => l.includes(k)).map((l) => JSON.parse(l).ms); console.log(k, xs.length, (xs.reduce((a: number, b: number) => a + b, 0) / xs.length).toFixed(1)); }

@@ -263,8 +263,10 @@ export class App extends EventEmitter implements ControlTarget {
       });
     }
     setModelVersion(this.metrics, this.#pool.modelVersion);
-    const pool = this.#pool;
-    const scorer: Scorer = (req) => pool.route(req);
+    const pool = this.#pool as RoutingPool & { routeEncoded?: (bytes: Uint8Array, contentType: 'json' | 'protobuf') => Promise<RoutingResponse> };
+    const routeEncoded = pool.routeEncoded?.bind(pool);
+    const scorer: Scorer = (task) =>
+      task.kind === 'validated' ? pool.route(task.request) : routeEncoded ? routeEncoded(task.bytes, task.encoding) : Promise.reject(new Error('the pool cannot decode records'));
     this.#breaker = new ScoringBreaker(this.#opts.wrapScorer ? this.#opts.wrapScorer(scorer) : scorer, {
       ...c.breaker,
       logger: log,
@@ -289,6 +291,7 @@ export class App extends EventEmitter implements ControlTarget {
       metrics: this.metrics,
       onEngineLatency: (us) => this.#engineLatency.record(us),
       onEndToEnd: (us) => this.#e2eLatency.record(us),
+      encodedScoring: c.decodeInWorkers && routeEncoded !== undefined,
       ...(this.#opts.processor ?? {}),
     });
     this.#processor.on('event', (e: ProcessorEvent) => {
@@ -527,7 +530,13 @@ export class App extends EventEmitter implements ControlTarget {
       this.#route.rejected++;
       throw err;
     }
-    const scored = await breaker.score(req);
+    let scored;
+    try {
+      scored = await breaker.score({ kind: 'validated', request: req });
+    } catch (err) {
+      this.#route.rejected++;
+      throw err;
+    }
     const r = this.#route;
     r.requests++;
     for (const d of scored.response.decisions) {

@@ -81,6 +81,11 @@ export interface Config {
   modelPath: string | undefined;
   /** Worker threads of the RouterPool; undefined lets the pool choose. */
   workers: number | undefined;
+  /**
+   * Decode and validate request records on the pool's worker threads (pool.routeEncoded)
+   * instead of the consuming thread.
+   */
+  decodeInWorkers: boolean;
   /** Bound on requests being decoded/scored/published at once (whole process). */
   maxInFlight: number;
   /** Partitions fetched and processed concurrently by one consumer. */
@@ -293,6 +298,7 @@ export function loadConfig(env: Env = process.env): Config {
     httpAddr: hostPort('TD_HTTP_ADDR', raw(env, 'TD_HTTP_ADDR') ?? CONFIG_DEFAULTS.httpAddr),
     modelPath: raw(env, 'TD_MODEL_PATH'),
     workers: optionalIntVar(env, 'TD_WORKERS', 1, Math.max(64, availableParallelism() * 4)),
+    decodeInWorkers: boolVar(env, 'TD_DECODE_IN_WORKERS', false),
     maxInFlight,
     partitionsConcurrency: intVar(env, 'TD_PARTITIONS_CONCURRENCY', 3, 1, 1000),
     requestPartitions: intVar(env, 'TD_REQUEST_PARTITIONS', 6, 1, 10_000),

@@ -8,7 +8,7 @@
 // inside the kernels. Model file I/O happens only in the constructor (loadModelFile).
 import { ModelError } from '../errors.js';
 import { HEURISTIC_QHAT, predictionSet, uncertaintyFromSet } from './conformal.js';
-import { DEFAULT_THRESHOLDS, decide, type Thresholds } from './decide.js';
+import { DEFAULT_THRESHOLDS, decide, type Decision, type Thresholds } from './decide.js';
 import { FEATURE_COUNT, FEATURE_NAMES, extractFeatures, resolveFeatureConfig, type FeatureConfig } from './features.js';
 import { defaultModelPath, loadModelFile, scoreBatch, type LoadedModel } from './model.js';
 import type { RoutingDecision, RoutingRequest, RoutingResponse } from './types.js';
@@ -44,6 +44,9 @@ export function assertRoutable(model: LoadedModel): void {
 }
 
 const defaultNow = (): number => Date.now() / 1000;
+
+/** PERF: receives one decision of Router.rankValidated: rank, candidate index, p, u, rule outcome. */
+export type DecisionSink = (rank: number, index: number, confidence: number, uncertainty: number, decision: Readonly<Decision>) => void;
 
 export class Router {
   #model: LoadedModel;
@@ -132,6 +135,42 @@ export class Router {
    */
   #route(req: ValidatedRequest, t0: number): RoutingResponse {
     const n = req.n;
+    const version = this.#model.version;
+    const decisions = new Array<RoutingDecision>(n);
+    const featureUs = this.#rank(req, (r, i, p, u, d) => {
+      decisions[r] = {
+        request_id: req.request_id,
+        candidate_id: req.ids[i]!,
+        confidence: p,
+        uncertainty: u,
+        use_lightweight: d.use_lightweight,
+        rank: r,
+        model_version: version,
+        reason: d.reason,
+        metadata: req.candidateMetadata[i]!,
+        inference_time_us: 0,
+      };
+    });
+    const totalUs = (performance.now() - t0) * 1000;
+    for (let r = 0; r < n; r++) decisions[r]!.inference_time_us = totalUs;
+    return { decisions, inference_time_us: totalUs, feature_time_us: featureUs, candidates_processed: n };
+  }
+
+  /**
+   * PERF (worker pool): routes without building decision objects — `emit` gets each decision's
+   * numbers in rank order (rank, candidate index, confidence, uncertainty, rule outcome), and the
+   * feature-extraction time in µs is returned. routeValidated() is built on this, so both give
+   * the same decisions; a pool worker sends these numbers to the main thread, which builds the
+   * objects with the ids and metadata that never left it.
+   */
+  rankValidated(req: ValidatedRequest, emit: DecisionSink): { featureUs: number; modelVersion: string } {
+    const modelVersion = this.#model.version;
+    return { featureUs: this.#rank(req, emit), modelVersion };
+  }
+
+  /** Features → scores → ranking → rule; returns the feature time in µs. */
+  #rank(req: ValidatedRequest, emit: DecisionSink): number {
+    const n = req.n;
     const model = this.#model;
     if (this.#feat.length < n * FEATURE_COUNT) {
       this.#feat = new Float32Array(n * FEATURE_COUNT);
@@ -162,29 +201,13 @@ export class Router {
 
     const qhat = model.calibration ? model.calibration.qhat : HEURISTIC_QHAT;
     const th = this.#thresholds;
-    const version = model.version;
-    const decisions = new Array<RoutingDecision>(n);
     for (let r = 0; r < n; r++) {
       const i = order[r]! % M;
       const p = scores[i]!;
       const set = predictionSet(p, qhat);
       const u = uncertaintyFromSet(p, qhat, set);
-      const d = decide(p, u, set, th);
-      decisions[r] = {
-        request_id: req.request_id,
-        candidate_id: req.ids[i]!,
-        confidence: p,
-        uncertainty: u,
-        use_lightweight: d.use_lightweight,
-        rank: r,
-        model_version: version,
-        reason: d.reason,
-        metadata: req.candidateMetadata[i]!,
-        inference_time_us: 0,
-      };
+      emit(r, i, p, u, decide(p, u, set, th));
     }
-    const totalUs = (performance.now() - t0) * 1000;
-    for (let r = 0; r < n; r++) decisions[r]!.inference_time_us = totalUs;
-    return { decisions, inference_time_us: totalUs, feature_time_us: featureUs, candidates_processed: n };
+    return featureUs;
   }
 }

@@ -7,11 +7,24 @@ import CircuitBreaker from 'opossum';
 import type { BreakerConfig } from '../config.js';
 import type { ValidatedRequest } from '../engine/validate.js';
 import type { RoutingDecision, RoutingResponse } from '../engine/types.js';
-import { errorMessage } from '../errors.js';
+import { InvalidInputError, errorMessage } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import { BREAKER_STATE_VALUE, type BreakerStateName, type Metrics } from '../observe/metrics.js';
 
-export type Scorer = (req: ValidatedRequest) => Promise<RoutingResponse>;
+/**
+ * What the engine is asked to score: a request validated on this thread, or the record's raw
+ * bytes for the pool to decode and validate on a worker thread (pool.routeEncoded).
+ */
+export type ScoreTask =
+  | { kind: 'validated'; request: ValidatedRequest }
+  | { kind: 'encoded'; bytes: Uint8Array; encoding: 'json' | 'protobuf' };
+
+/**
+ * The scorer the breaker protects. It rejects with InvalidInputError (DecodeError) for bad
+ * input — which is the caller's problem, not the engine's — and with anything else when the
+ * engine fails.
+ */
+export type Scorer = (task: ScoreTask) => Promise<RoutingResponse>;
 
 export interface ScoreResult {
   response: RoutingResponse;
@@ -68,7 +81,7 @@ export function breakerOpenResponse(req: ValidatedRequest, modelVersion: string)
 }
 
 export class ScoringBreaker {
-  readonly #breaker: CircuitBreaker<[ValidatedRequest], RoutingResponse>;
+  readonly #breaker: CircuitBreaker<[ScoreTask], RoutingResponse>;
   readonly #opts: ScoringBreakerOptions;
   #transitions = 0;
   #trips = 0;
@@ -80,6 +93,8 @@ export class ScoringBreaker {
   constructor(scorer: Scorer, opts: ScoringBreakerOptions) {
     this.#opts = opts;
     this.#breaker = new CircuitBreaker(scorer, {
+      // Bad input says nothing about the engine's health.
+      errorFilter: (err: unknown) => err instanceof InvalidInputError,
       name: 'scoring',
       timeout: opts.timeoutMs,
       errorThresholdPercentage: opts.errorThresholdPercentage,
@@ -123,13 +138,20 @@ export class ScoringBreaker {
     return 'closed';
   }
 
-  /** Scores through the breaker; never rejects (a failure yields the heavyweight fallback). */
-  async score(req: ValidatedRequest): Promise<ScoreResult> {
+  /**
+   * Scores through the breaker. Never rejects because of the engine: a failure (or an open
+   * breaker) yields the heavyweight fallback. Rejects with InvalidInputError/DecodeError when
+   * the input is bad — found by the scorer, or by `validated()`, which builds the request the
+   * fallback needs when the task carried raw bytes.
+   */
+  async score(task: ScoreTask, validated: () => ValidatedRequest = () => (task as { request: ValidatedRequest }).request): Promise<ScoreResult> {
     const started = performance.now();
     try {
-      const response = await this.#breaker.fire(req);
+      const response = await this.#breaker.fire(task);
       return { response, fallback: false, engineSeconds: (performance.now() - started) / 1000 };
     } catch (err) {
+      if (err instanceof InvalidInputError) throw err;
+      const req = task.kind === 'validated' ? task.request : validated();
       this.#fallbacks++;
       if (!this.#breaker.opened) this.#opts.logger.debug('scoring failed; heavyweight fallback for this request', { err, request_id: req.request_id });
       return { response: breakerOpenResponse(req, this.#opts.modelVersion()), fallback: true, engineSeconds: (performance.now() - started) / 1000 };

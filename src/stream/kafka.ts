@@ -4,11 +4,14 @@ import kafkajs, { type Admin, type ITopicConfig, type Kafka, type KafkaConfig, t
 import type { Config } from '../config.js';
 import type { Logger } from '../observe/logger.js';
 
-const { Kafka: KafkaClient, logLevel } = kafkajs;
+const { Kafka: KafkaClient, logLevel, Partitioners } = kafkajs;
 
-// kafkajs prints the partitioner migration warning on every producer; it is about v1 → v2
-// upgrades and says nothing to a new deployment.
-process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
+/**
+ * The partitioner every producer of the service names explicitly: kafkajs's default (murmur2,
+ * Java-compatible), so a decision keyed by request_id lands where a Java client would put it.
+ * Naming it also silences kafkajs's v1 → v2 migration warning.
+ */
+export const partitioner = Partitioners.DefaultPartitioner;
 
 function bridge(logger: Logger): logCreator {
   return () =>

@@ -10,34 +10,41 @@
 // are one Kafka transaction, committed only once its rows are durable; read_committed
 // consumers see each decision once.
 //
-// Flow. kafkajs fetches a round of batches (one per partition), hands up to
-// `partitionsConcurrency` of them to eachBatch at once, and fetches again only when the round
-// is done — so the work in memory is bounded by the fetch sizes. Within a batch, requests are
-// taken in chunks; a chunk holds permits of a process-wide semaphore (TD_MAX_IN_FLIGHT) from
-// decoding until its records are acknowledged and logged, and the next chunk is scored while
-// the previous one is being flushed. When the decision log (or the pool) reports pressure, the
-// request partitions are paused, and the running batches simply wait (heart-beating) for the
-// log's durability promise: nothing is dropped, the consumer stays in its group.
+// Flow. kafkajs fetches a round of batches (one per partition) and hands up to
+// `partitionsConcurrency` of them to eachBatch at once. Requests are taken in chunks; a chunk
+// holds permits of a process-wide semaphore (TD_MAX_IN_FLIGHT) from decoding until its records
+// are acknowledged and its rows durable — that is the bound on work in memory. In at-least-once
+// mode eachBatch returns as soon as its chunks are scored and handed to the flusher, so the next
+// fetch overlaps the previous round's Kafka acknowledgements and Postgres writes; an offset
+// tracker (./offsets.ts) commits, per partition, the end of the longest finished prefix of
+// chunks. When the decision log (or the pool) reports pressure, the request partitions are
+// paused; a chunk that cannot get permits waits, heart-beating: nothing is dropped and the
+// consumer stays in its group. Exactly-once mode runs each chunk as one transaction inside
+// eachBatch (produce, wait for the rows, sendOffsets, commit), one transaction at a time.
 //
-// Rebalances and shutdown. A batch stops taking new chunks when the consumer stops or the
-// partition is revoked/seeked (isRunning/isStale), finishes the chunk in flight, commits what
-// is done, and returns. If the group starts rebalancing while a batch waits (e.g. on a slow
-// database), the heartbeat error aborts the wait and is rethrown so kafkajs re-joins promptly;
-// the abandoned work is redone by the partition's next owner without duplicate rows.
+// Rebalances and shutdown. A batch stops taking new chunks when the consumer stops, drains, or
+// the partition is revoked/seeked (isRunning/isStale). After a rebalance kafkajs restarts every
+// partition from its committed offset; chunks of the old generation still finish (their rows
+// are idempotent, their records harmless duplicates) but are never committed, so a partition
+// that moved to another member cannot be set back. A drain pauses fetching, waits until every
+// chunk is durable and committed (bounded by TD_DRAIN_TIMEOUT_MS), then leaves the group.
 import { EventEmitter } from 'node:events';
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Message, Producer, TopicMessages } from 'kafkajs';
 import type { Config } from '../config.js';
 import type { ValidatedRequest } from '../engine/validate.js';
 import type { RoutingDecision } from '../engine/types.js';
-import { errorMessage } from '../errors.js';
+import { InvalidInputError, errorMessage, oneLine } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
-import type { ScoringBreaker } from './breaker.js';
+import type { ScoreResult, ScoreTask, ScoringBreaker } from './breaker.js';
 import { DecodeError, decodeRequest, encodingOf, getHeader, type Encoding, type Headers } from './codec.js';
 import { dlqMessage } from './dlq.js';
+import { partitioner } from './kafka.js';
 import { DECISION_HEADERS, decisionMessages } from './producer.js';
+import { OffsetTracker, type TrackedChunk } from './offsets.js';
 import { Semaphore } from './semaphore.js';
 import { decisionFeatures } from '../feedback/features.js';
+import { FEATURE_COUNT } from '../engine/features.js';
 
 /** One decision as the log stores it: the decision plus where its request came from. */
 export interface LoggedDecision extends RoutingDecision {
@@ -83,6 +90,8 @@ export interface ProcessorOptions {
   heartbeatIntervalMs?: number;
   /** Consumer session timeout (kafkajs default 30 s). */
   sessionTimeoutMs?: number;
+  /** Hand raw record bytes to the scorer (decoded on a worker thread) instead of decoding here. */
+  encodedScoring?: boolean;
   /** Engine time of each scored request (µs), for the control plane's latency view. */
   onEngineLatency?: (us: number) => void;
   /** Record timestamp → decisions acknowledged and durable (µs), per request. */
@@ -188,6 +197,15 @@ export class Processor extends EventEmitter {
   #pressureTimer: NodeJS.Timeout | undefined;
   #lastError: string | undefined;
   #stopping: Promise<boolean> | undefined;
+  #draining = false;
+  /** Aborted when a drain starts: batches stop waiting for permits or transactions. */
+  readonly #drainCtl = new AbortController();
+  /** Aborted when the drain's deadline passes: flushes stop waiting for Kafka or Postgres. */
+  readonly #deadlineCtl = new AbortController();
+  readonly #offsets = new OffsetTracker();
+  #committing: Promise<void> | undefined;
+  #commitAgain = false;
+  #commitRetry: NodeJS.Timeout | undefined;
   readonly counters: StreamCounters = {
     consumed: 0,
     decided: 0,
@@ -247,8 +265,9 @@ export class Processor extends EventEmitter {
           // consumers soon; a chunk's transaction lasts milliseconds when the log is healthy.
           transactionTimeout: 30_000,
           retry,
+          createPartitioner: partitioner,
         })
-      : kafka.producer({ idempotent: true, maxInFlightRequests: 5, allowAutoTopicCreation: false, retry });
+      : kafka.producer({ idempotent: true, maxInFlightRequests: 5, allowAutoTopicCreation: false, retry, createPartitioner: partitioner });
     this.#consumer = kafka.consumer({
       groupId: c.groupId,
       sessionTimeout: this.#o.sessionTimeoutMs ?? c.sessionTimeoutMs,
@@ -266,6 +285,7 @@ export class Processor extends EventEmitter {
       this.#joined = true;
       this.#memberId = payload.memberId;
       this.#generation++;
+      this.#offsets.startGeneration(this.#generation);
       this.#assignment = Object.fromEntries(Object.entries(payload.memberAssignment).map(([t, ps]) => [t, [...ps].sort((a, b) => a - b)]));
       this.#o.metrics.rebalances.inc();
       this.#logger.info('joined consumer group', { groupId: c.groupId, memberId: payload.memberId, assignment: this.#assignment });
@@ -275,6 +295,8 @@ export class Processor extends EventEmitter {
     });
     consumer.on(ev.REBALANCING, () => {
       this.#joined = false;
+      // Nothing of the ending generation is committed any more: the next one replays it.
+      this.#offsets.startGeneration(-this.#generation - 1);
       this.#logger.info('consumer group rebalancing', { groupId: c.groupId });
       this.#emit({ type: 'rebalancing' });
     });
@@ -297,7 +319,7 @@ export class Processor extends EventEmitter {
       autoCommit: false,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: c.partitionsConcurrency,
-      eachBatch: (payload) => this.#onBatch(payload),
+      eachBatch: (payload) => (c.exactlyOnce ? this.#onBatchTransactional(payload) : this.#onBatch(payload)),
     });
     this.#pressureTimer = setInterval(() => this.#checkPressure(), 50);
     this.#pressureTimer.unref();
@@ -334,31 +356,44 @@ export class Processor extends EventEmitter {
 
   // ---- batch handling -----------------------------------------------------------------------
 
-  async #onBatch(p: EachBatchPayload): Promise<void> {
-    const { batch } = p;
-    const messages = batch.messages;
-    if (messages.length === 0) return;
-    // Heartbeats keep the membership alive while a chunk waits (slow database, slow broker).
-    // A heartbeat error (the group is rebalancing, the member was fenced) aborts the waits and
-    // is rethrown as is, because kafkajs recognises it and re-joins.
+  /**
+   * Heartbeats while a batch waits (for permits, for a transaction). A heartbeat error (the
+   * group is rebalancing, the member was fenced) aborts the waits: it is rethrown as is,
+   * because kafkajs recognises it and re-joins. A drain aborts them too.
+   */
+  #batchSignal(p: EachBatchPayload): { signal: AbortSignal; flushSignal: AbortSignal; done: () => void } {
     const ctl = new AbortController();
     const ticker = setInterval(() => {
       p.heartbeat().catch((err: unknown) => {
         if (!ctl.signal.aborted) ctl.abort(err);
       });
     }, this.#o.heartbeatIntervalMs ?? 1000);
-    let pending: { done: Promise<void>; last: string } | undefined;
-    let lastDone: string | undefined;
-    const timing = this.#logger.isLevelEnabled('debug') ? { t0: performance.now(), acquire: 0, prepare: 0, wait: 0, commit: 0 } : undefined;
+    return {
+      signal: AbortSignal.any([ctl.signal, this.#drainCtl.signal]),
+      // A transaction in flight is abandoned (aborted) on a rebalance or at the drain's
+      // deadline, not when the drain starts: it is short and commits its own offsets.
+      flushSignal: AbortSignal.any([ctl.signal, this.#deadlineCtl.signal]),
+      done: () => clearInterval(ticker),
+    };
+  }
+
+  #takeMore(p: EachBatchPayload, signal: AbortSignal): boolean {
+    return p.isRunning() && !p.isStale() && !signal.aborted && !this.#draining;
+  }
+
+  /** At-least-once: score chunk after chunk and hand each to the flusher; do not wait for it. */
+  async #onBatch(p: EachBatchPayload): Promise<void> {
+    const { batch } = p;
+    const messages = batch.messages;
+    if (messages.length === 0) return;
+    const generation = this.#generation;
+    const { signal, done } = this.#batchSignal(p);
     try {
       for (let i = 0; i < messages.length; i += this.#chunkSize) {
-        if (!p.isRunning() || p.isStale() || ctl.signal.aborted) break;
+        if (!this.#takeMore(p, signal) || generation !== this.#generation) break;
         const chunk = messages.slice(i, i + this.#chunkSize);
-        let t = performance.now();
-        const permits = await this.#acquire(chunk.length, ctl.signal);
+        const permits = await this.#acquire(chunk.length, signal);
         this.#o.metrics.inFlight.set(this.#slots.inUse);
-        if (timing) timing.acquire += performance.now() - t;
-        t = performance.now();
         let prepared: Prepared;
         try {
           prepared = await this.#prepare(batch.topic, batch.partition, chunk);
@@ -366,58 +401,149 @@ export class Processor extends EventEmitter {
           this.#slots.release(permits);
           throw err;
         }
-        if (timing) timing.prepare += performance.now() - t;
-        t = performance.now();
-        if (pending) {
-          await abortable(pending.done, ctl.signal);
-          if (timing) timing.wait += performance.now() - t;
-          lastDone = pending.last;
-          p.resolveOffset(lastDone);
-        }
-        const done = this.#flush(prepared, ctl.signal).finally(() => {
-          this.#slots.release(permits);
-          this.#o.metrics.inFlight.set(this.#slots.inUse);
-        });
-        // Never an unhandled rejection, even if this batch is abandoned while it runs.
-        done.catch(() => {});
-        pending = { done, last: prepared.lastOffset };
-      }
-      let t = performance.now();
-      if (pending) {
-        await abortable(pending.done, ctl.signal);
-        lastDone = pending.last;
-        p.resolveOffset(lastDone);
-        pending = undefined;
-      }
-      if (timing) timing.wait += performance.now() - t;
-      t = performance.now();
-      if (lastDone !== undefined && !this.#c.exactlyOnce) await this.#commit(p, lastDone);
-      if (timing) {
-        timing.commit += performance.now() - t;
-        const r = (x: number) => Math.round(x * 10) / 10;
-        this.#logger.debug('batch done', {
-          partition: batch.partition,
-          messages: messages.length,
-          ms: r(performance.now() - timing.t0),
-          acquireMs: r(timing.acquire),
-          prepareMs: r(timing.prepare),
-          flushWaitMs: r(timing.wait),
-          commitMs: r(timing.commit),
-        });
+        const tracked = this.#offsets.begin(batch.topic, batch.partition, generation, chunk[0]!.offset, prepared.lastOffset);
+        // Not abandoned on a rebalance: the work finishes (idempotent rows, at most duplicate
+        // records) and simply is not committed. Only the drain's deadline cuts it short.
+        this.#flush(prepared, this.#deadlineCtl.signal)
+          .then(
+            () => this.#finished(tracked),
+            (err: unknown) => this.#failed(tracked, err),
+          )
+          .finally(() => {
+            this.#slots.release(permits);
+            this.#o.metrics.inFlight.set(this.#slots.inUse);
+          });
+        p.resolveOffset(prepared.lastOffset);
       }
     } catch (err) {
-      if (ctl.signal.aborted && err === ctl.signal.reason) {
+      if (signal.aborted && err === signal.reason && !this.#draining) {
         this.#logger.info('batch abandoned: the group is rebalancing or the member lost its session', {
           topic: batch.topic,
           partition: batch.partition,
           reason: errorMessage(err),
         });
-        // Commit what is certainly done, if the coordinator still takes it; then re-join.
-        if (lastDone !== undefined && !this.#c.exactlyOnce) await this.#commit(p, lastDone).catch(() => {});
+        throw err;
       }
+      if (this.#draining && signal.aborted) return;
       throw err;
     } finally {
-      clearInterval(ticker);
+      done();
+    }
+  }
+
+  #finished(chunk: TrackedChunk): void {
+    if (this.#offsets.finish(chunk)) this.#scheduleCommit();
+  }
+
+  #failed(chunk: TrackedChunk, err: unknown): void {
+    this.#o.metrics.errors.inc({ stage: 'flush' });
+    this.#lastError = errorMessage(err);
+    if (this.#draining) return; // the drain's deadline passed: redelivered after the restart
+    const seekTo = this.#offsets.fail(chunk);
+    this.#logger.error('could not deliver a chunk of decisions; consuming it again', {
+      err,
+      topic: chunk.topic,
+      partition: chunk.partition,
+      from: chunk.first,
+      to: chunk.last,
+    });
+    if (seekTo !== undefined) {
+      try {
+        this.#consumer?.seek({ topic: chunk.topic, partition: chunk.partition, offset: seekTo });
+      } catch (seekErr) {
+        this.#logger.warn('seek failed; the partition resumes from its committed offset after the next rebalance', { err: seekErr });
+      }
+    }
+  }
+
+  /** Commits what the tracker says is finished; one commit at a time, coalesced. */
+  #scheduleCommit(): void {
+    if (this.#committing) {
+      this.#commitAgain = true;
+      return;
+    }
+    this.#committing = this.#commitNow().finally(() => {
+      this.#committing = undefined;
+      if (this.#commitAgain) {
+        this.#commitAgain = false;
+        this.#scheduleCommit();
+      }
+    });
+  }
+
+  async #commitNow(): Promise<void> {
+    const consumer = this.#consumer;
+    if (!consumer || !this.#joined) return; // mid-rebalance: the next generation replays it
+    const offsets = this.#offsets.takeCommittable();
+    if (offsets.length === 0) return;
+    try {
+      await consumer.commitOffsets(offsets);
+      this.#offsets.committed(offsets);
+      this.#o.metrics.commits.inc({ mode: 'at_least_once' });
+      this.counters.committedBatches++;
+    } catch (err) {
+      // The work is durable; the offsets stay in the tracker and are committed next time.
+      this.#o.metrics.errors.inc({ stage: 'commit' });
+      this.#logger.warn('offset commit failed; retrying shortly', { err });
+      if (!this.#commitRetry) {
+        this.#commitRetry = setTimeout(() => {
+          this.#commitRetry = undefined;
+          this.#scheduleCommit();
+        }, 500);
+        this.#commitRetry.unref();
+      }
+    }
+  }
+
+  /** Exactly-once: each chunk is one transaction, finished inside eachBatch, in order. */
+  async #onBatchTransactional(p: EachBatchPayload): Promise<void> {
+    const { batch } = p;
+    const messages = batch.messages;
+    if (messages.length === 0) return;
+    const { signal, flushSignal, done } = this.#batchSignal(p);
+    let pending: { done: Promise<void>; last: string } | undefined;
+    try {
+      for (let i = 0; i < messages.length; i += this.#chunkSize) {
+        if (!this.#takeMore(p, signal)) break;
+        const chunk = messages.slice(i, i + this.#chunkSize);
+        const permits = await this.#acquire(chunk.length, signal);
+        this.#o.metrics.inFlight.set(this.#slots.inUse);
+        let prepared: Prepared;
+        try {
+          prepared = await this.#prepare(batch.topic, batch.partition, chunk);
+        } catch (err) {
+          this.#slots.release(permits);
+          throw err;
+        }
+        // The next chunk is scored while this one's transaction runs; transactions themselves
+        // are serialised (#flush), so offsets are committed in order.
+        if (pending) {
+          await abortable(pending.done, signal);
+          p.resolveOffset(pending.last);
+        }
+        const flushed = this.#flush(prepared, flushSignal).finally(() => {
+          this.#slots.release(permits);
+          this.#o.metrics.inFlight.set(this.#slots.inUse);
+        });
+        flushed.catch(() => {});
+        pending = { done: flushed, last: prepared.lastOffset };
+      }
+      if (pending) {
+        await abortable(pending.done, signal);
+        p.resolveOffset(pending.last);
+      }
+    } catch (err) {
+      if (signal.aborted && err === signal.reason && !this.#draining) {
+        this.#logger.info('batch abandoned: the group is rebalancing or the member lost its session', {
+          topic: batch.topic,
+          partition: batch.partition,
+          reason: errorMessage(err),
+        });
+      }
+      if (this.#draining && signal.aborted) return;
+      throw err;
+    } finally {
+      done();
     }
   }
 
@@ -429,22 +555,6 @@ export class Processor extends EventEmitter {
     } catch (err) {
       void granted.then((k) => this.#slots.release(k));
       throw err;
-    }
-  }
-
-  async #commit(p: EachBatchPayload, lastOffset: string): Promise<void> {
-    const { topic, partition } = p.batch;
-    try {
-      await p.commitOffsetsIfNecessary({ topics: [{ topic, partitions: [{ partition, offset: nextOffset(lastOffset) }] }] });
-      this.#o.metrics.commits.inc({ mode: 'at_least_once' });
-      this.counters.committedBatches++;
-    } catch (err) {
-      // The work is done and durable; a later commit (cumulative) or the next owner's replay
-      // (idempotent) covers it. Only a rebalance needs kafkajs's attention.
-      this.#o.metrics.errors.inc({ stage: 'commit' });
-      const type = (err as { type?: string }).type;
-      if (type === 'REBALANCE_IN_PROGRESS' || type === 'ILLEGAL_GENERATION' || type === 'UNKNOWN_MEMBER_ID') throw err;
-      this.#logger.warn('offset commit failed; a later commit covers it', { topic, partition, err });
     }
   }
 
@@ -468,20 +578,37 @@ export class Processor extends EventEmitter {
       chunk.map(async (msg) => {
         const headers = msg.headers as Headers | undefined;
         const encoding = encodingOf(getHeader(headers, 'content-type'));
-        let req: ValidatedRequest;
-        try {
-          req = this.#decode(msg.value, encoding);
-        } catch (err) {
-          const kind = err instanceof DecodeError ? err.kind : 'internal';
-          const reason = err instanceof DecodeError ? err.message : `internal error while decoding: ${errorMessage(err)}`;
-          if (!(err instanceof DecodeError)) this.#logger.error('decoder failed unexpectedly; record sent to the DLQ', { err, topic, partition, offset: msg.offset });
+        const reject = (err: unknown) => {
+          const kind = err instanceof DecodeError ? err.kind : err instanceof InvalidInputError ? 'invalid' : 'internal';
+          const reason = err instanceof InvalidInputError ? oneLine(err.message) : `internal error while decoding: ${errorMessage(err)}`;
+          if (!(err instanceof InvalidInputError)) this.#logger.error('decoder failed unexpectedly; record sent to the DLQ', { err, topic, partition, offset: msg.offset });
           out.dlq.push(dlqMessage({ topic, partition, offset: msg.offset, key: msg.key, value: msg.value, headers }, reason));
           m.dlq.inc({ reason: kind });
           m.requests.inc({ encoding, outcome: 'rejected' });
           k.rejected++;
+        };
+        // Decoded here, or (TD_DECODE_IN_WORKERS) by the pool's worker from the raw bytes; then
+        // the request is decoded here only if the breaker's fallback needs it.
+        let req: ValidatedRequest | undefined;
+        const decodeHere = (): ValidatedRequest => (req ??= this.#decode(msg.value, encoding));
+        let task: ScoreTask;
+        try {
+          const raw = msg.value;
+          task =
+            this.#o.encodedScoring && raw !== null && raw.length > 0 && raw.length <= this.#c.maxMessageBytes
+              ? { kind: 'encoded', bytes: raw, encoding }
+              : { kind: 'validated', request: decodeHere() };
+        } catch (err) {
+          reject(err);
           return;
         }
-        const scored = await this.#o.breaker.score(req);
+        let scored: ScoreResult;
+        try {
+          scored = await this.#o.breaker.score(task, decodeHere);
+        } catch (err) {
+          reject(err);
+          return;
+        }
         if (!scored.fallback) {
           m.engine.observe(scored.engineSeconds);
           this.#o.onEngineLatency?.(scored.response.inference_time_us);
@@ -491,9 +618,19 @@ export class Processor extends EventEmitter {
         const decidedAt = new Date();
         // FEEDBACK (issue 8): each decision's feature vector goes to the log (features real[])
         // so `tiny-dancer retrain` can train on decisions that got outcomes.
-        const featuresOf = decisionFeatures(req, decidedAt);
-        for (const d of scored.response.decisions) {
-          out.rows.push({ ...d, features: featuresOf(d.candidate_id), decided_at: decidedAt, source_topic: topic, source_partition: partition, source_offset: msg.offset });
+        // Computed here from the validated request, unless the engine's response carries them
+        // (`features`: FEATURE_COUNT values per decision, in decision order). A request decoded
+        // on a worker with no features in the response logs NULL features.
+        const shipped = (scored.response as { features?: Float32Array }).features;
+        const featuresOf =
+          shipped !== undefined && shipped.length === scored.response.decisions.length * FEATURE_COUNT
+            ? (_id: string, r: number) => shipped.subarray(r * FEATURE_COUNT, (r + 1) * FEATURE_COUNT)
+            : req
+              ? decisionFeatures(req, decidedAt)
+              : () => undefined;
+        for (let r = 0; r < scored.response.decisions.length; r++) {
+          const d = scored.response.decisions[r]!;
+          out.rows.push({ ...d, features: featuresOf(d.candidate_id, r), decided_at: decidedAt, source_topic: topic, source_partition: partition, source_offset: msg.offset });
           m.decisions.inc({ route: d.use_lightweight ? 'lightweight' : 'heavyweight', reason: d.reason });
           k.decisions++;
           if (d.use_lightweight) k.lightweight++;
@@ -560,11 +697,6 @@ export class Processor extends EventEmitter {
     } else {
       const produced =
         records.length > 0 ? this.#retrying('produce', () => producer.sendBatch({ topicMessages: records, acks: -1 }), signal) : Promise.resolve();
-      if (process.env.TD_DEBUG_FLUSH === '1') {
-        const t0 = performance.now();
-        void produced.then(() => this.#logger.debug('flush produce', { ms: performance.now() - t0 }));
-        void logged.then(() => this.#logger.debug('flush log', { ms: performance.now() - t0 }));
-      }
       await Promise.all([produced, logged]);
     }
     this.counters.produced += prep.lightweight.length + prep.heavyweight.length + prep.dlq.length;
@@ -602,37 +734,46 @@ export class Processor extends EventEmitter {
   // ---- lifecycle ----------------------------------------------------------------------------
 
   /**
-   * Drains: stops fetching, lets running batches finish their chunk in flight and commit, then
-   * leaves the group — all within `timeoutMs`. Returns true when it finished in time. Work not
-   * committed in time is redelivered to the next owner (no duplicate rows).
+   * Drains: stops fetching and taking new chunks, waits until every chunk in flight is
+   * acknowledged, logged and committed, then leaves the group — all within `timeoutMs`. Returns
+   * true when it finished in time. Work not committed in time is redelivered to the next owner
+   * (no duplicate rows).
    */
   stop(timeoutMs: number = this.#c.drainTimeoutMs): Promise<boolean> {
     if (!this.#stopping) {
       this.#stopping = (async () => {
         const started = Date.now();
+        const deadline = started + timeoutMs;
         this.#emit({ type: 'draining' });
         this.#logger.info('draining: finishing in-flight work and committing', { inFlight: this.#slots.inUse, timeoutMs });
         if (this.#pressureTimer) clearInterval(this.#pressureTimer);
+        this.#draining = true;
+        this.#drainCtl.abort(new Error('draining'));
         const consumer = this.#consumer;
-        const work = (async () => {
-          // stop() waits for the running eachBatch calls, then leaves the group.
-          if (consumer) await consumer.stop().catch((err: unknown) => this.#logger.warn('consumer stop failed', { err }));
-        })();
-        let timer: NodeJS.Timeout | undefined;
-        const clean = await Promise.race([
-          work.then(() => true),
-          new Promise<boolean>((r) => {
-            timer = setTimeout(() => r(false), timeoutMs);
-          }),
-        ]);
-        clearTimeout(timer);
+        // Paused, the consumer stays in the group (so commits are still accepted) but fetches
+        // nothing new.
+        if (consumer && this.#running) consumer.pause([{ topic: this.#c.topics.requests }]);
+        let clean = false;
+        while (Date.now() < deadline) {
+          if (this.#slots.inUse === 0 && !this.#committing) {
+            if (this.#offsets.settled()) {
+              clean = true;
+              break;
+            }
+            this.#scheduleCommit();
+          }
+          await sleep(20);
+        }
+        if (!clean) this.#deadlineCtl.abort(new Error('drain deadline'));
+        if (this.#commitRetry) clearTimeout(this.#commitRetry);
+        const rest = () => Math.max(1000, deadline - Date.now());
+        // stop() waits for running eachBatch calls (they return at once now), then leaves.
+        if (consumer) {
+          await Promise.race([consumer.stop().catch((err: unknown) => this.#logger.warn('consumer stop failed', { err })), sleep(rest())]);
+        }
         this.#running = false;
         this.#joined = false;
-        const rest = Math.max(1000, timeoutMs - (Date.now() - started));
-        await Promise.race([
-          Promise.allSettled([consumer?.disconnect(), this.#producer?.disconnect()]),
-          sleep(rest),
-        ]);
+        await Promise.race([Promise.allSettled([consumer?.disconnect(), this.#producer?.disconnect()]), sleep(rest())]);
         const ms = Date.now() - started;
         if (clean) this.#logger.info('drained', { ms });
         else this.#logger.warn('drain timed out; uncommitted work will be redelivered (no duplicate rows)', { ms, inFlight: this.#slots.inUse });

@@ -9,7 +9,7 @@ import { loadConfig } from '../../config.js';
 import type { RoutingRequest } from '../../engine/types.js';
 import { createLogger } from '../../observe/logger.js';
 import { CONTENT_TYPES, encodeRequest, type Encoding } from '../../stream/codec.js';
-import { createKafka } from '../../stream/kafka.js';
+import { createKafka, partitioner } from '../../stream/kafka.js';
 import { intArg, numberArg, parseCommandArgs } from '../args.js';
 import { UsageError } from '../../errors.js';
 
@@ -73,7 +73,7 @@ export async function startDemoTraffic(app: App, opts: DemoOptions, onDone: () =
   const { generateTraffic } = await import('../../train/synthetic.js');
   const config = app.settings;
   const kafka = createKafka({ brokers: config.brokers, clientId: 'tiny-dancer-demo' }, app.logger.child({ component: 'demo' }));
-  const producer: Producer = kafka.producer({ idempotent: true, maxInFlightRequests: 5 });
+  const producer: Producer = kafka.producer({ idempotent: true, maxInFlightRequests: 5, createPartitioner: partitioner });
   await producer.connect();
   const started = Date.now();
   const seed = started % 100_000;

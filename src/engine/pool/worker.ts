@@ -32,10 +32,9 @@ function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
   port!.postMessage(msg, transfer);
 }
 
-// Candidate ids inside the worker are the decimal candidate indices: the Router copies
-// `ids[i]` into each decision, so the index comes back with it, and the main thread (which
-// holds the real ids and metadata) builds the decision objects. The Router ranks ties by index,
-// never by id, so this cannot change the order.
+// Requests validated on the main thread arrive without their ids and metadata (the main
+// thread keeps them and builds the decision objects); Router.rankValidated reads neither, so
+// placeholders shared by all tasks stand in for them.
 let indexIds: string[] = [];
 function idsFor(n: number): string[] {
   if (indexIds.length < n) indexIds = Array.from({ length: Math.max(n, 2 * indexIds.length) }, (_, i) => String(i));
@@ -180,30 +179,31 @@ async function onBatch(batch: RouteBatch): Promise<void> {
         const bytes = new Uint8Array(arena, index[o + T_EMB]!, index[o + T_QUERY]!);
         req = codec!.decodeRequest(bytes, kind === TaskKind.EncodedProtobuf ? 'protobuf' : 'json');
         (decoded ??= []).push({ taskId, request_id: req.request_id, ids: req.ids, candidateMetadata: req.candidateMetadata });
-        req = { ...req, ids: idsFor(req.n) };
       }
-      const res = router.routeValidated(req);
-      const n = res.decisions.length;
+      // The Router's own ranking and rules, without decision objects: numbers straight into
+      // the results (the main thread builds the objects).
+      const n = req.n;
       out.reserve(RESULT_HEADER + n * DECISION_STRIDE);
       const b = out.buf;
-      let p = out.len;
-      b[p + R_ID] = taskId;
-      b[p + R_STATUS] = TaskStatus.Ok;
-      b[p + R_N] = n;
-      b[p + R_INFER] = res.inference_time_us;
-      b[p + R_FEAT] = res.feature_time_us;
-      b[p + R_PROCESSED] = res.candidates_processed;
-      p += RESULT_HEADER;
-      const ds = res.decisions;
-      for (let r = 0; r < n; r++, p += DECISION_STRIDE) {
-        const d = ds[r]!;
-        b[p + D_INDEX] = +d.candidate_id;
-        b[p + D_CONF] = d.confidence;
-        b[p + D_UNC] = d.uncertainty;
-        b[p + D_CODE] = (d.use_lightweight ? 1 : 0) | (REASON_CODE[d.reason]! << 1);
-        b[p + D_TIME] = d.inference_time_us;
-      }
-      out.len = p;
+      const p0 = out.len;
+      const first = p0 + RESULT_HEADER;
+      const t0 = performance.now();
+      const { featureUs } = router.rankValidated(req, (r, i, conf, unc, d) => {
+        const q = first + r * DECISION_STRIDE;
+        b[q + D_INDEX] = i;
+        b[q + D_CONF] = conf;
+        b[q + D_UNC] = unc;
+        b[q + D_CODE] = (d.use_lightweight ? 1 : 0) | (REASON_CODE[d.reason]! << 1);
+      });
+      const totalUs = (performance.now() - t0) * 1000;
+      for (let r = 0; r < n; r++) b[first + r * DECISION_STRIDE + D_TIME] = totalUs;
+      b[p0 + R_ID] = taskId;
+      b[p0 + R_STATUS] = TaskStatus.Ok;
+      b[p0 + R_N] = n;
+      b[p0 + R_INFER] = totalUs;
+      b[p0 + R_FEAT] = featureUs;
+      b[p0 + R_PROCESSED] = n;
+      out.len = first + n * DECISION_STRIDE;
     } catch (err) {
       out.reserve(RESULT_HEADER);
       const b = out.buf;

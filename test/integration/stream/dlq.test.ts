@@ -21,25 +21,6 @@ import {
   type Outgoing,
 } from './helpers.js';
 
-const n = names('dlq');
-let app: App;
-let dlq: Collector;
-let decisions: Collector;
-let requests: Collector;
-
-beforeAll(async () => {
-  app = await startApp(testConfig(n, { maxMessageBytes: 64 * 1024 }));
-  dlq = await collect([n.dlq]);
-  decisions = await collect([n.lightweight, n.heavyweight]);
-  requests = await collect([n.requests]);
-});
-
-afterAll(async () => {
-  await Promise.all([dlq?.stop(), decisions?.stop(), requests?.stop()]);
-  await app?.stop({ timeoutMs: 5000 });
-  await dropSchema(n.schema);
-  await deleteTopics(n);
-});
 
 const JSON_CT = { 'content-type': 'application/json' };
 const PB_CT = { 'content-type': 'application/x-protobuf' };
@@ -48,7 +29,31 @@ function bad(key: string, value: Buffer | null, headers: Outgoing['headers'] = J
   return { key, value, headers };
 }
 
-describe('bad input → DLQ, the stream goes on', () => {
+// Both decoding paths: on the consuming thread, and on the pool's workers (TD_DECODE_IN_WORKERS).
+describe.each([
+  { where: 'the consuming thread', decodeInWorkers: false },
+  { where: 'the worker threads', decodeInWorkers: true },
+])('bad input → DLQ, the stream goes on (decoded on $where)', ({ decodeInWorkers }) => {
+  const n = names('dlq');
+  let app: App;
+  let dlq: Collector;
+  let decisions: Collector;
+  let requests: Collector;
+
+  beforeAll(async () => {
+    app = await startApp(testConfig(n, { maxMessageBytes: 64 * 1024, decodeInWorkers }));
+    dlq = await collect([n.dlq]);
+    decisions = await collect([n.lightweight, n.heavyweight]);
+    requests = await collect([n.requests]);
+  });
+
+  afterAll(async () => {
+    await Promise.all([dlq?.stop(), decisions?.stop(), requests?.stop()]);
+    await app?.stop({ timeoutMs: 5000 });
+    await dropSchema(n.schema);
+    await deleteTopics(n);
+  });
+
   it('dead-letters every class of bad record with the SPEC §2 headers; decides the valid ones beside them', async () => {
     const good = makeRequest('template', 3, 8);
     const json = (v: unknown) => Buffer.from(JSON.stringify(v));

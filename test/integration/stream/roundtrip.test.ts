@@ -21,23 +21,26 @@ import {
   type Collector,
 } from './helpers.js';
 
-const n = names('rt');
-let app: App;
-let out: Collector;
+describe.each([
+  { where: 'the consuming thread', decodeInWorkers: false },
+  { where: 'the worker threads', decodeInWorkers: true },
+])('serve: request topic → decisions + Postgres rows (decoded on $where)', ({ decodeInWorkers }) => {
+  const n = names('rt');
+  let app: App;
+  let out: Collector;
 
-beforeAll(async () => {
-  app = await startApp(testConfig(n));
-  out = await collect([n.lightweight, n.heavyweight]);
-});
+  beforeAll(async () => {
+    app = await startApp(testConfig(n, { decodeInWorkers }));
+    out = await collect([n.lightweight, n.heavyweight]);
+  });
 
-afterAll(async () => {
-  await out?.stop();
-  await app?.stop({ timeoutMs: 5000 });
-  await dropSchema(n.schema);
-  await deleteTopics(n);
-});
+  afterAll(async () => {
+    await out?.stop();
+    await app?.stop({ timeoutMs: 5000 });
+    await dropSchema(n.schema);
+    await deleteTopics(n);
+  });
 
-describe('serve: request topic → decisions + Postgres rows', () => {
   it('decides JSON and protobuf requests, one record per candidate, in the request encoding', async () => {
     const json = Array.from({ length: 15 }, (_, i) => makeRequest(`json-${i}`, 3 + (i % 3)));
     const proto = Array.from({ length: 15 }, (_, i) => makeRequest(`proto-${i}`, 3 + (i % 4)));
@@ -79,9 +82,11 @@ describe('serve: request topic → decisions + Postgres rows', () => {
     // Every decision is a row, and the rows say what the records say.
     await waitFor(async () => (await rowCounts(n.schema)).rows >= total, 20_000, 'all rows');
     expect(await rowCounts(n.schema)).toEqual({ rows: total, distinct: total, requests: expected.size });
-    const rows = await query<{ request_id: string; candidate_id: string; use_lightweight: boolean; reason: string; source_topic: string }>(
-      `SELECT request_id, candidate_id, use_lightweight, reason, source_topic FROM "${n.schema}".routing_decisions`,
+    const rows = await query<{ request_id: string; candidate_id: string; use_lightweight: boolean; reason: string; source_topic: string; features: number[] | null }>(
+      `SELECT request_id, candidate_id, use_lightweight, reason, source_topic, features FROM "${n.schema}".routing_decisions`,
     );
+    // The feature vectors retraining needs: computed when the request was decoded here.
+    if (!decodeInWorkers) for (const row of rows) expect(row.features).toHaveLength(5);
     const byKey = new Map(out.records.map(({ message }) => {
       const d = decision(message);
       return [`${d.request_id}/${d.candidate_id}`, d];

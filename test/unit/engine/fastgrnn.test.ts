@@ -129,6 +129,33 @@ describe('FastGRNN cell against a plain float64 implementation', () => {
     }), { numRuns: 40 });
   });
 
+  it('pruned models (zero W rows, zero fc_w entries): dead units folded away, same scores', () => {
+    fc.assert(fc.property(fc.integer({ min: 1, max: 2 ** 31 - 1 }), fc.boolean(), fc.boolean(), (seed, norm, i8) => {
+      const H = 12, D = 5;
+      const p = randomParams(seed, { D, H, norm, quant: i8 ? ['W', 'U', 'fc_w'] : [] });
+      const W = Array.from(p.W!);
+      const fcW = Array.from(p.fcW);
+      for (let i = 0; i < H; i++) {
+        if (i % 3 === 0) for (let j = 0; j < D; j++) W[i * D + j] = 0; // dead input row
+        if (i % 4 === 1) fcW[i] = 0; // dead output
+      }
+      const bytes = encodeModel({ ...p, W, fcW });
+      const model = parseModel(bytes);
+      // rows 0,3,6,9 dead; fc 1,5 dead (9 is both) — plus any weight that I8 rounding zeroed
+      let live = 0;
+      for (let i = 0; i < H; i++) {
+        const rowLive = Array.from(model.cell.W!.subarray(i * D, (i + 1) * D)).some((v) => v !== 0);
+        if (rowLive && model.cell.fcW[i] !== 0) live++;
+      }
+      expect(live).toBeLessThanOrEqual(H - 6);
+      expect(model.cell.t1Units).toBe(live);
+      for (const T of [1, 3]) {
+        const xs = randomInputs(seed + T, D, T, 3);
+        expect(Math.abs(forward(model, Float64Array.from(xs.flat()), T) - refForward(bytes, xs))).toBeLessThan(1e-9);
+      }
+    }), { numRuns: 60 });
+  });
+
   it('typical case is far inside the tolerance (~1e-12, not merely < 2e-5)', () => {
     const bytes = encodeModel(randomParams(7, { D: 5, H: 16 }));
     const model = parseModel(bytes);

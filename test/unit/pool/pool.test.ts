@@ -122,27 +122,33 @@ describe('RouterPool', () => {
     expect((err as Error & { kind?: string }).kind).toBe('json');
     const bad = await pool.routeEncoded(encodeRequest({ ...req, candidates: [] }, 'json'), 'json').catch((e: unknown) => e);
     expect((bad as Error).message).toMatch(/candidates/);
+    const big = await pool.routeEncoded(encodeRequest(req, 'json'), 'json', { maxBytes: 100 }).catch((e: unknown) => e);
+    expect((big as Error & { kind?: string }).kind).toBe('too_large');
   });
 
   it('applies thresholds in every worker before resolving', async () => {
-    await pool.setThresholds({ confidence: 0.01, maxUncertainty: 1 });
-    expect(pool.thresholds).toEqual({ confidence: 0.01, maxUncertainty: 1 });
-    const strict = new Router({ features, confidenceThreshold: 0.01, maxUncertainty: 1 });
-    // candidates close to the query, recent and successful: confident enough for thresholds to matter
+    // candidates spread over every feature, so some score high and some low under any sane model
     const reqs = Array.from({ length: 20 }, (_, k) => {
-      const r = request(200 + k, 6);
+      const r = request(200 + k, 12);
       r.candidates.forEach((c, i) => {
-        c.embedding = Float32Array.from(r.query_embedding as Float32Array, (x) => x + 0.05 * i);
-        c.created_at = NOW;
-        c.success_rate = 0.8 + 0.03 * i;
-        c.access_count = 100 * (i + 1);
+        c.embedding = Float32Array.from(r.query_embedding as Float32Array, (x, j) => (i % 3 === 0 ? x : (j % 2 ? -x : x) * (i / 12)));
+        c.created_at = NOW - (i % 4) * 2000;
+        c.success_rate = ((i * 7) % 12) / 11;
+        c.access_count = (i % 5) * 2000;
       });
       return r;
     });
-    const res = await Promise.all(reqs.map((r) => pool.route(r)));
-    res.forEach((r, k) => expect(stable(r)).toEqual(stable(strict.route(reqs[k]))));
-    // …and the change is visible: the default thresholds decide differently for these requests
-    expect(res.map(stable)).not.toEqual(reqs.map((r) => stable(router.route(r))));
+    const run = async (t: { confidence: number; maxUncertainty: number }): Promise<unknown[]> => {
+      await pool.setThresholds(t);
+      expect(pool.thresholds).toEqual(t);
+      const local = new Router({ features, confidenceThreshold: t.confidence, maxUncertainty: t.maxUncertainty });
+      const res = (await Promise.all(reqs.map((r) => pool.route(r)))).map(stable);
+      expect(res).toEqual(reqs.map((r) => stable(local.route(r))));
+      return res;
+    };
+    const loose = await run({ confidence: 0, maxUncertainty: 1 });
+    const strict = await run({ confidence: 1, maxUncertainty: 0 });
+    expect(loose).not.toEqual(strict); // the change is visible in the decisions
     await expect(pool.setThresholds({ confidence: 2 })).rejects.toBeInstanceOf(InvalidInputError);
     await pool.setThresholds({ confidence: 0.85, maxUncertainty: 0.15 });
   });

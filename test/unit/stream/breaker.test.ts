@@ -3,9 +3,11 @@ import { validateRequest, type ValidatedRequest } from '../../../src/engine/vali
 import type { RoutingResponse } from '../../../src/engine/types.js';
 import { createLogger } from '../../../src/observe/logger.js';
 import { createMetrics } from '../../../src/observe/metrics.js';
-import { ScoringBreaker, breakerOpenResponse } from '../../../src/stream/breaker.js';
+import { ScoringBreaker, breakerOpenResponse, type ScoreTask } from '../../../src/stream/breaker.js';
+import { InvalidInputError } from '../../../src/errors.js';
+import { DecodeError } from '../../../src/stream/codec.js';
 
-const req: ValidatedRequest = validateRequest({
+const request: ValidatedRequest = validateRequest({
   request_id: 'r1',
   query_embedding: [1, 0],
   candidates: [
@@ -14,7 +16,11 @@ const req: ValidatedRequest = validateRequest({
   ],
 });
 
-function ok(r: ValidatedRequest): RoutingResponse {
+const req: ScoreTask = { kind: 'validated', request };
+
+function ok(t: ScoreTask): RoutingResponse {
+  if (t.kind !== 'validated') throw new Error('test scorer takes validated tasks');
+  const r = t.request;
   return {
     decisions: r.ids.map((id, i) => ({
       request_id: r.request_id,
@@ -34,7 +40,7 @@ function ok(r: ValidatedRequest): RoutingResponse {
   };
 }
 
-function setup(scorer: (r: ValidatedRequest) => Promise<RoutingResponse>, extra: Partial<ConstructorParameters<typeof ScoringBreaker>[1]> = {}) {
+function setup(scorer: (t: ScoreTask) => Promise<RoutingResponse>, extra: Partial<ConstructorParameters<typeof ScoringBreaker>[1]> = {}) {
   const lines: string[] = [];
   const metrics = createMetrics({ defaultMetrics: false });
   const states: string[] = [];
@@ -55,7 +61,7 @@ function setup(scorer: (r: ValidatedRequest) => Promise<RoutingResponse>, extra:
 
 describe('breakerOpenResponse', () => {
   it('sends every candidate heavyweight with reason breaker_open, confidence 0, uncertainty 1', () => {
-    const r = breakerOpenResponse(req, 'v9');
+    const r = breakerOpenResponse(request, 'v9');
     expect(r.decisions).toEqual([
       { request_id: 'r1', candidate_id: 'a', confidence: 0, uncertainty: 1, use_lightweight: false, rank: 0, model_version: 'v9', reason: 'breaker_open', metadata: { m: '1' }, inference_time_us: 0 },
       { request_id: 'r1', candidate_id: 'b', confidence: 0, uncertainty: 1, use_lightweight: false, rank: 1, model_version: 'v9', reason: 'breaker_open', metadata: {}, inference_time_us: 0 },
@@ -112,6 +118,33 @@ describe('ScoringBreaker', () => {
     const s = await breaker.score(req);
     expect(s.fallback).toBe(true);
     expect(breaker.snapshot().lastError).toMatch(/30 ?ms/);
+  });
+
+  it('bad input is the caller\'s: rethrown, never counted against the engine, no fallback', async () => {
+    let calls = 0;
+    const { breaker } = setup(async () => {
+      calls++;
+      throw new DecodeError('json', 'not JSON: Unexpected end');
+    });
+    for (let i = 0; i < 10; i++) await expect(breaker.score(req)).rejects.toBeInstanceOf(InvalidInputError);
+    expect(calls).toBe(10);
+    expect(breaker.state).toBe('closed');
+    expect(breaker.snapshot().fallbacks).toBe(0);
+  });
+
+  it('an encoded task gets its fallback from the decoder it is given; a bad record there is rethrown', async () => {
+    const { breaker } = setup(async () => {
+      throw new Error('worker died');
+    });
+    const encoded: ScoreTask = { kind: 'encoded', bytes: Buffer.from('{}'), encoding: 'json' };
+    const s = await breaker.score(encoded, () => request);
+    expect(s.fallback).toBe(true);
+    expect(s.response.decisions.map((d) => d.candidate_id)).toEqual(['a', 'b']);
+    await expect(
+      breaker.score(encoded, () => {
+        throw new DecodeError('json', 'not JSON');
+      }),
+    ).rejects.toBeInstanceOf(DecodeError);
   });
 
   it('reset() and trip() are operator overrides', async () => {
