@@ -463,10 +463,14 @@ async function orchestrate(): Promise<void> {
   ];
   const latencySeconds = num('BENCH_LATENCY_SECONDS', QUICK ? 3 : 5);
   const rounds = num('BENCH_ROUNDS', QUICK ? 1 : 3);
-  const modes = ['passthrough', 'serve', 'serve, decode in workers'] as const;
+  const allModes = ['passthrough', 'serve', 'serve, decode in workers'] as const;
+  // BENCH_MODES=serve (comma list: passthrough, serve, workers) and BENCH_ENCODINGS=protobuf narrow a run.
+  const wanted = (process.env.BENCH_MODES ?? 'passthrough,serve,workers').split(',').map((m) => m.trim());
+  const modes = allModes.filter((m) => wanted.includes(m === 'serve, decode in workers' ? 'workers' : m));
+  const encodings = (process.env.BENCH_ENCODINGS ?? 'protobuf,json').split(',').map((e) => e.trim());
   const results: Result[] = [];
   try {
-    for (const p of plan) {
+    for (const p of plan.filter((x) => encodings.includes(x.encoding))) {
       // Rounds interleave the modes (baseline, service, service...), so background load on this
       // shared machine hits them alike; the table reports medians over the rounds.
       for (let round = 1; round <= rounds; round++) {
@@ -487,10 +491,10 @@ async function orchestrate(): Promise<void> {
     const m = s.length >> 1;
     return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
   };
-  const rows = plan.flatMap((p) =>
+  const rows = plan.filter((x) => encodings.includes(x.encoding)).flatMap((p) =>
     modes.map((mode) => {
       const rs = results.filter((r) => r.mode === mode && r.encoding === p.encoding);
-      const base = median(results.filter((r) => r.mode === 'passthrough' && r.encoding === p.encoding).map((r) => r.rate));
+      const base = median(results.filter((r) => r.mode === 'passthrough' && r.encoding === p.encoding).map((r) => r.rate)) || NaN;
       const rate = median(rs.map((r) => r.rate));
       return {
         mode,

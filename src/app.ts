@@ -69,6 +69,8 @@ export interface AppOptions {
   localBroker?: boolean;
   /** Fall back to the embedded Postgres when DATABASE_URL is not set and nothing answers. Default true. */
   embeddedDatabase?: boolean;
+  /** Where a Postgres is looked for when DATABASE_URL is not set (default SPEC §2's; tests point it at a closed port). */
+  defaultDatabaseUrl?: string;
   /** Use this pool instead of creating one (closed with the app). */
   pool?: RoutingPool;
   /** Processor tuning (chunk size, heartbeat period, session timeout). */
@@ -215,6 +217,7 @@ export class App extends EventEmitter implements ControlTarget {
       ...(c.databaseUrlFromEnv || this.#opts.embeddedDatabase === false ? { databaseUrl: c.databaseUrl } : {}),
       dataDir: c.pgliteDir,
       log,
+      ...(this.#opts.defaultDatabaseUrl ? { defaultUrl: this.#opts.defaultDatabaseUrl } : {}),
     });
     this.#pg = createPool({ url: this.#db.url, max: c.logConcurrency + 2, log, applicationName: 'tiny-dancer serve' });
     const migrated = await migrate(this.#pg, { schema: c.dbSchema, log });

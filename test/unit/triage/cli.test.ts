@@ -1,4 +1,5 @@
 // `tiny-dancer triage` end to end on files, through the real worker pool and the default model.
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +7,9 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../../src/cli/index.js';
 import { Router } from '../../../src/engine/router.js';
 import type { RoutingRequest } from '../../../src/engine/types.js';
+import { encodeRequest } from '../../../src/stream/codec.js';
+import { encodeDelimited } from '../../../src/triage/delimited.js';
+import { ROOT } from '../engine/cli-run.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'td-triage-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -60,6 +64,59 @@ describe('tiny-dancer triage', () => {
     const rejects = readFileSync(`${output}.rejects.jsonl`, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(rejects.map((r) => r.line)).toEqual([4, 21]);
     expect(rejects[0].reason).toMatch(/candidates/);
+  });
+
+  it('reads length-delimited protobuf requests (--format protobuf) with the same results as JSON', async () => {
+    const rand = rng(11);
+    const requests = Array.from({ length: 15 }, (_, i) => makeRequest(i, 8, 16, rand));
+    const input = join(dir, 'in.pb');
+    const output = join(dir, 'out-pb.jsonl');
+    const jsonOut = join(dir, 'out-json.jsonl');
+    writeFileSync(input, Buffer.concat(requests.map((r) => encodeDelimited(encodeRequest(r, 'protobuf')))));
+    writeFileSync(join(dir, 'in2.jsonl'), `${requests.map((r) => JSON.stringify(r)).join('\n')}\n`);
+    vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    expect(await main(['triage', '--in', input, '--out', output, '--format', 'protobuf', '--quiet'])).toBe(0);
+    expect(await main(['triage', '--in', join(dir, 'in2.jsonl'), '--out', jsonOut, '--quiet'])).toBe(0);
+    vi.restoreAllMocks();
+    const pb = readFileSync(output, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const js = readFileSync(jsonOut, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(pb.map((o) => o.request_id)).toEqual(requests.map((r) => r.request_id));
+    for (let k = 0; k < pb.length; k++) {
+      expect(pb[k].decisions.map((d: { candidate_id: string }) => d.candidate_id)).toEqual(
+        js[k].decisions.map((d: { candidate_id: string }) => d.candidate_id),
+      );
+    }
+  });
+
+  it('Ctrl-C stops cleanly: exit 130, output whole up to its last line', async () => {
+    const rand = rng(3);
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', '-e', "import('./src/cli/index.ts').then((m) => m.main(process.argv.slice(1))).then((c) => { process.exitCode = c; })",
+        'triage', '--in', '-', '--out', '-', '--quiet'],
+      { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.stdin.on('error', () => undefined); // the child stops reading once interrupted
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    // Keep stdin open (an endless producer) and interrupt once some output has arrived.
+    let i = 0;
+    const feed = setInterval(() => child.stdin.writable && child.stdin.write(`${JSON.stringify(makeRequest(i++, 5, 8, rand))}\n`), 5);
+    const deadline = Date.now() + 30_000;
+    while (!stdout.includes('\n') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    child.kill('SIGINT');
+    const status = await exited;
+    clearInterval(feed);
+    child.stdin.destroy();
+    expect(status).toBe(130);
+    expect(stderr).toMatch(/interrupted/);
+    expect(stdout.endsWith('\n')).toBe(true);
+    const lines = stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.length).toBeGreaterThan(0);
+    lines.forEach((l, k) => expect(l.request_id).toBe(`req-${k}`));
   });
 
   it('exits 2 with one line for a missing input file', async () => {
