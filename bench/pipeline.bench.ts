@@ -20,7 +20,7 @@
 // (default postgres://postgres@127.0.0.1:5432/postgres), BENCH_N_PROTOBUF, BENCH_N_JSON,
 // BENCH_RATE_PROTOBUF, BENCH_RATE_JSON, BENCH_LATENCY_SECONDS.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { createInterface } from 'node:readline';
@@ -189,7 +189,13 @@ function newestMtime(dir: string): number {
  * as in production — RSS is then the product's — or from the TypeScript sources through tsx,
  * which adds the transpiler's ~25 MB.
  */
+let cachedEntry: { args: string[]; label: string } | undefined;
 function serveEntry(): { args: string[]; label: string } {
+  cachedEntry ??= findServeEntry();
+  return cachedEntry;
+}
+
+function findServeEntry(): { args: string[]; label: string } {
   const explicit = process.env.BENCH_DIST;
   const dist = explicit ?? join(ROOT, 'dist');
   const index = join(dist, 'cli', 'index.js');
@@ -198,6 +204,7 @@ function serveEntry(): { args: string[]; label: string } {
     // A launcher file rather than `-e`: worker threads inherit the parent's execArgv.
     const launcher = join(tmpdir(), `td-bench-serve-${process.pid}.mjs`);
     writeFileSync(launcher, `const { main } = await import(${JSON.stringify(pathToFileURL(index).href)});\nprocess.exitCode = await main(['serve']);\n`);
+    process.on('exit', () => rmSync(launcher, { force: true }));
     return { args: [launcher], label: `compiled (${dist})` };
   }
   return { args: ['--import', 'tsx', SELF, '--child=serve'], label: 'TypeScript sources through tsx (dist/ is stale or missing: run npm run build for production RSS)' };

@@ -73,7 +73,8 @@ export async function startDemoTraffic(app: App, opts: DemoOptions, onDone: () =
   const { generateTraffic } = await import('../../train/synthetic.js');
   const config = app.settings;
   const kafka = createKafka({ brokers: config.brokers, clientId: 'tiny-dancer-demo' }, app.logger.child({ component: 'demo' }));
-  const producer: Producer = kafka.producer({ idempotent: true, maxInFlightRequests: 5, createPartitioner: partitioner });
+  // A plain client producer (acks=-1 per send): the demo stands for someone else's application.
+  const producer: Producer = kafka.producer({ createPartitioner: partitioner });
   await producer.connect();
   const started = Date.now();
   const seed = started % 100_000;
