@@ -6,6 +6,7 @@ import { loadConfig, type Config } from '../../config.js';
 import { errorMessage, oneLine } from '../../errors.js';
 import { createLogger, type Logger } from '../../observe/logger.js';
 import type { DemoOptions } from './demo.js';
+import type { ControlEnv } from '../../control/tls.js';
 import { numberArg, parseCommandArgs } from '../args.js';
 
 export const summary = 'run the stream processor (Kafka in, decisions out, Postgres log, gRPC control, metrics)';
@@ -32,6 +33,8 @@ export interface ServiceOptions {
   logger: Logger;
   /** Synthetic traffic alongside (the demo). */
   demo?: DemoOptions;
+  /** The control plane's TLS and message-size settings (TD_GRPC_TLS_*, TD_GRPC_MAX_MESSAGE_BYTES). */
+  control?: ControlEnv;
 }
 
 /** Runs the service until a signal (or the demo's duration); resolves with the exit status. */
@@ -80,6 +83,7 @@ export async function runService(opts: ServiceOptions): Promise<number> {
     target: app,
     address: `${config.grpcAddr.host.includes(':') ? `[${config.grpcAddr.host}]` : config.grpcAddr.host}:${config.grpcAddr.port}`,
     adminToken: config.adminToken,
+    ...(opts.control ?? {}),
     logger,
   }).catch(async (err: unknown) => {
     await app.stop({ timeoutMs: 2000 });
@@ -113,6 +117,9 @@ export async function run(argv: string[]): Promise<number> {
     'control-only': { type: 'boolean' },
   });
   const config = loadConfig(process.env);
+  // Read with the rest of the configuration, so a half-set TLS pair refuses to start at once.
+  const { controlEnv } = await import('../../control/tls.js');
+  const control = controlEnv(process.env);
   const logger = createLogger({ level: config.logLevel, secrets: [config.adminToken] });
   process.on('unhandledRejection', (err) => {
     // A bug, but one promise must not take the stream down unseen.
@@ -128,6 +135,7 @@ export async function run(argv: string[]): Promise<number> {
       thresholds: config.thresholds,
       address: `${host}:${config.grpcAddr.port}`,
       adminToken: config.adminToken,
+      ...control,
       logger,
     });
     logger.info('control plane (route-only) listening', { address: co.server.address });
@@ -142,6 +150,7 @@ export async function run(argv: string[]): Promise<number> {
   return runService({
     config,
     logger,
+    control,
     ...(values.demo
       ? { demo: { rate: numberArg('rate', values.rate, 20, 0.1, 100_000), encoding: 'mixed' as const, badRate: 0.02, summaryEveryMs: 3000 } }
       : {}),

@@ -21,6 +21,8 @@ export async function freePort(): Promise<number> {
 export interface ServeChild {
   proc: ChildProcess;
   httpUrl: string;
+  /** host:port of the gRPC control plane. */
+  grpcAddr: string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   kill(signal: NodeJS.Signals): void;
 }
@@ -57,5 +59,5 @@ export async function startServe(env: Record<string, string>, logFile: string, r
     }
     await new Promise((r) => setTimeout(r, 250));
   }
-  return { proc, httpUrl, exited, kill: (s) => proc.kill(s) };
+  return { proc, httpUrl, grpcAddr: `127.0.0.1:${grpcPort}`, exited, kill: (s) => proc.kill(s) };
 }
