@@ -113,10 +113,14 @@ function ensureJars(s) {
   const mvn = spawnSync(
     'mvn',
     ['-q', '-B', '-Dstyle.color=never', '-f', POM, 'dependency:copy-dependencies', `-DoutputDirectory=${s.libs}`, '-DincludeScope=runtime'],
-    { stdio: ['ignore', 'inherit', 'inherit'] },
+    // Quiet unless it fails: Maven's console codes are noise in CI logs.
+    { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' },
   );
   if (mvn.error) throw new Error(`cannot run Maven (mvn): ${mvn.error.message}; install Maven and Java 17+`);
-  if (mvn.status !== 0) throw new Error(`Maven failed to fetch the Kafka jars (exit ${mvn.status})`);
+  if (mvn.status !== 0) {
+    process.stderr.write(`${mvn.stdout ?? ''}${mvn.stderr ?? ''}`);
+    throw new Error(`Maven failed to fetch the Kafka jars (exit ${mvn.status})`);
+  }
   if (!readdirSync(s.libs).some((f) => f.startsWith('kafka_2.13-'))) throw new Error(`no kafka jar in ${s.libs} after Maven ran`);
   writeFileSync(marker, `${new Date().toISOString()}\n`);
 }
