@@ -20,6 +20,7 @@ import { backoffDelay, sleep } from '../store/backoff.js';
 import { classifyPgError } from '../store/errors.js';
 import { DecodeError, encodingOf, getHeader, type Headers } from '../stream/codec.js';
 import { dlqMessage } from '../stream/dlq.js';
+import { partitioner } from '../stream/kafka.js';
 import { decodeOutcome, DEFAULT_MAX_OUTCOME_BYTES } from './codec.js';
 import type { FeedbackMetrics } from './metrics.js';
 import { recordDrift } from './metrics.js';
@@ -137,7 +138,7 @@ export class OutcomeConsumer {
     const { kafka } = this.#o;
     if (this.#o.producer) this.#producer = this.#o.producer;
     else {
-      this.#producer = kafka.producer({ idempotent: true, maxInFlightRequests: 5, allowAutoTopicCreation: false });
+      this.#producer = kafka.producer({ idempotent: true, maxInFlightRequests: 5, allowAutoTopicCreation: false, createPartitioner: partitioner });
       this.#ownsProducer = true;
       await this.#producer.connect();
     }
