@@ -1,23 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { chunks, split } from './chunks.js';
 import { encodeDelimited, readDelimited } from '../../../src/triage/delimited.js';
 import { LineTooLongError } from '../../../src/triage/lines.js';
-
-async function* chunks(parts: Uint8Array[]): AsyncGenerator<Uint8Array> {
-  for (const p of parts) yield p;
-}
-
-function split(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
-  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
-  const out: Uint8Array[] = [];
-  let prev = 0;
-  for (const p of points) {
-    out.push(bytes.subarray(prev, p));
-    prev = p;
-  }
-  out.push(bytes.subarray(prev));
-  return out;
-}
 
 describe('readDelimited', () => {
   it('recovers every record wherever the chunks are cut', async () => {

@@ -1,10 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { chunks, split } from './chunks.js';
 import { LineTooLongError, isBlank, readLines, type LineItem } from '../../../src/triage/lines.js';
-
-async function* chunks(parts: Uint8Array[]): AsyncGenerator<Uint8Array> {
-  for (const p of parts) yield p;
-}
 
 async function collect(parts: Uint8Array[], maxLineBytes?: number): Promise<LineItem[]> {
   const out: LineItem[] = [];
@@ -17,18 +14,6 @@ async function collect(parts: Uint8Array[], maxLineBytes?: number): Promise<Line
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-
-function split(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
-  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
-  const out: Uint8Array[] = [];
-  let prev = 0;
-  for (const p of points) {
-    out.push(bytes.subarray(prev, p));
-    prev = p;
-  }
-  out.push(bytes.subarray(prev));
-  return out;
-}
 
 describe('readLines', () => {
   it('yields the same lines as String.split wherever the chunks are cut', async () => {
