@@ -50,7 +50,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     registry,
     requests: new client.Counter({
       name: `${p}requests_total`,
-      help: 'Routing requests consumed, by encoding and outcome (decided, rejected to the DLQ, failed).',
+      help: 'Routing requests consumed, by encoding and outcome: decided (breaker fallbacks included) or rejected (to the DLQ).',
       labelNames: ['encoding', 'outcome'],
       registers,
     }),
