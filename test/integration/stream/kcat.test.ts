@@ -6,10 +6,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startServe, type ServeChild } from './child.js';
-import { databaseUrl, envFor, kafkaBrokers, makeRequest, names } from './helpers.js';
+import { deleteTopics, dropSchema, envFor, kafkaBrokers, makeRequest, names, rowCounts, waitFor } from './helpers.js';
 
 const run = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), 'td-kcat-'));
@@ -21,10 +20,8 @@ afterAll(async () => {
     serve.kill('SIGTERM');
     await serve.exited;
   }
-  const c = new pg.Client({ connectionString: databaseUrl() });
-  await c.connect();
-  await c.query(`DROP SCHEMA IF EXISTS ${n.schema} CASCADE`);
-  await c.end();
+  await dropSchema(n.schema);
+  await deleteTopics(n);
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -99,18 +96,7 @@ describe('kcat against serve', () => {
     for (const r of requests) for (const c of r.candidates) expect(seen.has(`${r.request_id}/${c.id}`)).toBe(true);
 
     // The rows land a moment after the records (offsets are committed after both).
-    const c = new pg.Client({ connectionString: databaseUrl() });
-    await c.connect();
-    try {
-      let rows = 0;
-      while (Date.now() < deadline) {
-        rows = (await c.query(`SELECT count(*)::int AS n FROM ${n.schema}.routing_decisions`)).rows[0].n;
-        if (rows >= expected) break;
-        await new Promise((r) => setTimeout(r, 250));
-      }
-      expect(rows).toBe(expected);
-    } finally {
-      await c.end();
-    }
+    await waitFor(async () => (await rowCounts(n.schema)).rows >= expected, 60_000, 'every decision as a row');
+    expect(await rowCounts(n.schema)).toEqual({ rows: expected, distinct: expected, requests: requests.length });
   });
 });

@@ -3,11 +3,10 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ControlClient } from '../../../src/control/client.js';
 import { startServe, type ServeChild } from './child.js';
-import { databaseUrl, envFor, names } from './helpers.js';
+import { deleteTopics, dropSchema, envFor, names } from './helpers.js';
 
 let openssl = true;
 try {
@@ -26,10 +25,8 @@ afterAll(async () => {
     serve.kill('SIGTERM');
     await serve.exited;
   }
-  const c = new pg.Client({ connectionString: databaseUrl() });
-  await c.connect();
-  await c.query(`DROP SCHEMA IF EXISTS ${n.schema} CASCADE`);
-  await c.end();
+  await dropSchema(n.schema);
+  await deleteTopics(n);
   rmSync(dir, { recursive: true, force: true });
 });
 
