@@ -392,15 +392,7 @@ export class Processor extends EventEmitter {
       for (let i = 0; i < messages.length; i += this.#chunkSize) {
         if (!this.#takeMore(p, signal) || generation !== this.#generation) break;
         const chunk = messages.slice(i, i + this.#chunkSize);
-        const permits = await this.#acquire(chunk.length, signal);
-        this.#o.metrics.inFlight.set(this.#slots.inUse);
-        let prepared: Prepared;
-        try {
-          prepared = await this.#prepare(batch.topic, batch.partition, chunk);
-        } catch (err) {
-          this.#slots.release(permits);
-          throw err;
-        }
+        const { permits, prepared } = await this.#admit(batch.topic, batch.partition, chunk, signal);
         const tracked = this.#offsets.begin(batch.topic, batch.partition, generation, chunk[0]!.offset, prepared.lastOffset);
         // Not abandoned on a rebalance: the work finishes (idempotent rows, at most duplicate
         // records) and simply is not committed. Only the drain's deadline cuts it short.
@@ -409,10 +401,7 @@ export class Processor extends EventEmitter {
             () => this.#finished(tracked),
             (err: unknown) => this.#failed(tracked, err),
           )
-          .finally(() => {
-            this.#slots.release(permits);
-            this.#o.metrics.inFlight.set(this.#slots.inUse);
-          });
+          .finally(() => this.#release(permits));
         p.resolveOffset(prepared.lastOffset);
       }
     } catch (err) {
@@ -506,25 +495,14 @@ export class Processor extends EventEmitter {
       for (let i = 0; i < messages.length; i += this.#chunkSize) {
         if (!this.#takeMore(p, signal)) break;
         const chunk = messages.slice(i, i + this.#chunkSize);
-        const permits = await this.#acquire(chunk.length, signal);
-        this.#o.metrics.inFlight.set(this.#slots.inUse);
-        let prepared: Prepared;
-        try {
-          prepared = await this.#prepare(batch.topic, batch.partition, chunk);
-        } catch (err) {
-          this.#slots.release(permits);
-          throw err;
-        }
+        const { permits, prepared } = await this.#admit(batch.topic, batch.partition, chunk, signal);
         // The next chunk is scored while this one's transaction runs; transactions themselves
         // are serialised (#flush), so offsets are committed in order.
         if (pending) {
           await abortable(pending.done, signal);
           p.resolveOffset(pending.last);
         }
-        const flushed = this.#flush(prepared, flushSignal).finally(() => {
-          this.#slots.release(permits);
-          this.#o.metrics.inFlight.set(this.#slots.inUse);
-        });
+        const flushed = this.#flush(prepared, flushSignal).finally(() => this.#release(permits));
         flushed.catch(() => {});
         pending = { done: flushed, last: prepared.lastOffset };
       }
@@ -545,6 +523,32 @@ export class Processor extends EventEmitter {
     } finally {
       done();
     }
+  }
+
+  /**
+   * Admits one chunk into the bounded in-flight window (both commit modes share it): takes its
+   * permits, then decodes and scores it. The caller gives the permits back with #release once
+   * the chunk's records and rows are settled.
+   */
+  async #admit(
+    topic: string,
+    partition: number,
+    chunk: KafkaMessage[],
+    signal: AbortSignal,
+  ): Promise<{ permits: number; prepared: Prepared }> {
+    const permits = await this.#acquire(chunk.length, signal);
+    this.#o.metrics.inFlight.set(this.#slots.inUse);
+    try {
+      return { permits, prepared: await this.#prepare(topic, partition, chunk) };
+    } catch (err) {
+      this.#release(permits);
+      throw err;
+    }
+  }
+
+  #release(permits: number): void {
+    this.#slots.release(permits);
+    this.#o.metrics.inFlight.set(this.#slots.inUse);
   }
 
   /** Takes permits, or gives them back at once if the wait was abandoned meanwhile. */
