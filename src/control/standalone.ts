@@ -10,11 +10,12 @@
 // `startControlOnly(opts)` builds the whole thing (pool + target + server); the CLI's
 // `serve --control-only` calls it.
 import CircuitBreaker from 'opossum';
+import { breakerOpenResponse } from '../stream/breaker.js';
 import { InvalidInputError, errorMessage } from '../errors.js';
 import { DEFAULT_THRESHOLDS } from '../engine/decide.js';
 import { defaultModelPath, type LoadedModel } from '../engine/model.js';
 import { RouterPool } from '../engine/pool/pool.js';
-import type { RoutingDecision, RoutingRequest, RoutingResponse } from '../engine/types.js';
+import type { RoutingRequest, RoutingResponse } from '../engine/types.js';
 import { validateRequest, type ValidatedRequest } from '../engine/validate.js';
 import type { Logger } from '../observe/logger.js';
 import type { TokenSource } from './auth.js';
@@ -125,7 +126,8 @@ export class PoolControlTarget implements ControlTarget {
       // Bad input is the caller's fault, not the engine's: it must not open the breaker.
       errorFilter: (err: unknown) => err instanceof InvalidInputError,
     });
-    this.#breaker.fallback((req: ValidatedRequest) => this.#fallbackResponse(req));
+    // The same safe answer `serve` gives: every candidate heavyweight, reason breaker_open.
+    this.#breaker.fallback((req: ValidatedRequest) => breakerOpenResponse(req, this.#model.version));
     this.#breaker.on('open', () => {
       this.#trips++;
       this.#openedAt = this.#now();
@@ -136,26 +138,6 @@ export class PoolControlTarget implements ControlTarget {
     this.#breaker.on('fallback', () => {
       this.#fallbacks++;
     });
-  }
-
-  /** Heavyweight for every candidate, in input order: the safe answer when the engine cannot score. */
-  #fallbackResponse(req: ValidatedRequest): RoutingResponse {
-    const decisions: RoutingDecision[] = new Array(req.n);
-    for (let i = 0; i < req.n; i++) {
-      decisions[i] = {
-        request_id: req.request_id,
-        candidate_id: req.ids[i]!,
-        confidence: 0,
-        uncertainty: 1,
-        use_lightweight: false,
-        rank: i,
-        model_version: this.#model.version,
-        reason: 'breaker_open',
-        metadata: req.candidateMetadata[i]!,
-        inference_time_us: 0,
-      };
-    }
-    return { decisions, inference_time_us: 0, feature_time_us: 0, candidates_processed: req.n };
   }
 
   async route(request: RoutingRequest): Promise<RoutingResponse> {
