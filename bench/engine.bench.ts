@@ -33,8 +33,9 @@ import { validateRequest } from '../src/engine/validate.js';
 const QUICK = process.env.BENCH_QUICK === '1';
 const DIM = 384;
 const NOW = 1_700_000_000;
-const ROUND_MS = QUICK ? 250 : 700;
-const ROUNDS = QUICK ? 2 : 3;
+const ROUND_MS = QUICK ? 250 : 1000;
+const WARM_MS = QUICK ? 50 : 200;
+const ROUNDS = QUICK ? 2 : 5;
 const POOL_CONCURRENCY = [16, 64] as const;
 
 // ---------------------------------------------------------------------------------------------
@@ -98,7 +99,7 @@ let lastCpuUs = NaN;
 
 /** Requests per second of a synchronous call, for ROUND_MS after a short warm-up. */
 function syncRate(fn: (i: number) => void): number {
-  const warm = performance.now() + 50;
+  const warm = performance.now() + WARM_MS;
   let i = 0;
   while (performance.now() < warm) fn(i++);
   let done = 0;
@@ -135,7 +136,7 @@ async function asyncRate(fn: (i: number) => Promise<unknown>, concurrency: numbe
     lastCpuUs = (c.user + c.system) / done;
     return rate;
   };
-  await run(50);
+  await run(WARM_MS);
   return run(ROUND_MS);
 }
 

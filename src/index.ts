@@ -10,7 +10,7 @@
 
 export { Router, type RouterOptions } from './engine/router.js';
 export { RouterPool, type RouterPoolOptions, type PoolStats, type ContentType } from './engine/pool/pool.js';
-export { validateRequest, type ValidatedRequest } from './engine/validate.js';
+export { validateRequest, EMPTY_METADATA, type ValidatedRequest } from './engine/validate.js';
 export { parseModel, loadModelFile, type LoadedModel } from './engine/model.js';
 export { FEATURE_NAMES, DEFAULT_FEATURE_CONFIG, type FeatureConfig } from './engine/features.js';
 export {

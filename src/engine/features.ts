@@ -19,7 +19,7 @@
 // The hot part is cosine over 384+ dims, hence `cosineBatch` over one packed buffer; its body
 // is a plain scalar loop here and may be swapped for a WASM SIMD path behind the same name.
 import { ConfigError } from '../errors.js';
-import type { ValidatedRequest } from './validate.js';
+import { completeFiniteCheck, type ValidatedRequest } from './validate.js';
 import { cosineBatchSimd, simdAvailable } from './simd/cosine.js';
 
 export const FEATURE_NAMES: readonly string[] = Object.freeze([
@@ -147,7 +147,12 @@ export function metadataOverlap(request: Record<string, string>, candidate: Reco
 export function extractFeatures(req: ValidatedRequest, cfg: FeatureConfig, out: Float32Array, nowSeconds: number): void {
   const n = req.n;
   const sims = out.subarray(4 * n, 5 * n);
-  cosineBatch(req.query, req.embeddings, n, req.dim, sims);
+  if (req.similarity) {
+    sims.set(req.similarity.subarray(0, n));
+  } else {
+    cosineBatch(req.query, req.embeddings, n, req.dim, sims);
+    completeFiniteCheck(req, sims);
+  }
 
   const decay = cfg.recencyDecay;
   const invLogSat = 1 / Math.log1p(cfg.frequencySaturation ?? DEFAULT_FREQUENCY_SATURATION);

@@ -35,6 +35,10 @@ export interface RoutingDecision {
   rank: number;
   model_version: string;
   reason: DecisionReason;
+  /**
+   * The candidate's metadata, carried through (the same object the request held). A candidate
+   * without metadata gets the shared frozen EMPTY_METADATA: treat decisions as read-only.
+   */
   metadata: Record<string, string>;
   inference_time_us: number;
 }

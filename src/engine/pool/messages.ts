@@ -7,11 +7,20 @@
 //   - requests travel in batches: many route() calls, one postMessage per worker;
 //   - all numbers of a batch sit in ONE ArrayBuffer (the "arena") that is transferred, not
 //     copied, and transferred back with the results so the main thread can reuse it;
-//     validation on the main thread writes embeddings straight into the arena (one copy total);
 //   - per-task descriptors are float64 rows inside the arena, and the worker writes its results
 //     back into the same arena, so one buffer goes each way per batch;
 //   - strings and maps travel only when needed (request metadata for the overlap feature; ids
 //     and metadata of requests decoded in the worker).
+//
+// WHY request objects arrive as similarities, not embeddings (TaskKind.Reduced): a request
+// object lives on the calling thread, so validation there has to read every embedding value
+// anyway. It copies them once, into that thread's WebAssembly staging memory (a fixed, cache-hot
+// region), and the SIMD kernel reduces them in place to n cosine similarities. The arena then
+// carries 24 bytes per candidate instead of 4·dim (1.5 KB at 384 dims), so no embedding crosses
+// cores: measured with 100 × 384, the former design (embeddings packed into the arena, copied
+// again into the worker's staging memory) spent ~18 µs per request writing cold arena memory
+// and ~20 µs more in the worker reading it back, more than scoring the request. Requests still
+// in their wire encoding (TaskKind.Encoded*) travel as bytes and are decoded in the worker.
 import type { FeatureConfig } from '../features.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -37,26 +46,22 @@ export interface WorkerInit {
 // Task descriptors: TASK_STRIDE float64 per task, RouteBatch.count rows at RouteBatch.indexOffset
 // of the arena.
 
-export const TASK_STRIDE = 9;
+export const TASK_STRIDE = 7;
 export const T_ID = 0; //        task id (unique per pool, < 2^53)
 export const T_KIND = 1; //      TaskKind
-export const T_DIM = 2; //       validated: embedding dim
-export const T_N = 3; //         validated: candidates
-export const T_EMB = 4; //       validated: byte offset of n*dim f32 embeddings | encoded: byte offset of the payload
-export const T_QUERY = 5; //     validated: byte offset of dim f32            | encoded: payload length in bytes
-export const T_NUMS = 6; //      validated: byte offset of created_at (n f64), access_count (n f64), success_rate (n f32)
-export const T_META = 7; //      index into RouteBatch.meta, or -1 when the request has no metadata
-export const T_FLAGS = 8; //     TASK_CHECK_FINITE | …
+export const T_DIM = 2; //       reduced: the request's embedding dimension
+export const T_N = 3; //         reduced: candidates
+export const T_DATA = 4; //      reduced: byte offset of the numbers (below) | encoded: byte offset of the payload
+export const T_LEN = 5; //       encoded: payload length in bytes
+export const T_META = 6; //      reduced: index into RouteBatch.meta, or -1 when the request has no metadata
 
-/**
- * The embeddings were validated with `deferFiniteCheck`: the worker checks them (in WebAssembly
- * memory, where they go anyway) and reports a bad value as TaskError.nonFinite.
- */
-export const TASK_CHECK_FINITE = 1;
+// A reduced task's numbers at T_DATA (8-aligned), n values each: created_at (f64),
+// access_count (f64), success_rate (f32), cosine similarity to the query (f32).
+export const reducedBytes = (n: number): number => 24 * n;
 
 export const TaskKind = Object.freeze({
-  /** Validated on the main thread; numbers in the arena. */
-  Validated: 0,
+  /** Validated on the main thread, embeddings reduced to similarities there; numbers in the arena. */
+  Reduced: 0,
   /** Raw JSON bytes (a SPEC §1 RoutingRequest) in the arena; decoded and validated in the worker. */
   EncodedJson: 1,
   /** Raw protobuf bytes (tiny_dancer.v1.RoutingRequest); decoded in the worker. */
@@ -106,8 +111,6 @@ export interface TaskError {
   retriable: boolean;
   /** DecodeError's kind (json, protobuf, utf8, …) for tasks decoded in the worker. */
   kind?: string;
-  /** A deferred finite check failed: the first bad value; the main thread words the error. */
-  nonFinite?: { index: number; value: number };
 }
 
 /** For tasks decoded in the worker: what the main thread needs to build decision objects. */

@@ -14,13 +14,10 @@ import { errorMessage } from '../../errors.js';
 import { parseModel, type LoadedModel } from '../model.js';
 import { Router, assertRoutable } from '../router.js';
 import { cellSimdAvailable } from '../simd/fastgrnn-simd.js';
-import type { ValidatedRequest } from '../validate.js';
-import { firstNonFinite } from '../simd/cosine.js';
-import { StagedArrays } from '../simd/staging.js';
+import { EMPTY_METADATA, type ValidatedRequest } from '../validate.js';
 import {
   DECISION_STRIDE, D_CODE, D_CONF, D_INDEX, D_TIME, D_UNC, REASONS, RESULT_HEADER, R_FEAT, R_ID, R_INFER, R_N,
-  R_PROCESSED, R_STATUS, TASK_CHECK_FINITE, TASK_STRIDE, T_DIM, T_EMB, T_FLAGS, T_ID, T_KIND, T_META, T_N, T_NUMS,
-  T_QUERY, TaskKind, TaskStatus,
+  R_PROCESSED, R_STATUS, TASK_STRIDE, T_DATA, T_DIM, T_ID, T_KIND, T_LEN, T_META, T_N, TaskKind, TaskStatus,
   type DecodedInfo, type FromWorker, type RouteBatch, type TaskError, type ToWorker, type WorkerInit,
 } from './messages.js';
 
@@ -40,7 +37,7 @@ function idsFor(n: number): string[] {
   if (indexIds.length < n) indexIds = Array.from({ length: Math.max(n, 2 * indexIds.length) }, (_, i) => String(i));
   return indexIds;
 }
-const NO_META: Record<string, string> = Object.freeze({}) as Record<string, string>;
+const NO_META = EMPTY_METADATA;
 let emptyMetas: Record<string, string>[] = [];
 function emptyMetaFor(n: number): Record<string, string>[] {
   if (emptyMetas.length < n) emptyMetas = new Array<Record<string, string>>(Math.max(n, 2 * emptyMetas.length)).fill(NO_META);
@@ -91,45 +88,28 @@ class Out {
   }
 }
 
-const staged = new StagedArrays();
-
-/** Thrown for a failed deferred finite check; reported as TaskError.nonFinite. */
-class NonFinite extends Error {
-  constructor(readonly index: number, readonly value: number) {
-    super(`embedding value ${index} is ${value}`);
-  }
-}
-
-/**
- * The task's request, reading the arena in place except for the embeddings, which are copied
- * once into the SIMD kernel's staging memory (similarity reads them there without another copy)
- * and, when the main thread deferred it, checked for non-finite values there.
- */
 /** Results of the batch being handled (reused: the results are copied into the arena). */
 const batchOut = new Out(4096);
 
-function validatedFromArena(arena: ArrayBuffer, index: Float64Array, o: number, batch: RouteBatch): ValidatedRequest {
-  const dim = index[o + T_DIM]!;
+const EMPTY_F32 = new Float32Array(0);
+
+/** A reduced task's request (messages.ts), reading the arena in place. */
+function reducedFromArena(arena: ArrayBuffer, index: Float64Array, o: number, batch: RouteBatch): ValidatedRequest {
   const n = index[o + T_N]!;
-  const nums = index[o + T_NUMS]!;
+  const off = index[o + T_DATA]!;
   const metaIdx = index[o + T_META]!;
   const meta = metaIdx >= 0 ? batch.meta![metaIdx]! : null;
-  const embeddings = staged.embeddings(n, dim);
-  embeddings.set(new Float32Array(arena, index[o + T_EMB]!, n * dim));
-  if ((index[o + T_FLAGS]! & TASK_CHECK_FINITE) !== 0) {
-    const bad = firstNonFinite(embeddings);
-    if (bad >= 0) throw new NonFinite(bad, embeddings[bad]!);
-  }
   return {
     request_id: '',
-    dim,
+    dim: index[o + T_DIM]!,
     n,
-    query: new Float32Array(arena, index[o + T_QUERY]!, dim),
-    embeddings,
+    query: EMPTY_F32,
+    embeddings: EMPTY_F32,
+    similarity: new Float32Array(arena, off + 20 * n, n),
     ids: idsFor(n),
-    createdAt: new Float64Array(arena, nums, n),
-    accessCount: new Float64Array(arena, nums + 8 * n, n),
-    successRate: new Float32Array(arena, nums + 16 * n, n),
+    createdAt: new Float64Array(arena, off, n),
+    accessCount: new Float64Array(arena, off + 8 * n, n),
+    successRate: new Float32Array(arena, off + 16 * n, n),
     candidateMetadata: meta ? meta.candidateMetadata : emptyMetaFor(n),
     metadata: meta ? meta.metadata : NO_META,
   };
@@ -144,7 +124,6 @@ function taskError(taskId: number, err: unknown): TaskError {
     retriable: e?.retriable === true,
   };
   if (typeof e?.kind === 'string') out.kind = e.kind;
-  if (err instanceof NonFinite) out.nonFinite = { index: err.index, value: err.value };
   return out;
 }
 
@@ -155,7 +134,7 @@ async function onBatch(batch: RouteBatch): Promise<void> {
   let estimate = 0;
   for (let t = 0; t < count; t++) {
     const o = t * TASK_STRIDE;
-    if (index[o + T_KIND] === TaskKind.Validated) estimate += RESULT_HEADER + index[o + T_N]! * DECISION_STRIDE;
+    if (index[o + T_KIND] === TaskKind.Reduced) estimate += RESULT_HEADER + index[o + T_N]! * DECISION_STRIDE;
     else needsCodec = true;
   }
   if (needsCodec && !codec) codec = await import('../../stream/codec.js');
@@ -173,10 +152,10 @@ async function onBatch(batch: RouteBatch): Promise<void> {
     const kind = index[o + T_KIND]!;
     try {
       let req: ValidatedRequest;
-      if (kind === TaskKind.Validated) {
-        req = validatedFromArena(arena, index, o, batch);
+      if (kind === TaskKind.Reduced) {
+        req = reducedFromArena(arena, index, o, batch);
       } else {
-        const bytes = new Uint8Array(arena, index[o + T_EMB]!, index[o + T_QUERY]!);
+        const bytes = new Uint8Array(arena, index[o + T_DATA]!, index[o + T_LEN]!);
         req = codec!.decodeRequest(bytes, kind === TaskKind.EncodedProtobuf ? 'protobuf' : 'json');
         (decoded ??= []).push({ taskId, request_id: req.request_id, ids: req.ids, candidateMetadata: req.candidateMetadata });
       }

@@ -15,6 +15,8 @@ import type { CandidateArrays, ValidateOptions } from '../validate.js';
 import { simdAvailable, stagingEmbeddings } from './cosine.js';
 
 export class StagedArrays implements ValidateOptions {
+  /** The similarity kernel reads the staged embeddings anyway: it finishes the finite check. */
+  readonly deferFiniteCheck = true;
   #query = new Float32Array(0);
   #embeddings = new Float32Array(0);
   #createdAt = new Float64Array(0);

@@ -4,6 +4,7 @@ import { encodeModel, forward, parseModel, type ModelParams } from '../../../src
 import { MAX_UNROLLED_WEIGHTS, cellSimdAvailable, scoreRowsSimd, setCellSimdEnabled } from '../../../src/engine/simd/fastgrnn-simd.js';
 import { StagedArrays } from '../../../src/engine/simd/staging.js';
 import { validateRequest } from '../../../src/engine/validate.js';
+import { DEFAULT_FEATURE_CONFIG, FEATURE_COUNT, extractFeatures } from '../../../src/engine/features.js';
 
 function rng(seed: number): () => number {
   let s = seed >>> 0 || 1;
@@ -113,10 +114,14 @@ describe('StagedArrays', () => {
     }
   });
 
-  it('still reports a NaN in a staged Float32Array embedding, naming the candidate', () => {
+  it('still reports a NaN in a staged Float32Array embedding, naming the candidate, once the similarity pass ran', () => {
     const e = new Float32Array(4).fill(1);
     e[3] = Number.NaN;
     const req = { request_id: 'x', query_embedding: [1, 2, 3, 4], candidates: [{ id: 'ok', embedding: [1, 1, 1, 1] }, { id: 'bad', embedding: e }] };
-    expect(() => validateRequest(req, new StagedArrays())).toThrow('candidates[1] (id "bad"): embedding[3] is NaN, not a finite number');
+    // The scan is deferred to the similarity kernel (validate.ts, completeFiniteCheck).
+    const v = validateRequest(req, new StagedArrays());
+    expect(v.finitePending).toBe(true);
+    expect(() => extractFeatures(v, DEFAULT_FEATURE_CONFIG, new Float32Array(2 * FEATURE_COUNT), 0))
+      .toThrow('candidates[1] (id "bad"): embedding[3] is NaN, not a finite number');
   });
 });
