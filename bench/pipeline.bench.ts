@@ -18,7 +18,8 @@
 //               /metrics (td_decision_log_backlog), sampled every 250 ms.
 // Environment: KAFKA_BROKERS (default: the local broker, started if needed), DATABASE_URL
 // (default postgres://postgres@127.0.0.1:5432/postgres), BENCH_N_PROTOBUF, BENCH_N_JSON,
-// BENCH_RATE_PROTOBUF, BENCH_RATE_JSON, BENCH_LATENCY_SECONDS.
+// BENCH_RATE_PROTOBUF, BENCH_RATE_JSON, BENCH_LATENCY_SECONDS, BENCH_ROUNDS, BENCH_MODES,
+// BENCH_ENCODINGS, BENCH_SERVE_NODE_ARGS (node flags for the serve child, e.g. --cpu-prof).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -156,6 +157,18 @@ function rssBytes(pid: number): number {
   }
 }
 
+/** CPU seconds (user + system, all threads) the process has used so far; NaN if unreadable. */
+function cpuSeconds(pid: number): number {
+  try {
+    // Fields after the command name (which may contain spaces): utime and stime are 14 and 15.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // clock ticks; USER_HZ is 100 on Linux
+  } catch {
+    return Number.NaN;
+  }
+}
+
 function quantile(xs: number[], q: number): number {
   if (xs.length === 0) return NaN;
   const s = [...xs].sort((a, b) => a - b);
@@ -189,6 +202,13 @@ function newestMtime(dir: string): number {
  * as in production — RSS is then the product's — or from the TypeScript sources through tsx,
  * which adds the transpiler's ~25 MB.
  */
+/** The node flags `npm start` gives serve (package.json), so the benchmark runs it the same way. */
+function startFlags(): string[] {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  const words = pkg.scripts.start.split(/\s+/);
+  return words.slice(1, words.indexOf('bin/tiny-dancer.js')).filter((w) => w.startsWith('--'));
+}
+
 let cachedEntry: { args: string[]; label: string } | undefined;
 function serveEntry(): { args: string[]; label: string } {
   cachedEntry ??= findServeEntry();
@@ -205,13 +225,16 @@ function findServeEntry(): { args: string[]; label: string } {
     const launcher = join(tmpdir(), `td-bench-serve-${process.pid}.mjs`);
     writeFileSync(launcher, `const { main } = await import(${JSON.stringify(pathToFileURL(index).href)});\nprocess.exitCode = await main(['serve']);\n`);
     process.on('exit', () => rmSync(launcher, { force: true }));
-    return { args: [launcher], label: `compiled (${dist})` };
+    const flags = startFlags();
+    return { args: [...flags, launcher], label: `compiled (${dist}), node flags of npm start: ${flags.join(' ') || 'none'}` };
   }
   return { args: ['--import', 'tsx', SELF, '--child=serve'], label: 'TypeScript sources through tsx (dist/ is stale or missing: run npm run build for production RSS)' };
 }
 
 function spawnChild(kind: 'serve' | 'passthrough', env: Record<string, string>): Child {
-  const args = kind === 'serve' ? serveEntry().args : ['--import', 'tsx', SELF, `--child=${kind}`];
+  // BENCH_SERVE_NODE_ARGS: extra node flags for the serve child, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p".
+  const extra = kind === 'serve' ? (process.env.BENCH_SERVE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean) : [];
+  const args = [...extra, ...(kind === 'serve' ? serveEntry().args : ['--import', 'tsx', SELF, `--child=${kind}`])];
   const proc = spawn(process.execPath, args, {
     cwd: ROOT,
     env: { ...process.env, ...env },
@@ -262,6 +285,11 @@ interface Result {
   p50ms: number;
   p99ms: number;
   maxRssMb: number;
+  /** CPU time of the child (all threads) per request during the throughput phase, ms. */
+  cpuMsPerRequest: number;
+  /** serve only: peak main-thread JS heap and V8-tracked off-heap memory, MB (0 for the passthrough). */
+  maxHeapMb: number;
+  maxExternalMb: number;
   maxBacklog?: number;
   rows?: number;
   rowsAtCommit?: number;
@@ -345,11 +373,21 @@ async function runMode(
   let maxRss = 0;
   let maxBacklog = 0;
   const rssTimer = setInterval(() => (maxRss = Math.max(maxRss, rssBytes(child.proc.pid!))), 100);
+  // Where serve's memory is, for the progress line: the JS heap (main thread) and the
+  // off-heap memory V8 tracks (Buffers, ArrayBuffers), both from prom-client's defaults.
+  let maxHeap = 0;
+  let maxExternal = 0;
   const backlogTimer =
     kind === 'serve'
       ? setInterval(() => {
           void metricValue(`http://127.0.0.1:${httpPort}/metrics`, 'td_decision_log_backlog').then((v) => {
             if (v !== undefined) maxBacklog = Math.max(maxBacklog, v);
+          });
+          void metricValue(`http://127.0.0.1:${httpPort}/metrics`, 'nodejs_heap_size_total_bytes').then((v) => {
+            if (v !== undefined) maxHeap = Math.max(maxHeap, v);
+          });
+          void metricValue(`http://127.0.0.1:${httpPort}/metrics`, 'nodejs_external_memory_bytes').then((v) => {
+            if (v !== undefined) maxExternal = Math.max(maxExternal, v);
           });
         }, 250)
       : undefined;
@@ -361,6 +399,7 @@ async function runMode(
       }),
     ]);
     // Throughput: until every input record is committed.
+    const cpu0 = cpuSeconds(child.proc.pid!);
     let doneAt = 0;
     for (;;) {
       if ((await committedTotal(admin, group, topics.requests)) >= n) {
@@ -369,6 +408,7 @@ async function runMode(
       }
       await new Promise((r) => setTimeout(r, 50));
     }
+    const cpuMsPerRequest = ((cpuSeconds(child.proc.pid!) - cpu0) * 1000) / n;
     const seconds = (doneAt - joinedAt) / 1000;
     let rows: number | undefined;
     let rowsAtCommit: number | undefined;
@@ -441,6 +481,9 @@ async function runMode(
       p50ms: quantile(lat, 0.5),
       p99ms: quantile(lat, 0.99),
       maxRssMb: maxRss / 1024 / 1024,
+      maxHeapMb: maxHeap / 1024 / 1024,
+      maxExternalMb: maxExternal / 1024 / 1024,
+      cpuMsPerRequest,
       ...(kind === 'serve' ? { maxBacklog, rows, rowsAtCommit } : {}),
     };
   } finally {
@@ -485,7 +528,7 @@ async function orchestrate(): Promise<void> {
           process.stderr.write(`pipeline bench: round ${round}/${rounds}, ${mode}, ${p.encoding}, N=${p.n} ...\n`);
           const r = await runMode(kafka, admin, mode, p.encoding, p.n, p.rate, latencySeconds, databaseUrl, brokers);
           results.push(r);
-          process.stderr.write(`  ${r.rate.toFixed(0)} req/s, p50 ${r.p50ms.toFixed(1)} ms, p99 ${r.p99ms.toFixed(1)} ms, RSS ${r.maxRssMb.toFixed(0)} MB\n`);
+          process.stderr.write(`  ${r.rate.toFixed(0)} req/s, CPU ${r.cpuMsPerRequest.toFixed(2)} ms/req, p50 ${r.p50ms.toFixed(1)} ms, p99 ${r.p99ms.toFixed(1)} ms, RSS ${r.maxRssMb.toFixed(0)} MB (heap ${r.maxHeapMb.toFixed(0)}, external ${r.maxExternalMb.toFixed(0)})\n`);
         }
       }
     }
@@ -515,6 +558,7 @@ async function orchestrate(): Promise<void> {
         p50ms: median(rs.map((r) => r.p50ms)),
         p99ms: median(rs.map((r) => r.p99ms)),
         maxRssMb: Math.max(...rs.map((r) => r.maxRssMb)),
+        cpuMs: median(rs.map((r) => r.cpuMsPerRequest)),
         maxBacklog: rs[0]?.maxBacklog === undefined ? undefined : Math.max(...rs.map((r) => r.maxBacklog ?? 0)),
         rowsOk: rs[0]?.rowsAtCommit === undefined ? undefined : rs.every((r) => r.rowsAtCommit === r.n * CANDIDATES),
       };
@@ -524,10 +568,10 @@ async function orchestrate(): Promise<void> {
     `pipeline benchmark — ${CANDIDATES} candidates × ${DIM} dims per request; ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}, node ${process.version}`,
     `serve ran ${serveEntry().label}; the passthrough through tsx. Medians of ${rounds} interleaved round(s).`,
     '',
-    '| mode | encoding | N | throughput, req/s (rounds) | vs passthrough | latency p50 / p99 ms (at rate) | max RSS MB | log backlog max | all rows durable at commit |',
-    '| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | --- |',
+    '| mode | encoding | N | throughput, req/s (rounds) | vs passthrough | CPU ms/req | latency p50 / p99 ms (at rate) | max RSS MB | log backlog max | all rows durable at commit |',
+    '| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |',
     ...rows.map((r) =>
-      `| ${r.mode} | ${r.encoding} | ${r.n} | ${r.rate.toFixed(0)} (${r.rates.join(', ')}) | ${(100 * r.ratio).toFixed(0)} % | ${r.p50ms.toFixed(0)} / ${r.p99ms.toFixed(0)} (${r.latencyRate}/s) | ${r.maxRssMb.toFixed(0)} | ${r.maxBacklog ?? '–'} | ${r.rowsOk === undefined ? '–' : r.rowsOk ? 'yes' : 'NO'} |`,
+      `| ${r.mode} | ${r.encoding} | ${r.n} | ${r.rate.toFixed(0)} (${r.rates.join(', ')}) | ${(100 * r.ratio).toFixed(0)} % | ${r.cpuMs.toFixed(2)} | ${r.p50ms.toFixed(0)} / ${r.p99ms.toFixed(0)} (${r.latencyRate}/s) | ${r.maxRssMb.toFixed(0)} | ${r.maxBacklog ?? '–'} | ${r.rowsOk === undefined ? '–' : r.rowsOk ? 'yes' : 'NO'} |`,
     ),
   ].join('\n');
   process.stdout.write(`${table}\n`);

@@ -263,6 +263,8 @@ export class App extends EventEmitter implements ControlTarget {
         ...(c.thresholds.maxUncertainty === undefined ? {} : { maxUncertainty: c.thresholds.maxUncertainty }),
         // The processor never has more than maxInFlight requests out, plus Route calls.
         maxQueue: c.maxInFlight + 1024,
+        // The decision log stores each decision's features (retraining); the workers have them.
+        returnFeatures: true,
       });
     }
     setModelVersion(this.metrics, this.#pool.modelVersion);

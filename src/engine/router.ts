@@ -168,6 +168,14 @@ export class Router {
     return { featureUs: this.#rank(req, emit), modelVersion };
   }
 
+  /**
+   * PERF (worker pool): the feature rows of the last rankValidated/route call, candidate i at
+   * [i·FEATURE_COUNT, (i+1)·FEATURE_COUNT). A view of scratch memory, valid until the next call.
+   */
+  lastFeatures(n: number): Float32Array {
+    return this.#feat.subarray(0, n * FEATURE_COUNT);
+  }
+
   /** Features → scores → ranking → rule; returns the feature time in µs. */
   #rank(req: ValidatedRequest, emit: DecisionSink): number {
     const n = req.n;

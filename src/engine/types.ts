@@ -49,6 +49,12 @@ export interface RoutingResponse {
   inference_time_us: number;
   feature_time_us: number;
   candidates_processed: number;
+  /**
+   * The model's input for each decision: FEATURE_COUNT values per decision, in decision (rank)
+   * order. Only from a RouterPool created with `returnFeatures` (the service logs them for
+   * retraining); absent otherwise.
+   */
+  features?: Float32Array;
 }
 
 /** Outcome of a decision, reported back by the pipeline that ran the chosen model (feedback loop). */

@@ -1,6 +1,6 @@
 // The kafkajs client, with its logs routed into the service's structured logger and topic
 // creation for `serve` (SPEC §2: serve creates its topics when they are missing).
-import kafkajs, { type Admin, type ITopicConfig, type Kafka, type KafkaConfig, type logCreator } from 'kafkajs';
+import kafkajs, { type Admin, type ICustomPartitioner, type ITopicConfig, type Kafka, type KafkaConfig, type logCreator } from 'kafkajs';
 import type { Config } from '../config.js';
 import type { Logger } from '../observe/logger.js';
 
@@ -10,8 +10,31 @@ const { Kafka: KafkaClient, logLevel, Partitioners } = kafkajs;
  * The partitioner every producer of the service names explicitly: kafkajs's default (murmur2,
  * Java-compatible), so a decision keyed by request_id lands where a Java client would put it.
  * Naming it also silences kafkajs's v1 → v2 migration warning.
+ *
+ * PERF: a request's decisions are consecutive records with one key, and kafkajs asks the
+ * partitioner once per record (the default hashes the key with murmur2 each time: ~5% of the
+ * service's main thread at 10 decisions per request). For a keyed record the default's answer
+ * depends only on the key and the partition count, so the last answer is reused while both
+ * repeat; anything else (an explicit partition, no key) goes to the default unchanged.
  */
-export const partitioner = Partitioners.DefaultPartitioner;
+export const partitioner: ICustomPartitioner = () => {
+  const fallback = Partitioners.DefaultPartitioner();
+  let lastKey: string | Buffer | undefined;
+  let lastCount = -1;
+  let lastPartition = 0;
+  return (args) => {
+    const { message, partitionMetadata } = args;
+    const key = message.key;
+    if (message.partition != null || key == null) return fallback(args);
+    const count = partitionMetadata.length;
+    if (count === lastCount && key === lastKey) return lastPartition;
+    const partition = fallback(args);
+    lastKey = key;
+    lastCount = count;
+    lastPartition = partition;
+    return partition;
+  };
+};
 
 function bridge(logger: Logger): logCreator {
   return () =>

@@ -40,6 +40,8 @@ export interface WorkerInit {
   };
   /** Honour `__crashForTest` messages. Off unless a test asks for it. */
   testHooks: boolean;
+  /** Append each decision's feature vector to its results (see RESULT layout below). */
+  returnFeatures: boolean;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -77,7 +79,8 @@ export interface TaskMeta {
 // ---------------------------------------------------------------------------------------------
 // Results: a stream of float64 in RouteResults.data, per task:
 //   [task id, status, n, inference_time_us, feature_time_us, candidates_processed,
-//    then n decisions in rank order, DECISION_STRIDE values each]
+//    then n decisions in rank order, DECISION_STRIDE values each,
+//    then, when WorkerInit.returnFeatures, n × FEATURE_COUNT feature values in rank order]
 
 export const RESULT_HEADER = 6;
 export const R_ID = 0;

@@ -43,7 +43,7 @@ import type { DecisionReason, RoutingDecision, RoutingRequest, RoutingResponse }
 import {
   EMPTY_METADATA, completeFiniteCheck, isValidatedRequest, validateRequest, type CandidateArrays, type ValidateOptions, type ValidatedRequest,
 } from '../validate.js';
-import { cosineBatch } from '../features.js';
+import { FEATURE_COUNT, cosineBatch } from '../features.js';
 import { StagedArrays } from '../simd/staging.js';
 import { PoolClosedError, PoolSaturatedError, WorkerCrashedError } from './errors.js';
 import {
@@ -74,6 +74,8 @@ export interface RouterPoolOptions {
   maxBatch?: number;
   /** Let `crashWorkerForTest` work. Tests only. */
   testHooks?: boolean;
+  /** Give every response its decisions' feature vectors (RoutingResponse.features). */
+  returnFeatures?: boolean;
 }
 
 export interface PoolStats {
@@ -328,6 +330,7 @@ export class RouterPool {
         ...(features ? { features } : {}),
       },
       testHooks: opts.testHooks === true,
+      returnFeatures: opts.returnFeatures === true,
     };
     const pool = new RouterPool(init, mirror, workers, opts);
     try {
@@ -635,7 +638,7 @@ export class RouterPool {
         this.#failed++;
         task.reject(this.#rebuildError(errors.get(task.id)));
       }
-      p += RESULT_HEADER + n * DECISION_STRIDE;
+      p += RESULT_HEADER + n * (DECISION_STRIDE + (this.#init.returnFeatures ? FEATURE_COUNT : 0)); // n is 0 for a failed task
     }
     this.#releaseArena(msg.arena);
     this.#pump(slot);
@@ -663,12 +666,14 @@ export class RouterPool {
         inference_time_us: data[q + D_TIME]!,
       };
     }
-    return {
+    const response: RoutingResponse = {
       decisions,
       inference_time_us: data[p + R_INFER]!,
       feature_time_us: data[p + R_FEAT]!,
       candidates_processed: data[p + R_PROCESSED]!,
     };
+    if (this.#init.returnFeatures) response.features = Float32Array.from(data.subarray(q, q + n * FEATURE_COUNT));
+    return response;
   }
 
   #rebuildError(e: TaskError | undefined): Error {

@@ -13,6 +13,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { errorMessage } from '../../errors.js';
 import { parseModel, type LoadedModel } from '../model.js';
 import { Router, assertRoutable } from '../router.js';
+import { FEATURE_COUNT } from '../features.js';
 import { cellSimdAvailable } from '../simd/fastgrnn-simd.js';
 import { EMPTY_METADATA, type ValidatedRequest } from '../validate.js';
 import {
@@ -134,7 +135,7 @@ async function onBatch(batch: RouteBatch): Promise<void> {
   let estimate = 0;
   for (let t = 0; t < count; t++) {
     const o = t * TASK_STRIDE;
-    if (index[o + T_KIND] === TaskKind.Reduced) estimate += RESULT_HEADER + index[o + T_N]! * DECISION_STRIDE;
+    if (index[o + T_KIND] === TaskKind.Reduced) estimate += RESULT_HEADER + index[o + T_N]! * (DECISION_STRIDE + (init.returnFeatures ? FEATURE_COUNT : 0));
     else needsCodec = true;
   }
   if (needsCodec && !codec) codec = await import('../../stream/codec.js');
@@ -162,7 +163,7 @@ async function onBatch(batch: RouteBatch): Promise<void> {
       // The Router's own ranking and rules, without decision objects: numbers straight into
       // the results (the main thread builds the objects).
       const n = req.n;
-      out.reserve(RESULT_HEADER + n * DECISION_STRIDE);
+      out.reserve(RESULT_HEADER + n * (DECISION_STRIDE + (init.returnFeatures ? FEATURE_COUNT : 0)));
       const b = out.buf;
       const p0 = out.len;
       const first = p0 + RESULT_HEADER;
@@ -176,13 +177,21 @@ async function onBatch(batch: RouteBatch): Promise<void> {
       });
       const totalUs = (performance.now() - t0) * 1000;
       for (let r = 0; r < n; r++) b[first + r * DECISION_STRIDE + D_TIME] = totalUs;
+      let end = first + n * DECISION_STRIDE;
+      if (init.returnFeatures) {
+        const feat = router.lastFeatures(n);
+        for (let r = 0; r < n; r++) {
+          const src = b[first + r * DECISION_STRIDE + D_INDEX]! * FEATURE_COUNT;
+          for (let k = 0; k < FEATURE_COUNT; k++) b[end++] = feat[src + k]!;
+        }
+      }
       b[p0 + R_ID] = taskId;
       b[p0 + R_STATUS] = TaskStatus.Ok;
       b[p0 + R_N] = n;
       b[p0 + R_INFER] = totalUs;
       b[p0 + R_FEAT] = featureUs;
       b[p0 + R_PROCESSED] = n;
-      out.len = first + n * DECISION_STRIDE;
+      out.len = end;
     } catch (err) {
       out.reserve(RESULT_HEADER);
       const b = out.buf;

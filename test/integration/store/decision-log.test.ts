@@ -90,6 +90,30 @@ describe('DecisionLog', () => {
     expect(log.metrics()).toMatchObject({ appended: 700, inserted: 300, duplicates: 400 });
   });
 
+  it('stores any string exactly: quotes, backslashes, braces, commas, "NULL", empty, unicode', async () => {
+    const db = await migrated();
+    const log = open(db, { batchSize: 100, flushIntervalMs: 10 });
+    const hostile = ['a"b', 'back\\slash', '{brace}', 'comma,sep', 'NULL', '', ' lead and trail ', 'tab\tnew\nline', 'ünïcødé 🚀', '\\"', '"\\'];
+    const rows: DecisionRow[] = hostile.map((h, i) => ({
+      request_id: `req ${h}`,
+      candidate_id: h,
+      rank: i,
+      confidence: 0.5,
+      uncertainty: 0.25,
+      use_lightweight: i % 2 === 0,
+      reason: 'model',
+      model_version: `v"${h}`,
+      inference_time_us: 1,
+      metadata: { [h || 'k']: h },
+      source_topic: `t${h}`,
+      source_partition: i,
+      source_offset: String(i),
+    }));
+    await log.appendAndTrack(rows);
+    const { rows: back } = await db.pool.query(`SELECT request_id, candidate_id, model_version, metadata, source_topic FROM "${db.schema}".routing_decisions ORDER BY rank`);
+    expect(back).toEqual(rows.map((r) => ({ request_id: r.request_id, candidate_id: r.candidate_id, model_version: r.model_version, metadata: r.metadata, source_topic: r.source_topic })));
+  });
+
   it('flushes a partial batch once its oldest row is flushIntervalMs old', async () => {
     const db = await migrated();
     const log = open(db, { batchSize: 10_000, flushIntervalMs: 40 });

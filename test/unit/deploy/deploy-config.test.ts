@@ -125,7 +125,11 @@ describe('deploy/Dockerfile', () => {
     const users = instructions(r, 'USER');
     expect(users.at(-1)?.args).toBe('node'); // uid 1000 in the node images
     expect(stageEnv(r).NODE_ENV).toBe('production');
-    expect(instructions(r, 'ENTRYPOINT')[0]?.exec).toEqual(['node', 'bin/tiny-dancer.js']);
+    // The same node flags as `npm start` (serve's memory budget depends on them).
+    const start = (JSON.parse(readRepo('package.json')) as { scripts: { start: string } }).scripts.start.split(/\s+/);
+    expect(start.at(-1)).toBe('serve');
+    expect(start).toContain('--max-semi-space-size=8');
+    expect(instructions(r, 'ENTRYPOINT')[0]?.exec).toEqual([...start.slice(0, -1)]);
     expect(instructions(r, 'CMD')[0]?.exec).toEqual(['serve']);
     expect(exposed()).toEqual([9464, 50051]);
 

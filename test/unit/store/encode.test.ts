@@ -33,19 +33,21 @@ describe('encodeBatch', () => {
       [1, 2],
     );
     expect(cols).toHaveLength(17);
-    expect(cols[0]).toEqual(['r1', 'r1']);
-    expect(cols[1]).toEqual(['c1', 'c2']);
-    expect(cols[2]).toEqual([0, 1]);
-    expect(cols[5]).toEqual([true, false]);
-    expect(cols[9]).toEqual([1_700_000_000_000, 1_700_000_000_500]);
+    // Every parameter is an array literal in Postgres's text form.
+    expect(cols[0]).toBe('{"r1","r1"}');
+    expect(cols[1]).toBe('{"c1","c2"}');
+    expect(cols[2]).toBe('{0,1}');
+    expect(cols[3]).toBe('{0.9,0.9}');
+    expect(cols[5]).toBe('{t,f}');
+    expect(cols[9]).toBe('{1700000000000,1700000000500}');
     // Features: one flat literal, with each row's offset and length ($16, $17).
     expect(cols[10]).toBe('{0.5,-1,NaN}');
-    expect(cols[15]).toEqual([0, null]);
-    expect(cols[16]).toEqual([3, null]);
-    expect(cols[11]).toEqual(['{"tier":"gold"}', null]);
-    expect(cols[12]).toEqual(['routing.requests', null]);
-    expect(cols[13]).toEqual([3, null]);
-    expect(cols[14]).toEqual(['12345678901234', null]);
+    expect(cols[15]).toBe('{0,NULL}');
+    expect(cols[16]).toBe('{3,NULL}');
+    expect(cols[11]).toBe('{"{\\"tier\\":\\"gold\\"}",NULL}');
+    expect(cols[12]).toBe('{"routing.requests",NULL}');
+    expect(cols[13]).toBe('{3,NULL}');
+    expect(cols[14]).toBe('{"12345678901234",NULL}');
   });
 
   it('flattens the features of several rows, keeping where each starts', () => {
@@ -58,22 +60,22 @@ describe('encodeBatch', () => {
       [0, 0, 0],
     );
     expect(cols[10]).toBe('{1,2,3,Infinity,-Infinity}');
-    expect(cols[15]).toEqual([0, 2, 2]);
-    expect(cols[16]).toEqual([2, 0, 3]);
+    expect(cols[15]).toBe('{0,2,2}');
+    expect(cols[16]).toBe('{2,0,3}');
   });
 
   it('defaults decided_at to the append time and stores empty metadata as NULL', () => {
     const cols = encodeBatch([{ ...base, metadata: {} }], [1_234]);
-    expect(cols[9]).toEqual([1_234]);
-    expect(cols[11]).toEqual([null]);
+    expect(cols[9]).toBe('{1234}');
+    expect(cols[11]).toBe('{NULL}');
   });
 
   it('passes wrongly typed fields as NULL so Postgres refuses the row (a row error), not the batch encoding', () => {
     const bad = { ...base, request_id: 42, use_lightweight: 'yes', confidence: '0.5' } as unknown as DecisionRow;
     const cols = encodeBatch([bad], [0]);
-    expect(cols[0]).toEqual([null]);
-    expect(cols[3]).toEqual([null]);
-    expect(cols[5]).toEqual([null]);
+    expect(cols[0]).toBe('{NULL}');
+    expect(cols[3]).toBe('{NULL}');
+    expect(cols[5]).toBe('{NULL}');
   });
 
   it('throws RowEncodingError for metadata JSON cannot encode', () => {
@@ -83,10 +85,16 @@ describe('encodeBatch', () => {
     expect(() => encodeBatch([{ ...base, metadata: { n: 10n } as unknown as Record<string, string> }], [0])).toThrow(RowEncodingError);
   });
 
+  it('quotes every string and escapes only what is special inside quotes', () => {
+    const cols = encodeBatch([{ ...base, request_id: 'a"b\\c', candidate_id: 'NULL' }, { ...base, request_id: '', candidate_id: '{x, y}' }], [0, 0]);
+    expect(cols[0]).toBe('{"a\\"b\\\\c",""}');
+    expect(cols[1]).toBe('{"NULL","{x, y}"}');
+  });
+
   it('takes a RoutingDecision as it is (plus where it came from)', () => {
     const decision: RoutingDecision = { ...base, reason: 'uncertain', metadata: { a: 'b' } };
     const cols = encodeBatch([{ ...decision, source_topic: 't', source_partition: 0, source_offset: '7' }], [0]);
-    expect(cols[6]).toEqual(['uncertain']);
-    expect(cols[11]).toEqual(['{"a":"b"}']);
+    expect(cols[6]).toBe('{"uncertain"}');
+    expect(cols[11]).toBe('{"{\\"a\\":\\"b\\"}"}');
   });
 });
