@@ -228,7 +228,7 @@ function findServeEntry(): { args: string[]; label: string } {
     const flags = startFlags();
     return { args: [...flags, launcher], label: `compiled (${dist}), node flags of npm start: ${flags.join(' ') || 'none'}` };
   }
-  return { args: ['--import', 'tsx', SELF, '--child=serve'], label: 'TypeScript sources through tsx (dist/ is stale or missing: run npm run build for production RSS)' };
+  return { args: [...startFlags(), '--import', 'tsx', SELF, '--child=serve'], label: 'TypeScript sources through tsx (dist/ is stale or missing: run npm run build for production RSS)' };
 }
 
 function spawnChild(kind: 'serve' | 'passthrough', env: Record<string, string>): Child {
@@ -508,8 +508,8 @@ async function orchestrate(): Promise<void> {
   await admin.connect();
   const num = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
   const plan: { encoding: Encoding; n: number; rate: number }[] = [
-    { encoding: 'protobuf', n: num('BENCH_N_PROTOBUF', QUICK ? 1000 : 4000), rate: num('BENCH_RATE_PROTOBUF', 100) },
-    { encoding: 'json', n: num('BENCH_N_JSON', QUICK ? 300 : 1200), rate: num('BENCH_RATE_JSON', 50) },
+    { encoding: 'protobuf', n: num('BENCH_N_PROTOBUF', QUICK ? 1000 : 10_000), rate: num('BENCH_RATE_PROTOBUF', 100) },
+    { encoding: 'json', n: num('BENCH_N_JSON', QUICK ? 300 : 2400), rate: num('BENCH_RATE_JSON', 50) },
   ];
   const latencySeconds = num('BENCH_LATENCY_SECONDS', QUICK ? 3 : 5);
   const rounds = num('BENCH_ROUNDS', QUICK ? 1 : 3);

@@ -612,7 +612,6 @@ export class App extends EventEmitter implements ControlTarget {
     decisionStats(pgPool, { schema: this.settings.dbSchema })
       .then((s) => {
         const windowSeconds = s.window.from ? (s.window.to.getTime() - s.window.from.getTime()) / 1000 : 0;
-        const extra = s as unknown as { meanConfidence?: number; meanUncertainty?: number };
         this.#store = {
           available: true,
           windowSeconds,
@@ -621,8 +620,8 @@ export class App extends EventEmitter implements ControlTarget {
           lightweightShare: s.lightweightShare,
           reasons: { ...s.byReason },
           modelVersions: Object.fromEntries(s.byModelVersion.map((v) => [v.modelVersion, v.decisions])),
-          meanConfidence: extra.meanConfidence ?? 0,
-          meanUncertainty: extra.meanUncertainty ?? 0,
+          meanConfidence: s.meanConfidence,
+          meanUncertainty: s.meanUncertainty,
           p50InferenceUs: s.latencyUs?.p50 ?? 0,
           p95InferenceUs: s.latencyUs?.p95 ?? 0,
           p99InferenceUs: s.latencyUs?.p99 ?? 0,

@@ -52,6 +52,9 @@ export interface DecisionCounts {
   byReason: ReasonCounts;
   /** Engine time per decision, µs (inference_time_us); null when there are no decisions. */
   latencyUs: LatencyPercentiles | null;
+  /** Mean confidence and uncertainty of the decisions; 0 when there are none. */
+  meanConfidence: number;
+  meanUncertainty: number;
   firstDecidedAt: Date | null;
   lastDecidedAt: Date | null;
 }
@@ -79,6 +82,8 @@ interface Row {
   latency: number[] | null;
   mean_us: number | null;
   max_us: number | null;
+  mean_confidence: number | null;
+  mean_uncertainty: number | null;
   first_at: Date | null;
   last_at: Date | null;
 }
@@ -110,6 +115,8 @@ function counts(r: Row): DecisionCounts {
       decisions > 0 && lat && lat.length === 3
         ? { p50: lat[0]!, p95: lat[1]!, p99: lat[2]!, mean: Number(r.mean_us), max: Number(r.max_us) }
         : null,
+    meanConfidence: decisions > 0 ? Number(r.mean_confidence) : 0,
+    meanUncertainty: decisions > 0 ? Number(r.mean_uncertainty) : 0,
     firstDecidedAt: r.first_at,
     lastDecidedAt: r.last_at,
   };
@@ -144,6 +151,8 @@ SELECT model_version,
        percentile_cont(ARRAY[0.5, 0.95, 0.99]::float8[]) WITHIN GROUP (ORDER BY inference_time_us) AS latency,
        avg(inference_time_us) AS mean_us,
        max(inference_time_us) AS max_us,
+       avg(confidence)::float8 AS mean_confidence,
+       avg(uncertainty)::float8 AS mean_uncertainty,
        min(decided_at) AS first_at,
        max(decided_at) AS last_at
 FROM ${t}
@@ -159,7 +168,7 @@ GROUP BY GROUPING SETS ((), (model_version))`;
   const empty: Row = {
     model_version: null, all_versions: 1, decisions: '0', requests: '0', lightweight: '0', r_model: '0',
     r_breaker_open: '0', r_uncertain: '0', r_below_threshold: '0', latency: null, mean_us: null, max_us: null,
-    first_at: null, last_at: null,
+    mean_confidence: null, mean_uncertainty: null, first_at: null, last_at: null,
   };
   const byModelVersion = rows
     .filter((r) => Number(r.all_versions) === 0 && r.model_version !== null)

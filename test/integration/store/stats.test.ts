@@ -97,6 +97,9 @@ describe('decisionStats', () => {
     expect(s.latencyUs!.p99).toBeCloseTo(98.97, 9);
     expect(s.latencyUs!.mean).toBeCloseTo(5_150 / 104, 9);
     expect(s.latencyUs!.max).toBe(100);
+    // 100 decisions at 0.5 / 0.1 and 4 at 0.9 / 0.01 (stored as real: 6 digits).
+    expect(s.meanConfidence).toBeCloseTo((100 * 0.5 + 4 * 0.9) / 104, 6);
+    expect(s.meanUncertainty).toBeCloseTo((100 * 0.1 + 4 * 0.01) / 104, 6);
     expect(s.firstDecidedAt!.getTime()).toBe(now - 3_600_000);
   });
 
@@ -111,6 +114,8 @@ describe('decisionStats', () => {
     expect(v1!.latencyUs!.p95).toBeCloseTo(95.05, 9);
     expect(v1!.latencyUs!.p99).toBeCloseTo(99.01, 9);
     expect(v2).toMatchObject({ decisions: 4, requests: 1, lightweight: 4, lightweightShare: 1 });
+    expect(v2!.meanConfidence).toBeCloseTo(0.9, 6);
+    expect(v1!.meanUncertainty).toBeCloseTo(0.1, 6);
     // 10, 20, 30, 40: positions 1.5, 2.85, 2.97.
     expect(v2!.latencyUs!.p50).toBeCloseTo(25, 9);
     expect(v2!.latencyUs!.p95).toBeCloseTo(38.5, 9);
@@ -130,7 +135,7 @@ describe('decisionStats', () => {
 
   it('an empty window gives zeros and no latency', async () => {
     const s = await decisionStats(db.pool, { schema: db.schema, from: new Date(now - 60_000), to: new Date(now) });
-    expect(s).toMatchObject({ decisions: 0, requests: 0, lightweight: 0, lightweightShare: 0, latencyUs: null, byModelVersion: [] });
+    expect(s).toMatchObject({ decisions: 0, requests: 0, lightweight: 0, lightweightShare: 0, latencyUs: null, meanConfidence: 0, meanUncertainty: 0, byModelVersion: [] });
     expect(s.byReason).toEqual({ model: 0, uncertain: 0, below_threshold: 0, breaker_open: 0 });
   });
 
