@@ -16,9 +16,10 @@ import type { LoadedModel } from './engine/model.js';
 import { RouterPool } from './engine/pool/pool.js';
 import type { RoutingRequest, RoutingResponse } from './engine/types.js';
 import { validateRequest } from './engine/validate.js';
-import { errorMessage, oneLine } from './errors.js';
+import { ModelError, errorMessage, oneLine } from './errors.js';
 import { LatencyWindow } from './control/latency.js';
-import { modelNotes, modelView, prepareModel } from './control/reload.js';
+import { modelNotes, modelView, prepareModel, type PreparedModel } from './control/reload.js';
+import { ModelRegistry } from './feedback/registry.js';
 import type { RoutingPool } from './control/standalone.js';
 import {
   ControlError,
@@ -249,15 +250,13 @@ export class App extends EventEmitter implements ControlTarget {
 
     this.#checkNotStopped();
     // Engine: validate the model here first, so a bad file fails start-up with a precise message.
-    const { defaultModelPath } = await import('./engine/model.js');
-    const modelPath = c.modelPath ?? defaultModelPath();
-    const prepared = await prepareModel({ path: modelPath });
+    const prepared = await this.#startupModel(log);
     this.#model = prepared.model;
     this.#modelView = modelView(prepared.model, Date.now(), prepared.source);
     if (this.#opts.pool) this.#pool = this.#opts.pool;
     else {
       this.#pool = await RouterPool.create({
-        modelPath,
+        model: { bytes: prepared.bytes, source: prepared.source },
         ...(c.workers === undefined ? {} : { workers: c.workers }),
         ...(c.thresholds.confidence === undefined ? {} : { confidenceThreshold: c.thresholds.confidence }),
         ...(c.thresholds.maxUncertainty === undefined ? {} : { maxUncertainty: c.thresholds.maxUncertainty }),
@@ -321,6 +320,38 @@ export class App extends EventEmitter implements ControlTarget {
     await this.#feedback.start();
     this.#lagTimer = setInterval(() => void this.#sampleLag(), c.lagIntervalMs);
     this.#lagTimer.unref();
+  }
+
+  /**
+   * The model `serve` starts with: TD_MODEL_PATH when it is set (explicit configuration wins);
+   * otherwise the registry's active version — what `retrain --promote` or `admin rollback` last
+   * made current, so a restart does not silently go back to the packaged model — read from its
+   * stored file and checked against its recorded SHA-256; otherwise (no registry entry, or its
+   * file missing or changed: said in a warning) models/default.safetensors.
+   */
+  async #startupModel(log: Logger): Promise<PreparedModel> {
+    const c = this.settings;
+    const { defaultModelPath } = await import('./engine/model.js');
+    if (c.modelPath === undefined && this.#pg) {
+      let version: string | undefined;
+      try {
+        const registry = new ModelRegistry(this.#pg, c.dbSchema);
+        const active = await registry.active();
+        version = active?.version;
+        if (active?.path) {
+          const { entry, bytes } = await registry.readVerifiedFile(active.version);
+          const prepared = await prepareModel({ bytes });
+          if (prepared.model.version !== entry.version) {
+            throw new ModelError(`${entry.path} holds model ${prepared.model.version}, the registry says ${entry.version}`);
+          }
+          log.info('serving the model registry\'s active version (TD_MODEL_PATH not set)', { version: entry.version, path: entry.path, promotedBy: entry.promoted_by });
+          return { ...prepared, source: entry.path! };
+        }
+      } catch (err) {
+        log.warn('the model registry\'s active version cannot be served; starting with the default model', { version, err });
+      }
+    }
+    return prepareModel({ path: c.modelPath ?? defaultModelPath() });
   }
 
   #checkNotStopped(): void {

@@ -166,7 +166,8 @@ export class FeedbackService {
         const active = await this.models.active();
         if (active?.version !== model.version) {
           if (active && opts.by === 'serve') {
-            // A restart serves TD_MODEL_PATH, not what was promoted since: say so plainly.
+            // Started from an explicit TD_MODEL_PATH (or the active version's file was unusable,
+            // already logged): it replaces what was promoted. Say so plainly.
             this.#logger.warn('serving a different model than the registry\'s active one; promote or roll back again, or point TD_MODEL_PATH at it', {
               serving: model.version,
               registryActive: active.version,
