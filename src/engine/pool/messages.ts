@@ -121,7 +121,8 @@ export interface DecodedInfo {
   taskId: number;
   request_id: string;
   ids: string[];
-  candidateMetadata: Record<string, string>[];
+  /** null when no candidate has metadata (saves cloning n empty objects per request). */
+  candidateMetadata: Record<string, string>[] | null;
 }
 
 // ---------------------------------------------------------------------------------------------

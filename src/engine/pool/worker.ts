@@ -45,6 +45,12 @@ function emptyMetaFor(n: number): Record<string, string>[] {
   return emptyMetas;
 }
 
+function isEmpty(m: Record<string, string>): boolean {
+  if (m === EMPTY_METADATA) return true;
+  for (const _k in m) return false;
+  return true;
+}
+
 const REASON_CODE: Record<string, number> = Object.fromEntries(REASONS.map((r, i) => [r, i]));
 
 function buildRouter(model: LoadedModel): Router {
@@ -158,7 +164,8 @@ async function onBatch(batch: RouteBatch): Promise<void> {
       } else {
         const bytes = new Uint8Array(arena, index[o + T_DATA]!, index[o + T_LEN]!);
         req = codec!.decodeRequest(bytes, kind === TaskKind.EncodedProtobuf ? 'protobuf' : 'json');
-        (decoded ??= []).push({ taskId, request_id: req.request_id, ids: req.ids, candidateMetadata: req.candidateMetadata });
+        const candidateMetadata = req.candidateMetadata.every(isEmpty) ? null : req.candidateMetadata;
+        (decoded ??= []).push({ taskId, request_id: req.request_id, ids: req.ids, candidateMetadata });
       }
       // The Router's own ranking and rules, without decision objects: numbers straight into
       // the results (the main thread builds the objects).
