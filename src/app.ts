@@ -295,7 +295,12 @@ export class App extends EventEmitter implements ControlTarget {
       metrics: this.metrics,
       onEngineLatency: (us) => this.#engineLatency.record(us),
       onEndToEnd: (us) => this.#e2eLatency.record(us),
-      encodedScoring: c.decodeInWorkers && routeEncoded !== undefined,
+      encodedScoring:
+        routeEncoded === undefined || c.decodeInWorkers === false
+          ? undefined
+          : c.decodeInWorkers === true
+            ? () => true
+            : (encoding) => encoding === 'json',
       ...(this.#opts.processor ?? {}),
     });
     this.#processor.on('event', (e: ProcessorEvent) => {

@@ -83,9 +83,11 @@ export interface Config {
   workers: number | undefined;
   /**
    * Decode and validate request records on the pool's worker threads (pool.routeEncoded)
-   * instead of the consuming thread.
+   * instead of the consuming thread: always (true), never (false), or 'auto' — where it is
+   * faster: JSON (text parsing moves off the busy consuming thread; measured 101 % → 111 % of
+   * the passthrough), not protobuf (decoding it here is cheaper than shipping the bytes).
    */
-  decodeInWorkers: boolean;
+  decodeInWorkers: boolean | 'auto';
   /** Bound on requests being decoded/scored/published at once (whole process). */
   maxInFlight: number;
   /** Partitions fetched and processed concurrently by one consumer. */
@@ -173,13 +175,15 @@ function numberVar(env: Env, name: string, min: number, max: number): number | u
   return n;
 }
 
-function boolVar(env: Env, name: string, fallback: boolean): boolean {
+/** A boolean; with fallback 'auto' the variable may also say `auto`. */
+function boolVar<F extends boolean | 'auto' = boolean>(env: Env, name: string, fallback: F): boolean | F {
   const v = raw(env, name);
   if (v === undefined) return fallback;
   const l = v.toLowerCase();
+  if (fallback === 'auto' && l === 'auto') return fallback;
   if (['true', '1', 'yes', 'on'].includes(l)) return true;
   if (['false', '0', 'no', 'off'].includes(l)) return false;
-  return bad(name, v, 'expected true or false');
+  return bad(name, v, fallback === 'auto' ? 'expected true, false or auto' : 'expected true or false');
 }
 
 function hostPort(name: string, value: string): HostPort {
@@ -298,7 +302,7 @@ export function loadConfig(env: Env = process.env): Config {
     httpAddr: hostPort('TD_HTTP_ADDR', raw(env, 'TD_HTTP_ADDR') ?? CONFIG_DEFAULTS.httpAddr),
     modelPath: raw(env, 'TD_MODEL_PATH'),
     workers: optionalIntVar(env, 'TD_WORKERS', 1, Math.max(64, availableParallelism() * 4)),
-    decodeInWorkers: boolVar(env, 'TD_DECODE_IN_WORKERS', false),
+    decodeInWorkers: boolVar(env, 'TD_DECODE_IN_WORKERS', 'auto'),
     maxInFlight,
     partitionsConcurrency: intVar(env, 'TD_PARTITIONS_CONCURRENCY', 3, 1, 1000),
     requestPartitions: intVar(env, 'TD_REQUEST_PARTITIONS', 6, 1, 10_000),

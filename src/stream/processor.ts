@@ -90,8 +90,11 @@ export interface ProcessorOptions {
   heartbeatIntervalMs?: number;
   /** Consumer session timeout (kafkajs default 30 s). */
   sessionTimeoutMs?: number;
-  /** Hand raw record bytes to the scorer (decoded on a worker thread) instead of decoding here. */
-  encodedScoring?: boolean;
+  /**
+   * Which records go to the scorer as raw bytes (decoded on a worker thread) instead of being
+   * decoded here; none when absent.
+   */
+  encodedScoring?: (encoding: Encoding) => boolean;
   /** Engine time of each scored request (µs), for the control plane's latency view. */
   onEngineLatency?: (us: number) => void;
   /** Record timestamp → decisions acknowledged and durable (µs), per request. */
@@ -599,7 +602,7 @@ export class Processor extends EventEmitter {
         try {
           const raw = msg.value;
           task =
-            this.#o.encodedScoring && raw !== null && raw.length > 0 && raw.length <= this.#c.maxMessageBytes
+            this.#o.encodedScoring?.(encoding) === true && raw !== null && raw.length > 0 && raw.length <= this.#c.maxMessageBytes
               ? { kind: 'encoded', bytes: raw, encoding }
               : { kind: 'validated', request: decodeHere() };
         } catch (err) {

@@ -24,6 +24,7 @@ import {
 describe.each([
   { where: 'the consuming thread', decodeInWorkers: false },
   { where: 'the worker threads', decodeInWorkers: true },
+  { where: 'the worker threads for JSON, here for protobuf (auto, the default)', decodeInWorkers: 'auto' as const },
 ])('serve: request topic → decisions + Postgres rows (decoded on $where)', ({ decodeInWorkers }) => {
   const n = names('rt');
   let app: App;
@@ -84,8 +85,13 @@ describe.each([
     const rows = await query<{ request_id: string; candidate_id: string; use_lightweight: boolean; reason: string; source_topic: string; features: number[] | null }>(
       `SELECT request_id, candidate_id, use_lightweight, reason, source_topic, features FROM "${n.schema}".routing_decisions`,
     );
-    // The feature vectors retraining needs: computed when the request was decoded here.
-    if (!decodeInWorkers) for (const row of rows) expect(row.features).toHaveLength(5);
+    // The feature vectors retraining needs, whichever thread decoded the request (the pool
+    // returns the ones it scored with): five finite values, the first a cosine.
+    for (const row of rows) {
+      expect(row.features).toHaveLength(5);
+      expect(row.features!.every((x) => Number.isFinite(x))).toBe(true);
+      expect(Math.abs(row.features![0]!)).toBeLessThanOrEqual(1);
+    }
     const byKey = new Map(out.records.map(({ message }) => {
       const d = decision(message);
       return [`${d.request_id}/${d.candidate_id}`, d];

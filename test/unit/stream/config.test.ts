@@ -35,6 +35,13 @@ describe('loadConfig', () => {
     expect(c.modelPath).toBeUndefined();
   });
 
+  it('TD_DECODE_IN_WORKERS: auto by default, or true/false', () => {
+    expect(loadConfig({}).decodeInWorkers).toBe('auto');
+    expect(loadConfig({ TD_DECODE_IN_WORKERS: 'AUTO' }).decodeInWorkers).toBe('auto');
+    expect(loadConfig({ TD_DECODE_IN_WORKERS: 'true' }).decodeInWorkers).toBe(true);
+    expect(loadConfig({ TD_DECODE_IN_WORKERS: 'off' }).decodeInWorkers).toBe(false);
+  });
+
   it('reads every variable', () => {
     const c = loadConfig({
       KAFKA_BROKERS: 'a:1, b:2',
@@ -77,6 +84,7 @@ describe('loadConfig', () => {
   it('names the variable and the bad value', () => {
     expect(configError({ TD_MAX_IN_FLIGHT: 'lots' }).message).toBe('TD_MAX_IN_FLIGHT="lots" is invalid: expected a whole number in [1, 100000]');
     expect(configError({ TD_EXACTLY_ONCE: 'maybe' }).message).toMatch(/^TD_EXACTLY_ONCE="maybe" is invalid: expected true or false/);
+    expect(configError({ TD_DECODE_IN_WORKERS: 'sometimes' }).message).toMatch(/^TD_DECODE_IN_WORKERS="sometimes" is invalid: expected true, false or auto/);
     expect(configError({ KAFKA_BROKERS: 'localhost' }).message).toMatch(/^KAFKA_BROKERS="localhost" is invalid/);
     expect(configError({ TD_HTTP_ADDR: 'x:99999' }).message).toMatch(/^TD_HTTP_ADDR="x:99999" is invalid: the port/);
     expect(configError({ TD_TOPIC_DLQ: 'bad topic' }).message).toMatch(/^TD_TOPIC_DLQ="bad topic" is invalid/);
