@@ -60,12 +60,30 @@ export async function runService(opts: ServiceOptions): Promise<number> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
 
+  // The control plane listens first: a port conflict fails at once, before Kafka and Postgres
+  // are touched, and gRPC answers (NOT_SERVING, then SERVING; calls that need the engine say
+  // UNAVAILABLE until it runs) by the time /readyz says ready — clients that wait for readiness
+  // can connect at once.
+  const control = await startControlServer({
+    target: app,
+    address: `${config.grpcAddr.host.includes(':') ? `[${config.grpcAddr.host}]` : config.grpcAddr.host}:${config.grpcAddr.port}`,
+    adminToken: config.adminToken,
+    ...(opts.control ?? {}),
+    logger,
+  }).catch((err: unknown) => {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    throw err;
+  });
+  logger.info('control plane listening', { address: control.address, adminCalls: config.adminToken ? 'token required' : 'refused (no TD_ADMIN_TOKEN)' });
+
   // A signal during start-up stops the start instead of waiting for it to finish.
   const starting = app.start();
   let early: string | undefined;
   try {
     early = await Promise.race([starting.then(() => undefined), stopRequested]);
   } catch (err) {
+    await control.close({ timeoutMs: 2000 }).catch(() => {});
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
     throw err;
@@ -73,23 +91,13 @@ export async function runService(opts: ServiceOptions): Promise<number> {
   if (early !== undefined) {
     logger.info(`stopping during start-up (${early})`);
     starting.catch(() => {});
+    await control.close({ timeoutMs: 2000 }).catch(() => {});
     await app.stop();
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
     setTimeout(() => process.exit(0), 3000).unref();
     return 0;
   }
-  const control = await startControlServer({
-    target: app,
-    address: `${config.grpcAddr.host.includes(':') ? `[${config.grpcAddr.host}]` : config.grpcAddr.host}:${config.grpcAddr.port}`,
-    adminToken: config.adminToken,
-    ...(opts.control ?? {}),
-    logger,
-  }).catch(async (err: unknown) => {
-    await app.stop({ timeoutMs: 2000 });
-    throw err;
-  });
-  logger.info('control plane listening', { address: control.address, adminCalls: config.adminToken ? 'token required' : 'refused (no TD_ADMIN_TOKEN)' });
 
   let demo: { stop(): Promise<void> } | undefined;
   if (opts.demo) {
