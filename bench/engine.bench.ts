@@ -29,6 +29,7 @@ import { cosineBatchSimd } from '../src/engine/simd/cosine.js';
 import { scoreRowsSimd } from '../src/engine/simd/fastgrnn-simd.js';
 import type { RoutingRequest } from '../src/engine/types.js';
 import { validateRequest } from '../src/engine/validate.js';
+import { Rng } from '../src/train/rng.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
 const DIM = 384;
@@ -41,19 +42,9 @@ const POOL_CONCURRENCY = [16, 64] as const;
 // ---------------------------------------------------------------------------------------------
 // workload
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function makeRequests(n: number, count: number, seed: number): RoutingRequest[] {
-  const r = rng(seed);
+  const rng = new Rng(seed);
+  const r = (): number => rng.next();
   const vec = (): Float32Array => Float32Array.from({ length: DIM }, () => r() * 2 - 1);
   return Array.from({ length: count }, (_, k) => ({
     request_id: `bench-${n}-${k}`,

@@ -31,6 +31,7 @@ import kafkajs, { type Admin, type Kafka } from 'kafkajs';
 import pg from 'pg';
 import type { RoutingRequest } from '../src/engine/types.js';
 import { CONTENT_TYPES, encodeRequest, type Encoding } from '../src/stream/codec.js';
+import { Rng } from '../src/train/rng.js';
 
 const { Kafka: KafkaClient, logLevel } = kafkajs;
 const SELF = fileURLToPath(import.meta.url);
@@ -97,20 +98,10 @@ async function childPassthrough(): Promise<void> {
 // =============================================================================================
 // Orchestrator
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** `count` encoded requests with ids `${prefix}-${i}`. */
 function makeRecords(prefix: string, count: number, encoding: Encoding, seed: number): { key: string; value: Buffer; headers: Record<string, string> }[] {
-  const r = rng(seed);
+  const rng = new Rng(seed);
+  const r = (): number => rng.next();
   const now = Math.floor(Date.now() / 1000);
   const vec = () => {
     const v = new Float32Array(DIM);

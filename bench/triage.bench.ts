@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { RouterPool } from '../src/engine/pool/pool.js';
+import { Rng } from '../src/train/rng.js';
 
 const { values } = parseArgs({
   options: {
@@ -29,11 +30,6 @@ const N = Number(values.requests);
 const C = Number(values.candidates);
 const DIM = Number(values.dim);
 const root = resolve(import.meta.dirname, '..');
-
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
-}
 
 function requestLine(i: number, rand: () => number, now: number): string {
   const vec = () => Array.from({ length: DIM }, () => Math.round((rand() - 0.5) * 1e4) / 1e4);
@@ -54,7 +50,8 @@ function requestLine(i: number, rand: () => number, now: number): string {
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'td-triage-bench-'));
-  const rand = rng(42);
+  const seeded = new Rng(42);
+const rand = (): number => seeded.next();
   const now = Math.floor(Date.now() / 1000);
   const distinct = Math.min(N, 500);
   const lines = Array.from({ length: distinct }, (_, i) => requestLine(i, rand, now));
