@@ -126,6 +126,16 @@ function checkFinite(packed: Float32Array, dim: number, whereOf: (i: number) => 
  */
 export const EMPTY_METADATA: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
+/** True when none of the first n maps has a key (EMPTY_METADATA or `{}`). */
+export function noMetadata(maps: readonly Record<string, string>[], n = maps.length): boolean {
+  for (let i = 0; i < n; i++) {
+    const m = maps[i];
+    if (m === EMPTY_METADATA) continue;
+    for (const _k in m) return false;
+  }
+  return true;
+}
+
 function stringMap(where: Where, v: unknown): Record<string, string> {
   if (v === undefined || v === null) return EMPTY_METADATA;
   if (!isRecord(v)) fail(where, `metadata must be an object of string values, got ${describe(v)}`);

@@ -408,19 +408,27 @@ export class Processor extends EventEmitter {
         p.resolveOffset(prepared.lastOffset);
       }
     } catch (err) {
-      if (signal.aborted && err === signal.reason && !this.#draining) {
-        this.#logger.info('batch abandoned: the group is rebalancing or the member lost its session', {
-          topic: batch.topic,
-          partition: batch.partition,
-          reason: errorMessage(err),
-        });
-        throw err;
-      }
-      if (this.#draining && signal.aborted) return;
-      throw err;
+      this.#batchFailed(batch, err, signal);
     } finally {
       done();
     }
+  }
+
+  /**
+   * How a batch loop ends on an error (both commit modes): a drain's abort ends it quietly (the
+   * drain commits what finished); a rebalance or lost session is logged and rethrown as is, so
+   * kafkajs recognises it and re-joins; anything else is rethrown.
+   */
+  #batchFailed(batch: EachBatchPayload['batch'], err: unknown, signal: AbortSignal): void {
+    if (this.#draining && signal.aborted) return;
+    if (signal.aborted && err === signal.reason) {
+      this.#logger.info('batch abandoned: the group is rebalancing or the member lost its session', {
+        topic: batch.topic,
+        partition: batch.partition,
+        reason: errorMessage(err),
+      });
+    }
+    throw err;
   }
 
   #finished(chunk: TrackedChunk): void {
@@ -514,15 +522,7 @@ export class Processor extends EventEmitter {
         p.resolveOffset(pending.last);
       }
     } catch (err) {
-      if (signal.aborted && err === signal.reason && !this.#draining) {
-        this.#logger.info('batch abandoned: the group is rebalancing or the member lost its session', {
-          topic: batch.topic,
-          partition: batch.partition,
-          reason: errorMessage(err),
-        });
-      }
-      if (this.#draining && signal.aborted) return;
-      throw err;
+      this.#batchFailed(batch, err, signal);
     } finally {
       done();
     }

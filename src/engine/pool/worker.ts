@@ -15,7 +15,7 @@ import { parseModel, type LoadedModel } from '../model.js';
 import { Router, assertRoutable } from '../router.js';
 import { FEATURE_COUNT } from '../features.js';
 import { cellSimdAvailable } from '../simd/fastgrnn-simd.js';
-import { EMPTY_METADATA, type ValidatedRequest } from '../validate.js';
+import { EMPTY_METADATA, noMetadata, type ValidatedRequest } from '../validate.js';
 import {
   DECISION_STRIDE, D_CODE, D_CONF, D_INDEX, D_TIME, D_UNC, REASONS, RESULT_HEADER, R_FEAT, R_ID, R_INFER, R_N,
   R_PROCESSED, R_STATUS, TASK_STRIDE, T_DATA, T_DIM, T_ID, T_KIND, T_LEN, T_META, T_N, TaskKind, TaskStatus,
@@ -43,12 +43,6 @@ let emptyMetas: Record<string, string>[] = [];
 function emptyMetaFor(n: number): Record<string, string>[] {
   if (emptyMetas.length < n) emptyMetas = new Array<Record<string, string>>(Math.max(n, 2 * emptyMetas.length)).fill(NO_META);
   return emptyMetas;
-}
-
-function isEmpty(m: Record<string, string>): boolean {
-  if (m === EMPTY_METADATA) return true;
-  for (const _k in m) return false;
-  return true;
 }
 
 const REASON_CODE: Record<string, number> = Object.fromEntries(REASONS.map((r, i) => [r, i]));
@@ -164,7 +158,7 @@ async function onBatch(batch: RouteBatch): Promise<void> {
       } else {
         const bytes = new Uint8Array(arena, index[o + T_DATA]!, index[o + T_LEN]!);
         req = codec!.decodeRequest(bytes, kind === TaskKind.EncodedProtobuf ? 'protobuf' : 'json');
-        const candidateMetadata = req.candidateMetadata.every(isEmpty) ? null : req.candidateMetadata;
+        const candidateMetadata = noMetadata(req.candidateMetadata) ? null : req.candidateMetadata;
         (decoded ??= []).push({ taskId, request_id: req.request_id, ids: req.ids, candidateMetadata });
       }
       // The Router's own ranking and rules, without decision objects: numbers straight into
