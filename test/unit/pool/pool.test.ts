@@ -10,7 +10,8 @@ import { RouterPool } from '../../../src/engine/pool/pool.js';
 import { Router } from '../../../src/engine/router.js';
 import { readSafetensors, writeSafetensors } from '../../../src/engine/safetensors.js';
 import type { RoutingRequest, RoutingResponse } from '../../../src/engine/types.js';
-import { validateRequest } from '../../../src/engine/validate.js';
+import { EMPTY_METADATA, validateRequest } from '../../../src/engine/validate.js';
+import { FEATURE_COUNT, extractFeatures, resolveFeatureConfig } from '../../../src/engine/features.js';
 import { encodeRequest } from '../../../src/stream/codec.js';
 
 const NOW = 1_700_000_000;
@@ -298,5 +299,58 @@ describe('RouterPool failures and shutdown', () => {
   it('refuses a bad model at create()', async () => {
     await expect(RouterPool.create({ workers: 1, model: { bytes: new Uint8Array(16) } })).rejects.toBeInstanceOf(ModelError);
     await expect(RouterPool.create({ workers: 0 })).rejects.toBeInstanceOf(InvalidInputError);
+  });
+});
+
+describe('RouterPool responses', () => {
+  it('returnFeatures: every decision\'s feature vector, in rank order, as the engine computes it', async () => {
+    const pool = await RouterPool.create({ workers: 1, features, returnFeatures: true });
+    const plain = await RouterPool.create({ workers: 1, features });
+    try {
+      for (const [seed, req] of [[31, request(31, 12, 24, { metadata: true })], [32, request(32, 7)]] as const) {
+        const res = await pool.route(req);
+        const v = validateRequest(req);
+        const expected = new Float32Array(v.n * FEATURE_COUNT);
+        extractFeatures(v, resolveFeatureConfig(features), expected, NOW);
+        expect(res.features, `request ${seed}`).toHaveLength(v.n * FEATURE_COUNT);
+        res.decisions.forEach((d, r) => {
+          const i = v.ids.indexOf(d.candidate_id);
+          for (let k = 0; k < FEATURE_COUNT; k++) expect(res.features![r * FEATURE_COUNT + k]).toBeCloseTo(expected[i * FEATURE_COUNT + k]!, 6);
+        });
+        // The same decisions as a pool without them, and that one sends none.
+        const other = await plain.route(req);
+        expect(stable(other)).toEqual(stable(res));
+        expect(other.features).toBeUndefined();
+      }
+    } finally {
+      await pool.close();
+      await plain.close();
+    }
+  });
+
+  it('candidates without metadata share the frozen EMPTY_METADATA; others keep their own object', async () => {
+    const pool = await RouterPool.create({ workers: 1, features });
+    try {
+      // Absent metadata → EMPTY_METADATA; given metadata (even `{}`) → that very object.
+      const mixed = request(33, 4);
+      for (const c of mixed.candidates) delete c.metadata;
+      mixed.candidates[1]!.metadata = { k: 'v' };
+      const none = request(34, 3);
+      for (const c of none.candidates) delete c.metadata; // the pool's "no metadata at all" path
+      for (const [req, res] of [
+        [mixed, await pool.route(mixed)], [mixed, new Router({ features }).route(mixed)], [none, await pool.route(none)],
+      ] as const) {
+        for (const d of res.decisions) {
+          const c = req.candidates.find((x) => x.id === d.candidate_id)!;
+          if (c.metadata) expect(d.metadata).toBe(c.metadata);
+          else {
+            expect(d.metadata).toBe(EMPTY_METADATA);
+            expect(Object.isFrozen(d.metadata)).toBe(true);
+          }
+        }
+      }
+    } finally {
+      await pool.close();
+    }
   });
 });
