@@ -216,16 +216,16 @@ function findServeEntry(): { args: string[]; label: string } {
     const launcher = join(tmpdir(), `td-bench-serve-${process.pid}.mjs`);
     writeFileSync(launcher, `const { main } = await import(${JSON.stringify(pathToFileURL(index).href)});\nprocess.exitCode = await main(['serve']);\n`);
     process.on('exit', () => rmSync(launcher, { force: true }));
-    const flags = startFlags();
-    return { args: [...flags, launcher], label: `compiled (${dist}), node flags of npm start: ${flags.join(' ') || 'none'}` };
+    return { args: [launcher], label: `compiled (${dist}), node flags of npm start: ${startFlags().join(' ') || 'none'}` };
   }
-  return { args: [...startFlags(), '--import', 'tsx', SELF, '--child=serve'], label: 'TypeScript sources through tsx (dist/ is stale or missing: run npm run build for production RSS)' };
+  return { args: ['--import', 'tsx', SELF, '--child=serve'], label: 'TypeScript sources through tsx (dist/ is stale or missing: run npm run build for production RSS)' };
 }
 
 function spawnChild(kind: 'serve' | 'passthrough', env: Record<string, string>): Child {
-  // BENCH_SERVE_NODE_ARGS: extra node flags for the serve child, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p".
-  const extra = kind === 'serve' ? (process.env.BENCH_SERVE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean) : [];
-  const args = [...extra, ...(kind === 'serve' ? serveEntry().args : ['--import', 'tsx', SELF, `--child=${kind}`])];
+  // serve gets npm start's node flags, then BENCH_SERVE_NODE_ARGS (which can override them),
+  // e.g. "--cpu-prof --cpu-prof-dir=/tmp/p" or "--max-semi-space-size=4".
+  const extra = (process.env.BENCH_SERVE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+  const args = kind === 'serve' ? [...startFlags(), ...extra, ...serveEntry().args] : ['--import', 'tsx', SELF, `--child=${kind}`];
   const proc = spawn(process.execPath, args, {
     cwd: ROOT,
     env: { ...process.env, ...env },

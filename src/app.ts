@@ -301,6 +301,7 @@ export class App extends EventEmitter implements ControlTarget {
           : c.decodeInWorkers === true
             ? () => true
             : (encoding) => encoding === 'json',
+      producerThread: c.producerThread,
       ...(this.#opts.processor ?? {}),
     });
     this.#processor.on('event', (e: ProcessorEvent) => {

@@ -89,6 +89,12 @@ export interface Config {
    * run-to-run noise of each other, so it stays on the simpler one).
    */
   decodeInWorkers: boolean | 'auto';
+  /**
+   * At-least-once mode: produce decisions from a thread of its own (TD_PRODUCER_THREAD, default
+   * true), which takes kafkajs's request building off the consuming thread. Exactly-once mode
+   * always produces on the consuming thread (its transactions carry the consumed offsets).
+   */
+  producerThread: boolean;
   /** Bound on requests being decoded/scored/published at once (whole process). */
   maxInFlight: number;
   /** Partitions fetched and processed concurrently by one consumer. */
@@ -309,6 +315,7 @@ export function loadConfig(env: Env = process.env): Config {
     modelPath: raw(env, 'TD_MODEL_PATH'),
     workers: optionalIntVar(env, 'TD_WORKERS', 1, Math.max(64, availableParallelism() * 4)),
     decodeInWorkers: boolVar(env, 'TD_DECODE_IN_WORKERS', 'auto'),
+    producerThread: boolVar(env, 'TD_PRODUCER_THREAD', true),
     maxInFlight,
     partitionsConcurrency: intVar(env, 'TD_PARTITIONS_CONCURRENCY', 3, 1, 1000),
     requestPartitions: intVar(env, 'TD_REQUEST_PARTITIONS', 6, 1, 10_000),

@@ -1,9 +1,9 @@
 // Dead-letter records (SPEC §2): the original key and value, byte for byte, plus headers saying
 // why and where from. The original headers are kept too (content-type above all), so a fixed
 // record can be re-published as is.
-import type { Message } from 'kafkajs';
 import { oneLine } from '../errors.js';
 import type { Headers } from './codec.js';
+import type { RecordHeaders } from './records.js';
 
 export interface SourceRecord {
   topic: string;
@@ -21,8 +21,15 @@ export const DLQ_HEADERS = Object.freeze({
   offset: 'td-source-offset',
 });
 
-export function dlqMessage(src: SourceRecord, reason: string): Message {
-  const headers: Record<string, Buffer | string | (Buffer | string)[]> = {};
+/** A dead-letter record (a kafkajs Message with its fields narrowed). */
+export interface DlqRecord {
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: RecordHeaders;
+}
+
+export function dlqMessage(src: SourceRecord, reason: string): DlqRecord {
+  const headers: RecordHeaders = {};
   if (src.headers) {
     for (const [k, v] of Object.entries(src.headers)) {
       // A stale td-* header from an earlier dead-lettering must not contradict the new one.

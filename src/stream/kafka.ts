@@ -1,6 +1,6 @@
 // The kafkajs client, with its logs routed into the service's structured logger and topic
 // creation for `serve` (SPEC §2: serve creates its topics when they are missing).
-import kafkajs, { type Admin, type ICustomPartitioner, type ITopicConfig, type Kafka, type KafkaConfig, type logCreator } from 'kafkajs';
+import kafkajs, { type Admin, type ICustomPartitioner, type ITopicConfig, type Kafka, type KafkaConfig, type ProducerConfig, type logCreator } from 'kafkajs';
 import type { Config } from '../config.js';
 import type { Logger } from '../observe/logger.js';
 
@@ -35,6 +35,21 @@ export const partitioner: ICustomPartitioner = () => {
     return partition;
   };
 };
+
+/**
+ * The decision producer's settings, on whichever thread it runs (./processor.ts,
+ * ./send/worker.ts). Idempotent, so kafkajs's own retries never duplicate or reorder a record.
+ * It keeps retrying (kafkajs's default for an idempotent producer): a send must not give up and
+ * be re-sent under new sequence numbers; a chunk that is abandoned (drain deadline) stops
+ * waiting for it instead. The memoising partitioner hashes once per request.
+ */
+export const DECISION_PRODUCER: Readonly<ProducerConfig> = Object.freeze({
+  idempotent: true,
+  maxInFlightRequests: 5,
+  allowAutoTopicCreation: false,
+  retry: Object.freeze({ retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 200, maxRetryTime: 10_000 }),
+  createPartitioner: partitioner,
+});
 
 function bridge(logger: Logger): logCreator {
   return () =>

@@ -29,7 +29,7 @@
 // that moved to another member cannot be set back. A drain pauses fetching, waits until every
 // chunk is durable and committed (bounded by TD_DRAIN_TIMEOUT_MS), then leaves the group.
 import { EventEmitter } from 'node:events';
-import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Message, Producer, TopicMessages } from 'kafkajs';
+import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Producer, TopicMessages } from 'kafkajs';
 import type { Config } from '../config.js';
 import type { ValidatedRequest } from '../engine/validate.js';
 import type { RoutingDecision } from '../engine/types.js';
@@ -39,9 +39,11 @@ import type { Metrics } from '../observe/metrics.js';
 import type { ScoreResult, ScoreTask, ScoringBreaker } from './breaker.js';
 import { DecodeError, decodeRequest, encodingOf, getHeader, type Encoding, type Headers } from './codec.js';
 import { dlqMessage } from './dlq.js';
-import { partitioner } from './kafka.js';
+import { DECISION_PRODUCER } from './kafka.js';
 import { DECISION_HEADERS, decisionMessages } from './producer.js';
 import { OffsetTracker, type TrackedChunk } from './offsets.js';
+import { MessageLists, ROUTE, RecordPacker, type RouteTopics } from './records.js';
+import { ProducerThread } from './send/thread.js';
 import { Semaphore } from './semaphore.js';
 import { decisionFeatures } from '../feedback/features.js';
 import { FEATURE_COUNT } from '../engine/features.js';
@@ -99,6 +101,12 @@ export interface ProcessorOptions {
   onEngineLatency?: (us: number) => void;
   /** Record timestamp → decisions acknowledged and durable (µs), per request. */
   onEndToEnd?: (us: number) => void;
+  /**
+   * At-least-once mode: produce from a thread of its own (./send/thread.ts) instead of this
+   * one. Default true. Exactly-once mode always produces here (its transactions carry the
+   * consumed offsets, which only this thread's consumer knows).
+   */
+  producerThread?: boolean;
 }
 
 /** Lifetime counters (plain numbers, cheap to read for stats). */
@@ -144,14 +152,16 @@ interface Prepared {
   partition: number;
   /** Offset (string) of the last record in the chunk. */
   lastOffset: string;
-  lightweight: Message[];
-  heavyweight: Message[];
-  dlq: Message[];
+  /** Decision and DLQ records: packed for the producer thread, or kafkajs Messages. */
+  records: RecordPacker | MessageLists;
   rows: LoggedDecision[];
   /** Request record timestamps (ms) of the decided requests, for end-to-end latency. */
   timestamps: number[];
   decided: number;
 }
+
+/** First guess of a chunk's packed bytes per request (10 decisions ≈ 1.5 KB; the pack grows). */
+const PACK_BYTES_PER_REQUEST = 2048;
 
 function nextOffset(offset: string): string {
   return (BigInt(offset) + 1n).toString();
@@ -188,7 +198,11 @@ export class Processor extends EventEmitter {
   readonly #chunkSize: number;
   readonly #decode: Decoder;
   #consumer: Consumer | undefined;
+  /** The producer on this thread (exactly-once mode, or producerThread: false)... */
   #producer: Producer | undefined;
+  /** ...or the producer thread (at-least-once mode, the default). */
+  #thread: ProducerThread | undefined;
+  readonly #routeTopics: RouteTopics;
   #txLock: Promise<void> = Promise.resolve();
   #running = false;
   #joined = false;
@@ -230,6 +244,8 @@ export class Processor extends EventEmitter {
     this.#slots = new Semaphore(opts.config.maxInFlight);
     this.#chunkSize = Math.max(1, Math.min(opts.chunkSize ?? 64, opts.config.maxInFlight));
     const maxBytes = opts.config.maxMessageBytes;
+    const t = opts.config.topics;
+    this.#routeTopics = [t.lightweight, t.heavyweight, t.dlq];
     this.#decode = opts.decode ?? ((value, encoding) => decodeRequest(value, encoding, { maxBytes }));
   }
 
@@ -255,22 +271,20 @@ export class Processor extends EventEmitter {
   async start(): Promise<void> {
     const { kafka } = this.#o;
     const c = this.#c;
-    // The idempotent producer keeps retrying (kafkajs's default for it): a send must not give
-    // up and be re-sent under new sequence numbers. A batch that is abandoned (rebalance,
-    // drain timeout) stops waiting for it instead.
-    const retry = { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 200, maxRetryTime: 10_000 };
-    this.#producer = c.exactlyOnce
-      ? kafka.producer({
-          idempotent: true,
-          maxInFlightRequests: 1,
-          transactionalId: c.transactionalId,
-          // Short, so a crashed instance's open transaction stops blocking read_committed
-          // consumers soon; a chunk's transaction lasts milliseconds when the log is healthy.
-          transactionTimeout: 30_000,
-          retry,
-          createPartitioner: partitioner,
-        })
-      : kafka.producer({ idempotent: true, maxInFlightRequests: 5, allowAutoTopicCreation: false, retry, createPartitioner: partitioner });
+    if (c.exactlyOnce) {
+      this.#producer = kafka.producer({
+        ...DECISION_PRODUCER,
+        maxInFlightRequests: 1,
+        transactionalId: c.transactionalId,
+        // Short, so a crashed instance's open transaction stops blocking read_committed
+        // consumers soon; a chunk's transaction lasts milliseconds when the log is healthy.
+        transactionTimeout: 30_000,
+      });
+    } else if (this.#o.producerThread !== false) {
+      this.#thread = new ProducerThread({ brokers: c.brokers, clientId: c.clientId, topics: this.#routeTopics, logger: this.#logger });
+    } else {
+      this.#producer = kafka.producer(DECISION_PRODUCER);
+    }
     this.#consumer = kafka.consumer({
       groupId: c.groupId,
       sessionTimeout: this.#o.sessionTimeoutMs ?? c.sessionTimeoutMs,
@@ -313,7 +327,9 @@ export class Processor extends EventEmitter {
       this.#joined = false;
     });
 
-    await this.#producer.connect();
+    if (this.#thread) await this.#thread.start();
+    else await this.#producer!.connect();
+    this.#logger.info('decision producer connected', { on: this.#thread ? 'producer thread' : 'consuming thread', exactlyOnce: c.exactlyOnce });
     await consumer.connect();
     // fromBeginning: a group without committed offsets starts at the earliest offset (SPEC §2).
     await consumer.subscribe({ topics: [c.topics.requests], fromBeginning: true });
@@ -571,9 +587,7 @@ export class Processor extends EventEmitter {
       topic,
       partition,
       lastOffset: chunk[chunk.length - 1]!.offset,
-      lightweight: [],
-      heavyweight: [],
-      dlq: [],
+      records: this.#thread ? new RecordPacker(chunk.length * PACK_BYTES_PER_REQUEST) : new MessageLists(),
       rows: [],
       timestamps: [],
       decided: 0,
@@ -589,7 +603,8 @@ export class Processor extends EventEmitter {
           const kind = err instanceof DecodeError ? err.kind : err instanceof InvalidInputError ? 'invalid' : 'internal';
           const reason = err instanceof InvalidInputError ? oneLine(err.message) : `internal error while decoding: ${errorMessage(err)}`;
           if (!(err instanceof InvalidInputError)) this.#logger.error('decoder failed unexpectedly; record sent to the DLQ', { err, topic, partition, offset: msg.offset });
-          out.dlq.push(dlqMessage({ topic, partition, offset: msg.offset, key: msg.key, value: msg.value, headers }, reason));
+          const dead = dlqMessage({ topic, partition, offset: msg.offset, key: msg.key, value: msg.value, headers }, reason);
+          out.records.add(ROUTE.dlq, dead.key, dead.value, dead.headers);
           m.dlq.inc({ reason: kind });
           m.requests.inc({ encoding, outcome: 'rejected' });
           k.rejected++;
@@ -621,7 +636,7 @@ export class Processor extends EventEmitter {
           this.#o.onEngineLatency?.(scored.response.inference_time_us);
         } else k.fallbacks++;
         const correlation = getHeader(headers, DECISION_HEADERS.correlationId) ?? `${topic}/${partition}/${msg.offset}`;
-        decisionMessages(scored.response, encoding, correlation, out);
+        decisionMessages(scored.response, encoding, correlation, out.records);
         const decidedAt = new Date();
         // FEEDBACK (issue 8): each decision's feature vector goes to the log (features real[])
         // so `tiny-dancer retrain` can train on decisions that got outcomes.
@@ -670,15 +685,6 @@ export class Processor extends EventEmitter {
     return out;
   }
 
-  #topicMessages(prep: Prepared): TopicMessages[] {
-    const t = this.#c.topics;
-    const out: TopicMessages[] = [];
-    if (prep.lightweight.length > 0) out.push({ topic: t.lightweight, messages: prep.lightweight });
-    if (prep.heavyweight.length > 0) out.push({ topic: t.heavyweight, messages: prep.heavyweight });
-    if (prep.dlq.length > 0) out.push({ topic: t.dlq, messages: prep.dlq });
-    return out;
-  }
-
   /**
    * Retries a retriable step with jittered backoff until it succeeds, the batch is abandoned,
    * or the error is not retriable. The producer and the log retry internally already; this
@@ -702,8 +708,7 @@ export class Processor extends EventEmitter {
   }
 
   async #flush(prep: Prepared, signal: AbortSignal): Promise<void> {
-    const records = this.#topicMessages(prep);
-    const producer = this.#producer!;
+    const out = prep.records;
     const logged = prep.rows.length > 0 ? this.#retrying('log', () => this.#o.log.write(prep.rows), signal) : Promise.resolve();
     if (this.#c.exactlyOnce) {
       // Serialise transactions (one transactional producer), FIFO so a partition's chunks
@@ -715,17 +720,26 @@ export class Processor extends EventEmitter {
         await previous;
         // Not abandoned mid-way: one transaction at a time, so it must end (commit or abort)
         // before the lock is released; #transaction aborts it itself when the batch is abandoned.
+        const records = out instanceof MessageLists ? out.topicMessages(this.#routeTopics) : [];
         await this.#retrying('transaction', () => this.#transaction(prep, records, logged, signal), signal, false);
       } finally {
         unlock();
       }
     } else {
-      const produced =
-        records.length > 0 ? this.#retrying('produce', () => producer.sendBatch({ topicMessages: records, acks: -1 }), signal) : Promise.resolve();
+      let produced: Promise<unknown> = Promise.resolve();
+      if (out.size > 0) {
+        if (out instanceof RecordPacker) {
+          const pack = out.finish();
+          produced = this.#retrying('produce', () => this.#thread!.send(pack), signal);
+        } else {
+          const topicMessages = out.topicMessages(this.#routeTopics);
+          produced = this.#retrying('produce', () => this.#producer!.sendBatch({ topicMessages, acks: -1 }), signal);
+        }
+      }
       await Promise.all([produced, logged]);
     }
-    this.counters.produced += prep.lightweight.length + prep.heavyweight.length + prep.dlq.length;
-    this.counters.dlq += prep.dlq.length;
+    this.counters.produced += out.size;
+    this.counters.dlq += out.count(ROUTE.dlq);
     const now = Date.now();
     for (const ts of prep.timestamps) {
       if (!Number.isFinite(ts)) continue;
@@ -798,7 +812,7 @@ export class Processor extends EventEmitter {
         }
         this.#running = false;
         this.#joined = false;
-        await Promise.race([Promise.allSettled([consumer?.disconnect(), this.#producer?.disconnect()]), sleep(rest())]);
+        await Promise.race([Promise.allSettled([consumer?.disconnect(), this.#producer?.disconnect(), this.#thread?.close(rest())]), sleep(rest())]);
         const ms = Date.now() - started;
         if (clean) this.#logger.info('drained', { ms });
         else this.#logger.warn('drain timed out; uncommitted work will be redelivered (no duplicate rows)', { ms, inFlight: this.#slots.inUse });

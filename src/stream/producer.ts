@@ -5,9 +5,9 @@
 // header of its own: it is the key.) Three headers, one object shared by the request's
 // records: kafkajs encodes every header of every record, and a decision record is small, so
 // headers are a visible share of the producer's CPU.
-import type { Message } from 'kafkajs';
 import type { RoutingResponse } from '../engine/types.js';
 import { CONTENT_TYPES, encodeDecision, type Encoding } from './codec.js';
+import { ROUTE, type RecordHeaders, type RecordWriter } from './records.js';
 
 export const DECISION_HEADERS = Object.freeze({
   contentType: 'content-type',
@@ -16,15 +16,10 @@ export const DECISION_HEADERS = Object.freeze({
   correlationId: 'td-correlation-id',
 });
 
-export interface DecisionMessages {
-  lightweight: Message[];
-  heavyweight: Message[];
-}
-
-/** Appends the records of one response to `out` (arrays reused across a chunk). */
-export function decisionMessages(response: RoutingResponse, encoding: Encoding, correlationId: string, out: DecisionMessages): void {
+/** Adds the records of one response to `out` (a chunk's writer). */
+export function decisionMessages(response: RoutingResponse, encoding: Encoding, correlationId: string, out: RecordWriter): void {
   const contentType = CONTENT_TYPES[encoding];
-  let headers: Message['headers'];
+  let headers: RecordHeaders | undefined;
   let headersVersion: string | undefined;
   for (const d of response.decisions) {
     // Every decision of a response normally has the same model version: one shared object.
@@ -36,7 +31,6 @@ export function decisionMessages(response: RoutingResponse, encoding: Encoding, 
         [DECISION_HEADERS.correlationId]: correlationId,
       };
     }
-    const msg: Message = { key: d.request_id, value: encodeDecision(d, encoding), headers };
-    (d.use_lightweight ? out.lightweight : out.heavyweight).push(msg);
+    out.add(d.use_lightweight ? ROUTE.lightweight : ROUTE.heavyweight, d.request_id, encodeDecision(d, encoding), headers);
   }
 }

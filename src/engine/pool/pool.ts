@@ -31,11 +31,9 @@
 // main thread fill both cores; a second worker would only contend with the main thread.
 import { availableParallelism } from 'node:os';
 import { readFile, stat } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { InvalidInputError, ModelError, TinyDancerError, errorMessage } from '../../errors.js';
+import { workerScript } from '../../worker-script.js';
 import type { FeatureConfig } from '../features.js';
 import { MAX_MODEL_BYTES, defaultModelPath, parseModel } from '../model.js';
 import { Router, assertRoutable } from '../router.js';
@@ -101,6 +99,18 @@ const MAX_BATCH_CANDIDATES = 1024;
 const MAX_INFLIGHT = 2;
 /** Default arena size; larger requests get an arena of their own size. */
 const ARENA_BYTES = 256 * 1024;
+/**
+ * Arena of a batch expected to stay small (a low load: few tasks, few candidates). WHY: when
+ * the load is low the batch target is small, and a burst of requests (serve hands a chunk of
+ * 64 to the pool at once) opens many small batches queued behind the worker. Each held a
+ * 256 KiB arena for a few hundred bytes: serve kept ~90 of them (23 MB, a tenth of its RSS).
+ */
+const SMALL_ARENA_BYTES = 32 * 1024;
+/**
+ * Room a batch's arena needs per byte of task input, for the results that come back in it: a
+ * reduced task's 24 B per candidate become 80 B of decisions and features.
+ */
+const RESULT_ROOM_FACTOR = 4;
 /** Raw encoded payloads larger than this are refused before copying. */
 export const MAX_ENCODED_BYTES = 64 * 1024 * 1024;
 const RESPAWN_BACKOFF_MS = [0, 50, 200, 1000, 2000];
@@ -205,32 +215,6 @@ class Packer implements ValidateOptions {
   }
 }
 
-interface WorkerScript {
-  /** The worker module, or bootstrap code when `eval`. */
-  target: URL | string;
-  eval: boolean;
-}
-
-function workerScript(): WorkerScript {
-  const self = import.meta.url;
-  // Built: dist/engine/pool/pool.js next to worker.js.
-  if (!self.endsWith('.ts')) return { target: new URL('./worker.js', self), eval: false };
-  // From source (vitest, tsx): the worker is TypeScript. `execArgv: ['--import', 'tsx']` does not
-  // reach a worker's entry module on Node 20, so a two-line bootstrap registers tsx's ESM hooks
-  // inside the worker first, then imports worker.ts. tsx is a devDependency, present exactly
-  // when running from source.
-  const workerUrl = new URL('./worker.ts', self).href;
-  let tsxApi: string;
-  try {
-    tsxApi = import.meta.resolve('tsx/esm/api');
-  } catch {
-    const pkg = createRequire(self).resolve('tsx/package.json');
-    tsxApi = pathToFileURL(join(dirname(pkg), 'dist/esm/api/index.mjs')).href;
-  }
-  const code = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(workerUrl)}); });`;
-  return { target: code, eval: true };
-}
-
 async function readModelBytes(path: string): Promise<Uint8Array> {
   try {
     const st = await stat(path);
@@ -261,9 +245,11 @@ export class RouterPool {
   readonly #maxBatch: number;
   /** Tasks per batch for the current load; recomputed at every flush (#retarget). */
   #batchTarget: number;
-  readonly #script = workerScript();
+  readonly #script = workerScript(import.meta.url, 'worker');
   #arenas: ArrayBuffer[] = [];
   readonly #arenasKept: number;
+  #smallArenas: ArrayBuffer[] = [];
+  readonly #smallArenasKept: number;
   #nextTask = 1;
   #nextBatch = 1;
   #queued = 0;
@@ -292,6 +278,7 @@ export class RouterPool {
     this.#maxBatch = positiveInt('maxBatch', opts.maxBatch, 64);
     this.#batchTarget = this.#maxBatch;
     this.#arenasKept = Math.ceil(this.#maxQueueBytes / ARENA_BYTES) + workers * (MAX_INFLIGHT + 1);
+    this.#smallArenasKept = 64 + workers * (MAX_INFLIGHT + 1);
   }
 
   /** Reads and validates the model once, starts the workers, resolves when all are ready. */
@@ -511,24 +498,30 @@ export class RouterPool {
       }
       last.sealed = true;
     }
-    const batch: Batch = { id: this.#nextBatch++, arena: this.#takeArena(need + 8), used: 0, index: [], tasks: [], meta: null, sealed: false, candidates: 0 };
+    const arena = this.#takeArena(need + 8, this.#batchTarget * need * RESULT_ROOM_FACTOR + 8);
+    const batch: Batch = { id: this.#nextBatch++, arena, used: 0, index: [], tasks: [], meta: null, sealed: false, candidates: 0 };
     slot.queue.push(batch);
     return batch;
   }
 
-  #takeArena(need: number): ArrayBuffer {
+  /** An arena with room for `need` bytes; a small one when the whole batch should fit in it. */
+  #takeArena(need: number, expected = need): ArrayBuffer {
+    if (expected <= SMALL_ARENA_BYTES && need <= SMALL_ARENA_BYTES) return this.#smallArenas.pop() ?? new ArrayBuffer(SMALL_ARENA_BYTES);
     if (need <= ARENA_BYTES) return this.#arenas.pop() ?? new ArrayBuffer(ARENA_BYTES);
     return new ArrayBuffer(align(need, 65536));
   }
 
   /**
-   * Keeps a standard arena for reuse. Enough are kept for the peak the bounds allow (the queue's
-   * bytes plus every worker's in-flight batches): a fresh 2 MiB ArrayBuffer costs page faults on
-   * first touch and GC accounting, measured at ~2× the CPU per 100-candidate request when the
-   * pool ran short of recycled ones. Oversized one-off arenas are dropped.
+   * Keeps a standard or small arena for reuse. Enough standard ones are kept for the peak the
+   * bounds allow (the queue's bytes plus every worker's in-flight batches): a fresh 2 MiB
+   * ArrayBuffer costs page faults on first touch and GC accounting, measured at ~2× the CPU per
+   * 100-candidate request when the pool ran short of recycled ones. Small ones, for a burst of
+   * small batches. Oversized one-off arenas are dropped.
    */
   #releaseArena(arena: ArrayBuffer): void {
-    if (arena.byteLength === ARENA_BYTES && this.#arenas.length < this.#arenasKept) this.#arenas.push(arena);
+    if (arena.byteLength === ARENA_BYTES) {
+      if (this.#arenas.length < this.#arenasKept) this.#arenas.push(arena);
+    } else if (arena.byteLength === SMALL_ARENA_BYTES && this.#smallArenas.length < this.#smallArenasKept) this.#smallArenas.push(arena);
   }
 
   #scheduleFlush(slot: Slot): void {

@@ -21,17 +21,20 @@ import {
   type Collector,
 } from './helpers.js';
 
+// The decisions are produced from the producer thread (the default) except in the last case,
+// which keeps the consuming thread's own producer (TD_PRODUCER_THREAD=false) tested too.
 describe.each([
-  { where: 'the consuming thread', decodeInWorkers: false },
-  { where: 'the worker threads', decodeInWorkers: true },
-  { where: 'the worker threads for JSON, here for protobuf (auto, the default)', decodeInWorkers: 'auto' as const },
-])('serve: request topic → decisions + Postgres rows (decoded on $where)', ({ decodeInWorkers }) => {
+  { where: 'the consuming thread', decodeInWorkers: false, producerThread: true },
+  { where: 'the worker threads', decodeInWorkers: true, producerThread: true },
+  { where: 'the worker threads for JSON, here for protobuf (auto, the default)', decodeInWorkers: 'auto' as const, producerThread: true },
+  { where: 'auto, produced from the consuming thread', decodeInWorkers: 'auto' as const, producerThread: false },
+])('serve: request topic → decisions + Postgres rows (decoded on $where)', ({ decodeInWorkers, producerThread }) => {
   const n = names('rt');
   let app: App;
   let out: Collector;
 
   beforeAll(async () => {
-    app = await startApp(testConfig(n, { decodeInWorkers }));
+    app = await startApp(testConfig(n, { decodeInWorkers, producerThread }));
     out = await collect([n.lightweight, n.heavyweight]);
   });
 

@@ -128,7 +128,7 @@ describe('deploy/Dockerfile', () => {
     // The same node flags as `npm start` (serve's memory budget depends on them).
     const start = (JSON.parse(readRepo('package.json')) as { scripts: { start: string } }).scripts.start.split(/\s+/);
     expect(start.at(-1)).toBe('serve');
-    expect(start).toContain('--max-semi-space-size=8');
+    expect(start).toContain('--max-semi-space-size=4');
     expect(instructions(r, 'ENTRYPOINT')[0]?.exec).toEqual([...start.slice(0, -1)]);
     expect(instructions(r, 'CMD')[0]?.exec).toEqual(['serve']);
     expect(exposed()).toEqual([9464, 50051]);

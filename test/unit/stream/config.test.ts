@@ -35,6 +35,12 @@ describe('loadConfig', () => {
     expect(c.modelPath).toBeUndefined();
   });
 
+  it('TD_PRODUCER_THREAD: true by default, or false', () => {
+    expect(loadConfig({}).producerThread).toBe(true);
+    expect(loadConfig({ TD_PRODUCER_THREAD: 'false' }).producerThread).toBe(false);
+    expect(() => loadConfig({ TD_PRODUCER_THREAD: 'auto' })).toThrow(/^TD_PRODUCER_THREAD="auto" is invalid: expected true or false/);
+  });
+
   it('TD_DECODE_IN_WORKERS: auto by default, or true/false', () => {
     expect(loadConfig({}).decodeInWorkers).toBe('auto');
     expect(loadConfig({ TD_DECODE_IN_WORKERS: 'AUTO' }).decodeInWorkers).toBe('auto');

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DLQ_HEADERS, dlqMessage } from '../../../src/stream/dlq.js';
-import { DECISION_HEADERS, decisionMessages, type DecisionMessages } from '../../../src/stream/producer.js';
+import { DECISION_HEADERS, decisionMessages } from '../../../src/stream/producer.js';
+import { MessageLists, ROUTE } from '../../../src/stream/records.js';
 import { decodeDecision } from '../../../src/stream/codec.js';
 
 describe('dlqMessage', () => {
@@ -30,7 +31,7 @@ describe('dlqMessage', () => {
 
 describe('decisionMessages', () => {
   it('one record per candidate, split by route, keyed by request id, with the headers', () => {
-    const out: DecisionMessages = { lightweight: [], heavyweight: [] };
+    const out = new MessageLists();
     const base = { request_id: 'r-9', confidence: 0.5, uncertainty: 0.2, model_version: 'v7', reason: 'model' as const, metadata: {}, inference_time_us: 3 };
     decisionMessages(
       {
@@ -47,9 +48,12 @@ describe('decisionMessages', () => {
       'routing.requests/2/77',
       out,
     );
-    expect(out.lightweight.map((m) => decodeDecision(m.value as Buffer, 'protobuf').candidate_id)).toEqual(['a', 'c']);
-    expect(out.heavyweight).toHaveLength(1);
-    const m = out.heavyweight[0]!;
+    const [lightweight, heavyweight, dlq] = out.lists;
+    expect(lightweight.map((m) => decodeDecision(m.value as Buffer, 'protobuf').candidate_id)).toEqual(['a', 'c']);
+    expect(heavyweight).toHaveLength(1);
+    expect(dlq).toHaveLength(0);
+    expect([out.count(ROUTE.lightweight), out.count(ROUTE.heavyweight), out.size]).toEqual([2, 1, 3]);
+    const m = heavyweight[0]!;
     expect(m.key).toBe('r-9');
     expect(m.headers).toEqual({
       [DECISION_HEADERS.contentType]: 'application/x-protobuf',
@@ -57,6 +61,6 @@ describe('decisionMessages', () => {
       [DECISION_HEADERS.correlationId]: 'routing.requests/2/77',
     });
     // One headers object for the request's records (kafkajs only reads it).
-    expect(out.lightweight[0]!.headers).toBe(m.headers);
+    expect(lightweight[0]!.headers).toBe(m.headers);
   });
 });

@@ -1,0 +1,37 @@
+// The contract between the consuming thread (thread.ts) and the producer thread (worker.ts):
+// every message either side posts is one of these types.
+import type { Level } from '../../observe/logger.js';
+import type { RouteTopics } from '../records.js';
+
+/** workerData of the producer thread: what it needs to build its own kafkajs client. */
+export interface ProducerInit {
+  brokers: string[];
+  clientId: string;
+  /** [lightweight, heavyweight, dlq]: where the packed records' routes point. */
+  topics: RouteTopics;
+  logLevel: Level;
+}
+
+export type ToProducer =
+  /** Produce the records of a pack (./records.ts) with acks=all; answered by sent/failed. */
+  | { type: 'send'; id: number; buffer: SharedArrayBuffer; length: number }
+  /** Disconnect and end the thread; answered by closed. */
+  | { type: 'close' };
+
+/** An error as it crosses threads: what the retry loops look at, and the words for the logs. */
+export interface WireError {
+  name: string;
+  message: string;
+  retriable: boolean;
+}
+
+export type FromProducer =
+  /** The producer is connected; sends are accepted. */
+  | { type: 'ready' }
+  /** The producer could not connect; the thread ends. */
+  | { type: 'start-failed'; error: WireError }
+  | { type: 'sent'; id: number }
+  | { type: 'failed'; id: number; error: WireError }
+  /** One line of the thread's structured log (JSON), for the service's logger. */
+  | { type: 'log'; line: string }
+  | { type: 'closed' };

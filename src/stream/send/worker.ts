@@ -1,0 +1,64 @@
+// The producer thread: one idempotent kafkajs producer (acks=all), fed packs of records by the
+// consuming thread (see thread.ts for why). It decides nothing: every send is answered with
+// sent or failed, and retrying is the consuming thread's business.
+import { parentPort, workerData } from 'node:worker_threads';
+import { createLogger } from '../../observe/logger.js';
+import { DECISION_PRODUCER, createKafka } from '../kafka.js';
+import { unpackRecords } from '../records.js';
+import type { FromProducer, ProducerInit, ToProducer, WireError } from './messages.js';
+
+const port = parentPort;
+if (!port) throw new Error('the producer thread must run as a worker thread');
+const init = workerData as ProducerInit;
+const post = (m: FromProducer) => port.postMessage(m);
+
+const logger = createLogger({ level: init.logLevel, write: (line) => post({ type: 'log', line }) });
+
+function wire(err: unknown): WireError {
+  const e = err instanceof Error ? err : new Error(String(err));
+  const retriable = (e as { retriable?: unknown }).retriable;
+  const cause = e.cause instanceof Error ? `: ${e.cause.message}` : '';
+  return { name: e.name, message: e.message + cause, retriable: retriable !== false };
+}
+
+const kafka = createKafka({ brokers: init.brokers, clientId: init.clientId }, logger);
+const producer = kafka.producer(DECISION_PRODUCER);
+
+let closing = false;
+
+port.on('message', (m: ToProducer) => {
+  if (m.type === 'send') {
+    if (closing) {
+      post({ type: 'failed', id: m.id, error: { name: 'ProducerThreadClosing', message: 'the producer thread is closing', retriable: true } });
+      return;
+    }
+    let topicMessages;
+    try {
+      topicMessages = unpackRecords(m.buffer, m.length, init.topics);
+    } catch (err) {
+      post({ type: 'failed', id: m.id, error: { ...wire(err), retriable: false } });
+      return;
+    }
+    producer.sendBatch({ topicMessages, acks: -1 }).then(
+      () => post({ type: 'sent', id: m.id }),
+      (err: unknown) => post({ type: 'failed', id: m.id, error: wire(err) }),
+    );
+  } else if (m.type === 'close') {
+    closing = true;
+    producer
+      .disconnect()
+      .catch((err: unknown) => logger.warn('producer disconnect failed', { err }))
+      .finally(() => {
+        post({ type: 'closed' });
+        port.close();
+      });
+  }
+});
+
+producer.connect().then(
+  () => post({ type: 'ready' }),
+  (err: unknown) => {
+    post({ type: 'start-failed', error: wire(err) });
+    port.close();
+  },
+);
