@@ -75,7 +75,7 @@ export interface AppOptions {
   /** Use this pool instead of creating one (closed with the app). */
   pool?: RoutingPool;
   /** Processor tuning (chunk size, heartbeat period, session timeout). */
-  processor?: Pick<ProcessorOptions, 'chunkSize' | 'heartbeatIntervalMs' | 'sessionTimeoutMs'>;
+  processor?: Pick<ProcessorOptions, 'chunkSize' | 'heartbeatIntervalMs' | 'sessionTimeoutMs' | 'createProducerThread'>;
   /** FEEDBACK (issue 8): the feedback loop's settings (feedbackSettingsFromEnv); default: its defaults. */
   feedback?: FeedbackSettings;
 }

@@ -43,7 +43,7 @@ import { DECISION_PRODUCER } from './kafka.js';
 import { DECISION_HEADERS, decisionMessages } from './producer.js';
 import { OffsetTracker, type TrackedChunk } from './offsets.js';
 import { MessageLists, ROUTE, RecordPacker, type RouteTopics } from './records.js';
-import { ProducerThread } from './send/thread.js';
+import { ProducerThread, type ProducerThreadOptions } from './send/thread.js';
 import { Semaphore } from './semaphore.js';
 import { decisionFeatures } from '../feedback/features.js';
 import { FEATURE_COUNT } from '../engine/features.js';
@@ -107,6 +107,8 @@ export interface ProcessorOptions {
    * consumed offsets, which only this thread's consumer knows).
    */
   producerThread?: boolean;
+  /** Builds the producer thread (default: `new ProducerThread(opts)`); tests keep a handle on it. */
+  createProducerThread?: (opts: ProducerThreadOptions) => ProducerThread;
 }
 
 /** Lifetime counters (plain numbers, cheap to read for stats). */
@@ -281,7 +283,8 @@ export class Processor extends EventEmitter {
         transactionTimeout: 30_000,
       });
     } else if (this.#o.producerThread !== false) {
-      this.#thread = new ProducerThread({ brokers: c.brokers, clientId: c.clientId, topics: this.#routeTopics, logger: this.#logger });
+      const opts: ProducerThreadOptions = { brokers: c.brokers, clientId: c.clientId, topics: this.#routeTopics, logger: this.#logger };
+      this.#thread = this.#o.createProducerThread ? this.#o.createProducerThread(opts) : new ProducerThread(opts);
     } else {
       this.#producer = kafka.producer(DECISION_PRODUCER);
     }
