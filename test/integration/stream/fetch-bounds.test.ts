@@ -1,27 +1,11 @@
 // The fetch bounds (TD_FETCH_MAX_BYTES, TD_FETCH_MAX_BYTES_PER_PARTITION) bound serve's memory,
 // not the size of a request: a record larger than both is still fetched and decided.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { App } from '../../../src/app.js';
-import {
-  collect, deleteTopics, dropSchema, makeRequest, names, produce, record, rowCounts, startApp, testConfig, waitFor, type Collector,
-} from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { makeRequest, produce, record, rowCounts, serveFixture, testConfig, waitFor } from './helpers.js';
 
 describe('serve with small fetch bounds', () => {
-  const n = names('fetch');
-  let app: App;
-  let out: Collector;
-
-  beforeAll(async () => {
-    app = await startApp(testConfig(n, { fetchMaxBytes: 64 * 1024, fetchMaxBytesPerPartition: 16 * 1024 }));
-    out = await collect([n.lightweight, n.heavyweight]);
-  });
-
-  afterAll(async () => {
-    await out?.stop();
-    await app?.stop({ timeoutMs: 5000 });
-    await dropSchema(n.schema);
-    await deleteTopics(n);
-  });
+  const serve = serveFixture('fetch', (n) => ({ config: testConfig(n, { fetchMaxBytes: 64 * 1024, fetchMaxBytesPerPartition: 16 * 1024 }) }));
+  const { n } = serve;
 
   it('decides requests far larger than both bounds, beside small ones', async () => {
     const big = [makeRequest('big-json', 100, 384), makeRequest('big-proto', 100, 384)];
@@ -31,7 +15,7 @@ describe('serve with small fetch bounds', () => {
     expect(records[1]!.value!.length).toBeGreaterThan(64 * 1024 * 2); // protobuf: ~150 KB
     await produce(n.requests, records);
     const total = 200 + 6 * 3;
-    await out.until((rs) => rs.length >= total, 45_000, `${total} decisions`);
+    await serve.out.until((rs) => rs.length >= total, 45_000, `${total} decisions`);
     await waitFor(async () => (await rowCounts(n.schema)).rows >= total, 20_000, 'all rows');
     expect(await rowCounts(n.schema)).toEqual({ rows: total, distinct: total, requests: 8 });
   });

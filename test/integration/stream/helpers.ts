@@ -3,6 +3,7 @@
 // collect what the service wrote to Kafka and Postgres.
 import type { IHeaders, KafkaMessage, Producer } from 'kafkajs';
 import pg from 'pg';
+import { afterAll, beforeAll } from 'vitest';
 import { createApp, type App, type AppOptions } from '../../../src/app.js';
 import { feedbackSettingsFromEnv } from '../../../src/feedback/service.js';
 import { loadConfig, withConfig, type Config } from '../../../src/config.js';
@@ -83,6 +84,45 @@ export async function startApp(config: Config, opts: Omit<AppOptions, 'config'> 
   const app = createApp({ config, logger: opts.logger ?? bufferLogger().logger, feedback: feedbackSettingsFromEnv({ TD_FEEDBACK: 'false' }), ...opts });
   await app.start();
   return app;
+}
+
+/** An in-process serve on names of its own, with a collector on its two decision topics. */
+export interface ServeFixture {
+  readonly n: Names;
+  /** Set by the fixture's beforeAll. */
+  readonly app: App;
+  readonly out: Collector;
+}
+
+/**
+ * Registers the usual set-up and tear-down of a test file (vitest hooks, in this order): start
+ * serve with the config and options `setup` gives for fresh names, collect its decisions; then
+ * stop both, drop the schema and delete the topics.
+ */
+export function serveFixture(prefix: string, setup: (n: Names) => { config: Config; options?: Omit<AppOptions, 'config'> } = (n) => ({ config: testConfig(n) })): ServeFixture {
+  const state: { n: Names; app?: App; out?: Collector } = { n: names(prefix) };
+  beforeAll(async () => {
+    const { config, options } = setup(state.n);
+    state.app = await startApp(config, options);
+    state.out = await collect([state.n.lightweight, state.n.heavyweight]);
+  });
+  afterAll(async () => {
+    await state.out?.stop();
+    await state.app?.stop({ timeoutMs: 5000 });
+    await dropSchema(state.n.schema);
+    await deleteTopics(state.n);
+  });
+  return {
+    n: state.n,
+    get app() {
+      if (!state.app) throw new Error('serveFixture: serve is not started (used outside a test?)');
+      return state.app;
+    },
+    get out() {
+      if (!state.out) throw new Error('serveFixture: the collector is not started (used outside a test?)');
+      return state.out;
+    },
+  };
 }
 
 // ---- requests ---------------------------------------------------------------------------------

@@ -1,25 +1,8 @@
 // JSON and protobuf through the real broker and the real Postgres: every candidate decided on
 // the right topic, keyed by request id, in the request's encoding with the right headers, and
 // every decision a row.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { App } from '../../../src/app.js';
-import {
-  collect,
-  decision,
-  deleteTopics,
-  dropSchema,
-  header,
-  makeRequest,
-  names,
-  produce,
-  query,
-  record,
-  rowCounts,
-  startApp,
-  testConfig,
-  waitFor,
-  type Collector,
-} from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { decision, header, makeRequest, produce, query, record, rowCounts, serveFixture, testConfig, waitFor } from './helpers.js';
 
 // The decisions are produced from the producer thread (the default) except in the last case,
 // which keeps the consuming thread's own producer (TD_PRODUCER_THREAD=false) tested too.
@@ -29,21 +12,8 @@ describe.each([
   { where: 'the worker threads for JSON, here for protobuf (auto, the default)', decodeInWorkers: 'auto' as const, producerThread: true },
   { where: 'auto, produced from the consuming thread', decodeInWorkers: 'auto' as const, producerThread: false },
 ])('serve: request topic → decisions + Postgres rows (decoded on $where)', ({ decodeInWorkers, producerThread }) => {
-  const n = names('rt');
-  let app: App;
-  let out: Collector;
-
-  beforeAll(async () => {
-    app = await startApp(testConfig(n, { decodeInWorkers, producerThread }));
-    out = await collect([n.lightweight, n.heavyweight]);
-  });
-
-  afterAll(async () => {
-    await out?.stop();
-    await app?.stop({ timeoutMs: 5000 });
-    await dropSchema(n.schema);
-    await deleteTopics(n);
-  });
+  const serve = serveFixture('rt', (n) => ({ config: testConfig(n, { decodeInWorkers, producerThread }) }));
+  const { n } = serve;
 
   it('decides JSON and protobuf requests, one record per candidate, in the request encoding', async () => {
     const json = Array.from({ length: 15 }, (_, i) => makeRequest(`json-${i}`, 3 + (i % 3)));
@@ -54,10 +24,10 @@ describe.each([
     const total = [...expected.values()].reduce((s, e) => s + e.ids.length, 0);
 
     await produce(n.requests, [...json.map((r) => record(r, 'json')), ...proto.map((r) => record(r, 'protobuf'))]);
-    await out.until((rs) => rs.length >= total, 45_000, `${total} decisions`);
+    await serve.out.until((rs) => rs.length >= total, 45_000, `${total} decisions`);
 
     const seen = new Map<string, Set<string>>();
-    for (const { topic, message } of out.records) {
+    for (const { topic, message } of serve.out.records) {
       const rid = message.key!.toString();
       const exp = expected.get(rid);
       expect(exp, `unexpected key ${rid}`).toBeDefined();
@@ -68,7 +38,7 @@ describe.each([
       expect(exp!.ids).toContain(d.candidate_id);
       expect(topic).toBe(d.use_lightweight ? n.lightweight : n.heavyweight);
       expect(header(message, 'td-model-version')).toBe(d.model_version);
-      expect(d.model_version).toBe(app.modelVersion);
+      expect(d.model_version).toBe(serve.app.modelVersion);
       expect(header(message, 'td-correlation-id')).toMatch(new RegExp(`^${n.requests.replace(/\./g, '\\.')}/\\d+/\\d+$`));
       expect(['model', 'uncertain', 'below_threshold']).toContain(d.reason);
       expect(d.confidence).toBeGreaterThanOrEqual(0);
@@ -79,7 +49,7 @@ describe.each([
       seen.set(rid, s);
     }
     // Every candidate of every request, each exactly once (no failure happened: no replay).
-    expect(out.records).toHaveLength(total);
+    expect(serve.out.records).toHaveLength(total);
     for (const [rid, exp] of expected) expect([...(seen.get(rid) ?? [])].sort()).toEqual([...exp.ids].sort());
 
     // Every decision is a row, and the rows say what the records say.
@@ -95,7 +65,7 @@ describe.each([
       expect(row.features!.every((x) => Number.isFinite(x))).toBe(true);
       expect(Math.abs(row.features![0]!)).toBeLessThanOrEqual(1);
     }
-    const byKey = new Map(out.records.map(({ message }) => {
+    const byKey = new Map(serve.out.records.map(({ message }) => {
       const d = decision(message);
       return [`${d.request_id}/${d.candidate_id}`, d];
     }));
@@ -108,14 +78,14 @@ describe.each([
   });
 
   it('is ready, and the metrics and stats show the traffic', async () => {
-    const ready = await fetch(`${app.httpUrl}/readyz`);
+    const ready = await fetch(`${serve.app.httpUrl}/readyz`);
     expect(ready.status).toBe(200);
-    const metrics = await (await fetch(`${app.httpUrl}/metrics`)).text();
+    const metrics = await (await fetch(`${serve.app.httpUrl}/metrics`)).text();
     expect(metrics).toMatch(/td_requests_total\{encoding="json",outcome="decided"\} 15/);
     expect(metrics).toMatch(/td_requests_total\{encoding="protobuf",outcome="decided"\} 15/);
     expect(metrics).toMatch(/td_model_info\{version="[^"]+"\} 1/);
     expect(metrics).toMatch(/td_end_to_end_seconds_count 30/);
-    const stats = app.stats();
+    const stats = serve.app.stats();
     expect(stats.stream?.consumed).toBe(30);
     expect(stats.totals.requests).toBe(30);
     expect(stats.stream?.assignedPartitions).toBe(3);
