@@ -228,6 +228,19 @@ function floatText(x: number): string {
   return String(x);
 }
 
+/**
+ * A value for a real (float4) column: 9 significant digits carry every float32 exactly, and
+ * toPrecision(9) is about twice as fast as String() for them (which writes a float32 widened to a
+ * double with up to 17 digits) — the float texts were ~6 % of serve's consuming thread.
+ */
+function float4Text(x: number): string {
+  return Number.isFinite(x) ? x.toPrecision(9) : floatText(x);
+}
+
+function float4(v: unknown): string {
+  return typeof v === 'number' ? float4Text(v) : 'NULL';
+}
+
 function metadataJson(m: Record<string, string> | null | undefined): string | null {
   if (m == null) return null;
   if (typeof m !== 'object') throw new RowEncodingError('metadata is not an object');
@@ -284,8 +297,8 @@ export function encodeBatch(rows: readonly DecisionRow[], times: readonly number
     cols[0] += sep + text(r.request_id);
     cols[1] += sep + text(r.candidate_id);
     cols[2] += sep + int(r.rank);
-    cols[3] += sep + float(r.confidence);
-    cols[4] += sep + float(r.uncertainty);
+    cols[3] += sep + float4(r.confidence);
+    cols[4] += sep + float4(r.uncertainty);
     cols[5] += sep + (typeof r.use_lightweight === 'boolean' ? (r.use_lightweight ? 't' : 'f') : 'NULL');
     cols[6] += sep + text(r.reason);
     cols[7] += sep + text(r.model_version);
@@ -308,7 +321,7 @@ export function encodeBatch(rows: readonly DecisionRow[], times: readonly number
       cols[16] += sep + String(len);
       for (let j = 0; j < len; j++) {
         if (flatLen > 0) flat += ',';
-        flat += floatText(Number(f[j]));
+        flat += float4Text(Number(f[j]));
         flatLen++;
       }
     }

@@ -6,7 +6,7 @@
 // records: kafkajs encodes every header of every record, and a decision record is small, so
 // headers are a visible share of the producer's CPU.
 import type { RoutingResponse } from '../engine/types.js';
-import { CONTENT_TYPES, encodeDecision, type Encoding } from './codec.js';
+import { CONTENT_TYPES, decisionJson, decisionProtoBound, writeDecisionProto, writeUtf8, type Encoding } from './codec.js';
 import { ROUTE, type RecordHeaders, type RecordWriter } from './records.js';
 
 export const DECISION_HEADERS = Object.freeze({
@@ -31,6 +31,12 @@ export function decisionMessages(response: RoutingResponse, encoding: Encoding, 
         [DECISION_HEADERS.correlationId]: correlationId,
       };
     }
-    out.add(d.use_lightweight ? ROUTE.lightweight : ROUTE.heavyweight, d.request_id, encodeDecision(d, encoding), headers);
+    const route = d.use_lightweight ? ROUTE.lightweight : ROUTE.heavyweight;
+    // Written straight into the chunk's pack: no Buffer per decision.
+    if (encoding === 'protobuf') out.addWritten(route, d.request_id, headers, decisionProtoBound(d), writeDecisionProto, d);
+    else {
+      const json = decisionJson(d);
+      out.addWritten(route, d.request_id, headers, json.length * 3, writeUtf8, json);
+    }
   }
 }

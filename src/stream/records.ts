@@ -31,6 +31,8 @@ const ROUTES = 3;
 
 export type RecordHeaders = Record<string, string | Buffer | (string | Buffer)[]>;
 
+export type ValueWriter<T> = (buf: Buffer, pos: number, arg: T) => number;
+
 /** [lightweight, heavyweight, dlq] topic names. */
 export type RouteTopics = readonly [string, string, string];
 
@@ -40,6 +42,12 @@ export interface RecordWriter {
    * one request the same key): the packer writes them once.
    */
   add(route: Route, key: string | Buffer | null, value: Buffer | null, headers: RecordHeaders): void;
+  /**
+   * Adds one record whose value `write(buf, pos, arg)` writes at `buf[pos..]` (at most `bound`
+   * bytes), returning where it ends: the packer has it written in place, with no Buffer of its
+   * own per value.
+   */
+  addWritten<T>(route: Route, key: string | Buffer | null, headers: RecordHeaders, bound: number, write: ValueWriter<T>, arg: T): void;
   /** Records added for `route`. */
   count(route: Route): number;
   /** Records added in all. */
@@ -54,6 +62,11 @@ export class MessageLists implements RecordWriter {
   add(route: Route, key: string | Buffer | null, value: Buffer | null, headers: RecordHeaders): void {
     this.lists[route].push({ key, value, headers });
     this.size++;
+  }
+
+  addWritten<T>(route: Route, key: string | Buffer | null, headers: RecordHeaders, bound: number, write: ValueWriter<T>, arg: T): void {
+    const buf = Buffer.allocUnsafe(bound);
+    this.add(route, key, buf.subarray(0, write(buf, 0, arg)), headers);
   }
 
   count(route: Route): number {
@@ -104,14 +117,31 @@ export class RecordPacker implements RecordWriter {
   }
 
   add(route: Route, key: string | Buffer | null, value: Buffer | null, headers: RecordHeaders): void {
+    this.#head(route, key, value === null, headers);
+    if (value !== null) this.#bytes32(value);
+    this.#tail(route, key, headers);
+  }
+
+  addWritten<T>(route: Route, key: string | Buffer | null, headers: RecordHeaders, bound: number, write: ValueWriter<T>, arg: T): void {
+    this.#head(route, key, false, headers);
+    this.#ensure(4 + bound);
+    const start = this.#pos + 4;
+    const end = write(this.#buf, start, arg);
+    if (!(end >= start && end - start <= bound)) throw new RecordPackError(`a value writer wrote ${end - start} bytes, outside its bound of ${bound}`);
+    this.#buf.writeUInt32LE(end - start, this.#pos);
+    this.#pos = end;
+    this.#tail(route, key, headers);
+  }
+
+  /** route, flags and (unless repeated) the key. */
+  #head(route: Route, key: string | Buffer | null, valueNull: boolean, headers: RecordHeaders): void {
     let flags = 0;
     const sameKey = typeof key === 'string' && key === this.#lastKey;
-    const sameHeaders = headers === this.#lastHeaders;
     if (key === null) flags |= KEY_NULL;
     else if (sameKey) flags |= KEY_SAME;
     else if (typeof key === 'string') flags |= KEY_STRING;
-    if (value === null) flags |= VALUE_NULL;
-    if (sameHeaders) flags |= HEADERS_SAME;
+    if (valueNull) flags |= VALUE_NULL;
+    if (headers === this.#lastHeaders) flags |= HEADERS_SAME;
     this.#ensure(2);
     this.#buf[this.#pos++] = route;
     this.#buf[this.#pos++] = flags;
@@ -119,8 +149,11 @@ export class RecordPacker implements RecordWriter {
       if (typeof key === 'string') this.#string32(key);
       else this.#bytes32(key);
     }
-    if (value !== null) this.#bytes32(value);
-    if (!sameHeaders) this.#headers(headers);
+  }
+
+  /** The headers (unless repeated), and the bookkeeping. */
+  #tail(route: Route, key: string | Buffer | null, headers: RecordHeaders): void {
+    if (headers !== this.#lastHeaders) this.#headers(headers);
     this.#lastKey = typeof key === 'string' ? key : undefined;
     this.#lastHeaders = headers;
     this.#counts[route]!++;

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type DecisionRow, encodeBatch } from '../../../src/store/decision-log.js';
 import type { RoutingDecision } from '../../../src/engine/types.js';
@@ -37,17 +38,30 @@ describe('encodeBatch', () => {
     expect(cols[0]).toBe('{"r1","r1"}');
     expect(cols[1]).toBe('{"c1","c2"}');
     expect(cols[2]).toBe('{0,1}');
-    expect(cols[3]).toBe('{0.9,0.9}');
+    // real columns: 9 significant digits (every float32 exactly, see below).
+    expect(cols[3]).toBe('{0.900000000,0.900000000}');
     expect(cols[5]).toBe('{t,f}');
     expect(cols[9]).toBe('{1700000000000,1700000000500}');
     // Features: one flat literal, with each row's offset and length ($16, $17).
-    expect(cols[10]).toBe('{0.5,-1,NaN}');
+    expect(cols[10]).toBe('{0.500000000,-1.00000000,NaN}');
     expect(cols[15]).toBe('{0,NULL}');
     expect(cols[16]).toBe('{3,NULL}');
     expect(cols[11]).toBe('{"{\\"tier\\":\\"gold\\"}",NULL}');
     expect(cols[12]).toBe('{"routing.requests",NULL}');
     expect(cols[13]).toBe('{3,NULL}');
     expect(cols[14]).toBe('{"12345678901234",NULL}');
+  });
+
+  it('writes real (float4) values with 9 significant digits: every float32 comes back exactly', () => {
+    fc.assert(
+      fc.property(fc.float({ noNaN: true, noDefaultInfinity: true }), (x) => {
+        const cols = encodeBatch([{ ...base, confidence: x, features: new Float32Array([x]) }], [1]);
+        const back = (col: string) => Math.fround(Number(col.slice(1, -1)));
+        expect(Object.is(back(cols[10]!), x) || (x === 0 && back(cols[10]!) === 0)).toBe(true);
+        expect(Object.is(back(cols[3]!), x) || (x === 0 && back(cols[3]!) === 0)).toBe(true);
+      }),
+      { numRuns: 2000 },
+    );
   });
 
   it('flattens the features of several rows, keeping where each starts', () => {
@@ -59,7 +73,7 @@ describe('encodeBatch', () => {
       ],
       [0, 0, 0],
     );
-    expect(cols[10]).toBe('{1,2,3,Infinity,-Infinity}');
+    expect(cols[10]).toBe('{1.00000000,2.00000000,3.00000000,Infinity,-Infinity}');
     expect(cols[15]).toBe('{0,2,2}');
     expect(cols[16]).toBe('{2,0,3}');
   });

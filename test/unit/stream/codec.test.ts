@@ -5,6 +5,7 @@ import type { RoutingDecision, RoutingRequest } from '../../../src/engine/types.
 import {
   CONTENT_TYPES,
   DecodeError,
+  decisionProtoBound,
   decodeDecision,
   decodeRequest,
   encodeDecision,
@@ -13,6 +14,7 @@ import {
   getHeader,
   loadSchema,
   readProtobufRequest,
+  writeDecisionProto,
 } from '../../../src/stream/codec.js';
 
 function request(n = 3, dim = 8, id = 'req-1'): RoutingRequest {
@@ -296,5 +298,41 @@ describe('decision encoding', () => {
 
   it('content types are the two of SPEC §1', () => {
     expect(CONTENT_TYPES).toEqual({ json: 'application/json', protobuf: 'application/x-protobuf' });
+  });
+});
+
+describe('writeDecisionProto (the hand-written RoutingDecision encoder)', () => {
+  const text = fc.string({ unit: 'grapheme', maxLength: 60 });
+  const decisionArb = fc.record({
+    request_id: text,
+    candidate_id: text,
+    confidence: fc.double({ min: 0, max: 1, noNaN: true }),
+    uncertainty: fc.double({ min: 0, max: 1, noNaN: true }),
+    use_lightweight: fc.boolean(),
+    rank: fc.integer({ min: 0, max: 2 ** 32 - 1 }),
+    model_version: text,
+    reason: fc.constantFrom('model', 'breaker_open', 'uncertain', 'below_threshold'),
+    metadata: fc.dictionary(text.filter((k) => k !== '__proto__'), text, { maxKeys: 4 }),
+    inference_time_us: fc.oneof(fc.double({ min: 0, max: 1e6, noNaN: true }), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER })),
+  });
+
+  it('writes the same bytes as protobufjs, within its bound, and decodes back', () => {
+    const RoutingDecision = loadSchema().RoutingDecision;
+    fc.assert(
+      fc.property(decisionArb, fc.integer({ min: 0, max: 7 }), (d, offset) => {
+        const reference = RoutingDecision.encode({ ...d, inference_time_us: Math.max(0, Math.round(d.inference_time_us)) }).finish();
+        const bound = decisionProtoBound(d);
+        const buf = Buffer.alloc(offset + bound);
+        const end = writeDecisionProto(buf, offset, d);
+        expect(end - offset).toBeLessThanOrEqual(bound);
+        expect(buf.subarray(offset, end).toString('hex')).toBe(Buffer.from(reference).toString('hex'));
+        expect(encodeDecision(d, 'protobuf').toString('hex')).toBe(Buffer.from(reference).toString('hex'));
+        const back = decodeDecision(buf.subarray(offset, end), 'protobuf');
+        expect(back.request_id).toBe(d.request_id);
+        expect(back.metadata).toEqual(d.metadata);
+        expect(back.rank).toBe(d.rank);
+      }),
+      { numRuns: 500 },
+    );
   });
 });
