@@ -295,12 +295,8 @@ export class App extends EventEmitter implements ControlTarget {
       metrics: this.metrics,
       onEngineLatency: (us) => this.#engineLatency.record(us),
       onEndToEnd: (us) => this.#e2eLatency.record(us),
-      encodedScoring:
-        routeEncoded === undefined || c.decodeInWorkers === false
-          ? undefined
-          : c.decodeInWorkers === true
-            ? () => true
-            : (encoding) => encoding === 'json',
+      // auto and true alike: both encodings on the workers (see Config.decodeInWorkers).
+      encodedScoring: routeEncoded === undefined || c.decodeInWorkers === false ? undefined : () => true,
       producerThread: c.producerThread,
       ...(this.#opts.processor ?? {}),
     });

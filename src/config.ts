@@ -83,10 +83,11 @@ export interface Config {
   workers: number | undefined;
   /**
    * Decode and validate request records on the pool's worker threads (pool.routeEncoded)
-   * instead of the consuming thread: always (true), never (false), or 'auto' — where it is
-   * clearly faster: JSON (text parsing moves off the busy consuming thread; measured 101 % →
-   * 111 % and 113 % → 131 % of the passthrough), not protobuf (its two paths measured within
-   * run-to-run noise of each other, so it stays on the simpler one).
+   * instead of the consuming thread: true, false, or 'auto' (the default) — on the workers for
+   * both encodings whenever the engine runs on worker threads. The consuming thread is serve's
+   * bottleneck: JSON measured 134 % → 152 % of the passthrough on the workers, and protobuf,
+   * once decisions are produced from a thread of their own, 83 % → 88 % (before that, its two
+   * paths were within run-to-run noise of each other and auto kept protobuf here).
    */
   decodeInWorkers: boolean | 'auto';
   /**

@@ -8,9 +8,8 @@ import { decision, header, makeRequest, produce, query, record, rowCounts, serve
 // which keeps the consuming thread's own producer (TD_PRODUCER_THREAD=false) tested too.
 describe.each([
   { where: 'the consuming thread', decodeInWorkers: false, producerThread: true },
-  { where: 'the worker threads', decodeInWorkers: true, producerThread: true },
-  { where: 'the worker threads for JSON, here for protobuf (auto, the default)', decodeInWorkers: 'auto' as const, producerThread: true },
-  { where: 'auto, produced from the consuming thread', decodeInWorkers: 'auto' as const, producerThread: false },
+  { where: 'the worker threads (auto, the default)', decodeInWorkers: 'auto' as const, producerThread: true },
+  { where: 'the worker threads, produced from the consuming thread', decodeInWorkers: true, producerThread: false },
 ])('serve: request topic → decisions + Postgres rows (decoded on $where)', ({ decodeInWorkers, producerThread }) => {
   const serve = serveFixture('rt', (n) => ({ config: testConfig(n, { decodeInWorkers, producerThread }) }));
   const { n } = serve;
