@@ -30,6 +30,8 @@ export interface Metrics {
   /** Processing errors that made a batch retry (Kafka or log failures), by stage. */
   errors: client.Counter<'stage'>;
   rebalances: client.Counter;
+  /** Producer threads that ended unasked (crash, out of memory) and were replaced on the next send. */
+  producerThreadExits: client.Counter;
   /** Event-loop delay (ms), p99 of the last sampling window. */
   eventLoopDelay: client.Gauge;
 }
@@ -126,6 +128,11 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
       name: `${p}processing_errors_total`,
       help: 'Failures that made a batch be retried, by stage (produce, log, commit, engine).',
       labelNames: ['stage'],
+      registers,
+    }),
+    producerThreadExits: new client.Counter({
+      name: `${p}producer_thread_exits_total`,
+      help: 'Producer threads that ended unasked (crash, out of memory); the next send starts a new one.',
       registers,
     }),
     rebalances: new client.Counter({

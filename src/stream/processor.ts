@@ -28,7 +28,7 @@
 // are idempotent, their records harmless duplicates) but are never committed, so a partition
 // that moved to another member cannot be set back. A drain pauses fetching, waits until every
 // chunk is durable and committed (bounded by TD_DRAIN_TIMEOUT_MS), then leaves the group.
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Producer, TopicMessages } from 'kafkajs';
 import type { Config } from '../config.js';
 import type { ValidatedRequest } from '../engine/validate.js';
@@ -245,6 +245,10 @@ export class Processor extends EventEmitter {
     this.#logger = opts.logger.child({ component: 'processor' });
     this.#slots = new Semaphore(opts.config.maxInFlight);
     this.#chunkSize = Math.max(1, Math.min(opts.chunkSize ?? 64, opts.config.maxInFlight));
+    // Every chunk in flight waits on these two signals (its produce and log steps, each through
+    // abortable()): as many listeners as permits allow, removed as the steps settle. Node's
+    // default of 10 would warn of a leak whenever more than a few chunks are in flight.
+    setMaxListeners(4 * opts.config.maxInFlight + 16, this.#drainCtl.signal, this.#deadlineCtl.signal);
     const maxBytes = opts.config.maxMessageBytes;
     const t = opts.config.topics;
     this.#routeTopics = [t.lightweight, t.heavyweight, t.dlq];
@@ -283,7 +287,13 @@ export class Processor extends EventEmitter {
         transactionTimeout: 30_000,
       });
     } else if (this.#o.producerThread !== false) {
-      const opts: ProducerThreadOptions = { brokers: c.brokers, clientId: c.clientId, topics: this.#routeTopics, logger: this.#logger };
+      const opts: ProducerThreadOptions = {
+        brokers: c.brokers,
+        clientId: c.clientId,
+        topics: this.#routeTopics,
+        logger: this.#logger,
+        onUnexpectedExit: () => this.#o.metrics.producerThreadExits.inc(),
+      };
       this.#thread = this.#o.createProducerThread ? this.#o.createProducerThread(opts) : new ProducerThread(opts);
     } else {
       this.#producer = kafka.producer(DECISION_PRODUCER);

@@ -25,6 +25,8 @@ export interface ProducerThreadOptions {
   clientId: string;
   topics: RouteTopics;
   logger: Logger;
+  /** Called when the running thread ends unasked (not by close()). */
+  onUnexpectedExit?: (code: number) => void;
 }
 
 interface Pending {
@@ -45,6 +47,7 @@ const LEVELS: ReadonlySet<string> = new Set<Level>(['debug', 'info', 'warn', 'er
 export class ProducerThread {
   readonly #init: ProducerInit;
   readonly #logger: Logger;
+  readonly #onUnexpectedExit: ((code: number) => void) | undefined;
   readonly #script = workerScript(import.meta.url, 'worker');
   #worker: Worker | undefined;
   #starting: Promise<Worker> | undefined;
@@ -56,6 +59,7 @@ export class ProducerThread {
 
   constructor(opts: ProducerThreadOptions) {
     this.#logger = opts.logger.child({ component: 'producer-thread' });
+    this.#onUnexpectedExit = opts.onUnexpectedExit;
     const level = (['debug', 'info', 'warn', 'error'] as const).find((l) => opts.logger.isLevelEnabled(l)) ?? 'error';
     this.#init = { brokers: [...opts.brokers], clientId: opts.clientId, topics: opts.topics, logLevel: level };
   }
@@ -167,7 +171,10 @@ export class ProducerThread {
         }
         if (this.#pending.size > 0 || !this.#closed) {
           const err = new ProducerThreadError(`the producer thread exited with code ${code}${why}`, { retriable: true, cause: lastError });
-          if (!this.#closed) this.#logger.error('producer thread exited; the next send starts a new one', { code, pending: this.#pending.size, err: lastError });
+          if (!this.#closed) {
+            this.#logger.error('producer thread exited; the next send starts a new one', { code, pending: this.#pending.size, err: lastError });
+            this.#onUnexpectedExit?.(code);
+          }
           for (const p of this.#pending.values()) p.reject(err);
           this.#pending.clear();
         }

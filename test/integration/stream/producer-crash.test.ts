@@ -40,6 +40,9 @@ describe('serve: the producer thread crashes mid-stream', () => {
     // Some crashes hit sends in flight: the processor retried them (produce stage).
     const retried = (await serve.app.metrics.errors.get()).values.find((v) => v.labels.stage === 'produce')?.value ?? 0;
     expect(retried).toBeGreaterThan(0);
+    const exits = (await serve.app.metrics.producerThreadExits.get()).values[0]?.value ?? 0;
+    expect(exits).toBeGreaterThan(0);
+    expect(await (await fetch(`${serve.app.httpUrl}/metrics`)).text()).toMatch(/^td_producer_thread_exits_total [1-9]/m);
     // At least once on Kafka (a crash after the broker's ack re-sends the chunk); exactly once in Postgres.
     const distinct = new Set(serve.out.records.map((g) => `${g.message.key}/${decision(g.message).candidate_id}`));
     for (const r of requests) for (const c of r.candidates) expect(distinct.has(`${r.request_id}/${c.id}`)).toBe(true);
