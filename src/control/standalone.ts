@@ -9,15 +9,14 @@
 //
 // `startControlOnly(opts)` builds the whole thing (pool + target + server); the CLI's
 // `serve --control-only` calls it.
-import CircuitBreaker from 'opossum';
-import { breakerOpenResponse } from '../stream/breaker.js';
+import { ScoringBreaker } from '../stream/breaker.js';
 import { InvalidInputError, errorMessage } from '../errors.js';
 import { DEFAULT_THRESHOLDS } from '../engine/decide.js';
 import { defaultModelPath, type LoadedModel } from '../engine/model.js';
 import { RouterPool } from '../engine/pool/pool.js';
 import type { RoutingRequest, RoutingResponse } from '../engine/types.js';
 import { validateRequest, type ValidatedRequest } from '../engine/validate.js';
-import type { Logger } from '../observe/logger.js';
+import { silentLogger, type Logger } from '../observe/logger.js';
 import type { TokenSource } from './auth.js';
 import { LatencyWindow } from './latency.js';
 import { modelNotes, modelView, prepareModel } from './reload.js';
@@ -86,7 +85,7 @@ export class PoolControlTarget implements ControlTarget {
   readonly #log: Logger | undefined;
   readonly #startedAt: number;
   readonly #breakerSettings: BreakerSettingsView;
-  readonly #breaker: CircuitBreaker<[ValidatedRequest], RoutingResponse>;
+  readonly #breaker: ScoringBreaker;
   readonly #settings: Record<string, unknown>;
   #model: LoadedModel;
   #modelView: ModelView;
@@ -101,9 +100,6 @@ export class PoolControlTarget implements ControlTarget {
   #failed = 0;
   #rejected = 0;
   #reasons = emptyReasons();
-  #trips = 0;
-  #fallbacks = 0;
-  #openedAt: number | undefined;
   readonly #engineLatency = new LatencyWindow();
   readonly #e2eLatency = new LatencyWindow();
 
@@ -117,27 +113,20 @@ export class PoolControlTarget implements ControlTarget {
     this.#overrides = { ...(opts.thresholds ?? {}) };
     this.#settings = { ...(opts.settings ?? {}) };
     const s = (this.#breakerSettings = { ...DEFAULT_BREAKER_SETTINGS, ...(opts.breaker ?? {}) });
-    this.#breaker = new CircuitBreaker((req: ValidatedRequest) => this.#pool.route(req), {
-      timeout: s.timeoutMs,
-      errorThresholdPercentage: s.errorThresholdPercentage,
-      volumeThreshold: s.volumeThreshold,
-      resetTimeout: s.resetTimeoutMs,
-      rollingCountTimeout: s.rollingWindowMs,
-      // Bad input is the caller's fault, not the engine's: it must not open the breaker.
-      errorFilter: (err: unknown) => err instanceof InvalidInputError,
-    });
-    // The same safe answer `serve` gives: every candidate heavyweight, reason breaker_open.
-    this.#breaker.fallback((req: ValidatedRequest) => breakerOpenResponse(req, this.#model.version));
-    this.#breaker.on('open', () => {
-      this.#trips++;
-      this.#openedAt = this.#now();
-      this.#log?.warn('circuit breaker opened: every candidate goes heavyweight until the engine recovers');
-    });
-    this.#breaker.on('halfOpen', () => this.#log?.info('circuit breaker half-open: trying the engine again'));
-    this.#breaker.on('close', () => this.#log?.info('circuit breaker closed'));
-    this.#breaker.on('fallback', () => {
-      this.#fallbacks++;
-    });
+    // The breaker `serve` uses (same settings, same heavyweight breaker_open answer); only
+    // validated requests reach it here.
+    this.#breaker = new ScoringBreaker(
+      (task) => (task.kind === 'validated' ? this.#pool.route(task.request) : Promise.reject(new InvalidInputError('the control plane routes validated requests only'))),
+      {
+        timeoutMs: s.timeoutMs,
+        errorThresholdPercentage: s.errorThresholdPercentage,
+        volumeThreshold: s.volumeThreshold,
+        resetTimeoutMs: s.resetTimeoutMs,
+        rollingCountTimeoutMs: s.rollingWindowMs,
+        logger: this.#log ?? silentLogger,
+        modelVersion: () => this.#model.version,
+      },
+    );
   }
 
   async route(request: RoutingRequest): Promise<RoutingResponse> {
@@ -151,7 +140,7 @@ export class PoolControlTarget implements ControlTarget {
     }
     let res: RoutingResponse;
     try {
-      res = await this.#breaker.fire(validated);
+      res = (await this.#breaker.score({ kind: 'validated', request: validated })).response;
     } catch (err) {
       if (err instanceof InvalidInputError) this.#rejected++;
       else this.#failed++;
@@ -186,16 +175,15 @@ export class PoolControlTarget implements ControlTarget {
   }
 
   #breakerView(): BreakerView {
-    const b = this.#breaker;
-    const st = b.stats;
+    const b = this.#breaker.snapshot();
     const view: BreakerView = {
-      state: b.opened ? 'open' : b.halfOpen ? 'half_open' : 'closed',
-      trips: this.#trips,
-      fallbacks: this.#fallbacks,
-      window: { successes: st.successes, failures: st.failures, timeouts: st.timeouts, rejects: st.rejects, fallbacks: st.fallbacks },
+      state: b.state,
+      trips: b.trips,
+      fallbacks: b.fallbacks,
+      window: { successes: b.window.successes, failures: b.window.failures, timeouts: b.window.timeouts, rejects: b.window.rejects, fallbacks: b.window.fallbacks },
       settings: { ...this.#breakerSettings },
     };
-    if (this.#openedAt !== undefined) view.openedAt = this.#openedAt;
+    if (b.openedAt !== undefined) view.openedAt = b.openedAt;
     return view;
   }
 
@@ -204,7 +192,7 @@ export class PoolControlTarget implements ControlTarget {
   }
 
   resetBreaker(): BreakerView {
-    this.#breaker.close();
+    this.#breaker.reset();
     return this.#breakerView();
   }
 

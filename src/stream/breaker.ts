@@ -5,7 +5,7 @@
 // breaker is still closed gets the same safe answer — the request is never lost or delayed.
 import CircuitBreaker from 'opossum';
 import type { BreakerConfig } from '../config.js';
-import type { ValidatedRequest } from '../engine/validate.js';
+import { EMPTY_METADATA, type ValidatedRequest } from '../engine/validate.js';
 import type { RoutingDecision, RoutingResponse } from '../engine/types.js';
 import { InvalidInputError, errorMessage } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
@@ -73,7 +73,7 @@ export function breakerOpenResponse(req: ValidatedRequest, modelVersion: string)
       rank: i,
       model_version: modelVersion,
       reason: 'breaker_open',
-      metadata: req.candidateMetadata[i] ?? {},
+      metadata: req.candidateMetadata[i] ?? EMPTY_METADATA,
       inference_time_us: 0,
     };
   }
