@@ -2,7 +2,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterAll } from 'vitest';
+import { deleteTopics, dropSchema, envFor, names, type Names } from './helpers.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const ENTRY = fileURLToPath(new URL('./serve-child.ts', import.meta.url));
@@ -60,4 +64,33 @@ export async function startServe(env: Record<string, string>, logFile: string, r
     await new Promise((r) => setTimeout(r, 250));
   }
   return { proc, httpUrl, grpcAddr: `127.0.0.1:${grpcPort}`, exited, kill: (s) => proc.kill(s) };
+}
+
+/** `serve` children of one test file, on names of its own, logging to one file. */
+export interface ServeChildren {
+  readonly n: Names;
+  readonly logFile: string;
+  /** Starts a child with envFor(n, extra); it is SIGKILLed after the file's tests if still running. */
+  start(extra?: Record<string, string>): Promise<ServeChild>;
+}
+
+/** Registers the tear-down (vitest afterAll): kill the children, drop the schema, delete the topics. */
+export function serveChildren(prefix: string): ServeChildren {
+  const n = names(prefix);
+  const logFile = join(tmpdir(), `td-${prefix}-${n.group}.log`);
+  const children: ServeChild[] = [];
+  afterAll(async () => {
+    for (const c of children) c.kill('SIGKILL');
+    await dropSchema(n.schema);
+    await deleteTopics(n);
+  });
+  return {
+    n,
+    logFile,
+    async start(extra = {}) {
+      const child = await startServe(envFor(n, extra), logFile);
+      children.push(child);
+      return child;
+    },
+  };
 }

@@ -1,17 +1,11 @@
 // The real `serve` process: SIGKILL mid-stream loses nothing (redelivery + idempotent log, so
 // no duplicate row), and SIGTERM drains, commits and exits 0 within a bounded time.
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { startServe, type ServeChild } from './child.js';
+import { describe, expect, it } from 'vitest';
+import { serveChildren } from './child.js';
 import {
   collect,
   decision,
-  deleteTopics,
-  dropSchema,
-  envFor,
   makeRequest,
-  names,
   produce,
   query,
   record,
@@ -20,21 +14,13 @@ import {
   waitFor,
 } from './helpers.js';
 
-const n = names('crash');
-const logFile = join(tmpdir(), `td-crash-${n.group}.log`);
-const children: ServeChild[] = [];
-
-afterAll(async () => {
-  for (const c of children) c.kill('SIGKILL');
-  await dropSchema(n.schema);
-  await deleteTopics(n);
-});
+const children = serveChildren('crash');
+const { n } = children;
 
 describe('serve as a process', () => {
   it('SIGKILL mid-stream, restart: every request decided, no duplicate row; then SIGTERM drains and exits 0', async () => {
-    const env = envFor(n, { TD_DRAIN_TIMEOUT_MS: '10000', TD_LOG_LEVEL: 'info' });
-    const first = await startServe(env, logFile);
-    children.push(first);
+    const env = { TD_DRAIN_TIMEOUT_MS: '10000', TD_LOG_LEVEL: 'info' };
+    const first = await children.start(env);
 
     const requests = Array.from({ length: 600 }, (_, i) => makeRequest(`k-${i}`, 4, 16));
     const total = requests.length * 4;
@@ -53,8 +39,7 @@ describe('serve as a process', () => {
     expect(rowsAtKill).toBeLessThan(total); // it really died mid-stream
     await producing;
 
-    const second = await startServe(env, logFile);
-    children.push(second);
+    const second = await children.start(env);
     await waitFor(async () => (await rowCounts(n.schema)).rows >= total, 60_000, 'every row after the restart');
     // Exactly one row per decision: the replayed requests inserted nothing twice.
     expect(await rowCounts(n.schema)).toEqual({ rows: total, distinct: total, requests: requests.length });

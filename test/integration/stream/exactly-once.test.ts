@@ -1,18 +1,12 @@
 // TD_EXACTLY_ONCE=true: consume-transform-produce in Kafka transactions. Even across a SIGKILL
 // mid-stream and a restart, a read_committed consumer sees every decision (and every DLQ
 // record) exactly once, and Postgres has exactly one row per decision.
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { startServe, type ServeChild } from './child.js';
+import { describe, expect, it } from 'vitest';
+import { serveChildren } from './child.js';
 import {
   collect,
   decision,
-  deleteTopics,
-  dropSchema,
-  envFor,
   makeRequest,
-  names,
   produce,
   record,
   rowCounts,
@@ -21,21 +15,13 @@ import {
   type Outgoing,
 } from './helpers.js';
 
-const n = names('eos');
-const logFile = join(tmpdir(), `td-eos-${n.group}.log`);
-const children: ServeChild[] = [];
-
-afterAll(async () => {
-  for (const c of children) c.kill('SIGKILL');
-  await dropSchema(n.schema);
-  await deleteTopics(n);
-});
+const children = serveChildren('eos');
+const { n } = children;
 
 describe('exactly-once mode', () => {
   it('a read_committed consumer sees each decision exactly once, across a SIGKILL and a restart', async () => {
-    const env = envFor(n, { TD_EXACTLY_ONCE: 'true', TD_TRANSACTIONAL_ID: uniqueName('eos-tx') });
-    const first = await startServe(env, logFile);
-    children.push(first);
+    const env = { TD_EXACTLY_ONCE: 'true', TD_TRANSACTIONAL_ID: uniqueName('eos-tx') };
+    const first = await children.start(env);
 
     const requests = Array.from({ length: 400 }, (_, i) => makeRequest(`e-${i}`, 3, 16));
     const total = requests.length * 3;
@@ -55,8 +41,7 @@ describe('exactly-once mode', () => {
     expect(rowsAtKill).toBeLessThan(total);
     await producing;
 
-    const second = await startServe(env, logFile);
-    children.push(second);
+    const second = await children.start(env);
     await waitFor(async () => (await rowCounts(n.schema)).rows >= total, 60_000, 'every row');
     expect(await rowCounts(n.schema)).toEqual({ rows: total, distinct: total, requests: requests.length });
 
