@@ -42,7 +42,7 @@ import { dlqMessage } from './dlq.js';
 import { DECISION_PRODUCER } from './kafka.js';
 import { DECISION_HEADERS, decisionMessages } from './producer.js';
 import { OffsetTracker, type TrackedChunk } from './offsets.js';
-import { MessageLists, ROUTE, RecordPacker, type RouteTopics } from './records.js';
+import { MessageLists, ROUTE, RecordPacker, unpackRecords, type RouteTopics } from './records.js';
 import { ProducerThread, type ProducerThreadOptions } from './send/thread.js';
 import { Semaphore } from './semaphore.js';
 import { decisionFeatures } from '../feedback/features.js';
@@ -720,6 +720,13 @@ export class Processor extends EventEmitter {
     }
   }
 
+  /** A chunk's records as kafkajs wants them, whichever writer gathered them. */
+  #topicMessages(out: Prepared['records']): TopicMessages[] {
+    if (out instanceof MessageLists) return out.topicMessages(this.#routeTopics);
+    const pack = out.finish();
+    return unpackRecords(pack.buffer, pack.length, this.#routeTopics);
+  }
+
   async #flush(prep: Prepared, signal: AbortSignal): Promise<void> {
     const out = prep.records;
     const logged = prep.rows.length > 0 ? this.#retrying('log', () => this.#o.log.write(prep.rows), signal) : Promise.resolve();
@@ -733,8 +740,7 @@ export class Processor extends EventEmitter {
         await previous;
         // Not abandoned mid-way: one transaction at a time, so it must end (commit or abort)
         // before the lock is released; #transaction aborts it itself when the batch is abandoned.
-        const records = out instanceof MessageLists ? out.topicMessages(this.#routeTopics) : [];
-        await this.#retrying('transaction', () => this.#transaction(prep, records, logged, signal), signal, false);
+        await this.#retrying('transaction', () => this.#transaction(prep, this.#topicMessages(out), logged, signal), signal, false);
       } finally {
         unlock();
       }
@@ -745,7 +751,7 @@ export class Processor extends EventEmitter {
           const pack = out.finish();
           produced = this.#retrying('produce', () => this.#thread!.send(pack), signal);
         } else {
-          const topicMessages = out.topicMessages(this.#routeTopics);
+          const topicMessages = this.#topicMessages(out);
           produced = this.#retrying('produce', () => this.#producer!.sendBatch({ topicMessages, acks: -1 }), signal);
         }
       }

@@ -237,7 +237,7 @@ export function unpackRecords(buffer: SharedArrayBuffer | ArrayBuffer, length: n
     throw new RecordPackError(`pack length ${length} is outside its ${buffer.byteLength}-byte buffer`);
   }
   const buf = Buffer.from(buffer, 0, length);
-  const lists: [Message[], Message[], Message[]] = [[], [], []];
+  const lists = new MessageLists();
   let pos = 0;
   let key: string | Buffer | null = null;
   let headers: RecordHeaders = {};
@@ -286,13 +286,8 @@ export function unpackRecords(buffer: SharedArrayBuffer | ArrayBuffer, length: n
         headers[name] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
       }
     }
-    lists[route as Route].push({ key, value, headers });
+    lists.add(route as Route, key, value, headers);
     first = false;
   }
-  const out: TopicMessages[] = [];
-  for (let r = 0; r < ROUTES; r++) {
-    const messages = lists[r]!;
-    if (messages.length > 0) out.push({ topic: topics[r]!, messages });
-  }
-  return out;
+  return lists.topicMessages(topics);
 }
