@@ -12,7 +12,7 @@
 // stored at once and waits, in a bounded set, for the decision to appear (re-checked every
 // `joinRetryMs`); after `joinMaxAgeMs`, or when the set is full, it leaves the live monitor
 // (counted as `unjoined`) — it stays in Postgres, and retrain joins it later.
-import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Message, Producer } from 'kafkajs';
+import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Message, Producer, ProducerConfig } from 'kafkajs';
 import type { Outcome } from '../engine/types.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
@@ -26,6 +26,21 @@ import type { FeedbackMetrics } from './metrics.js';
 import { recordDrift } from './metrics.js';
 import type { CalibrationMonitor, Calibration, DriftEvent } from './monitor.js';
 import { joinKey, type JoinedDecision, type OutcomeStore, type StoredOutcome } from './outcome-store.js';
+
+/**
+ * The producer of rejected outcomes' DLQ records. Not idempotent: kafkajs keeps an idempotent
+ * producer's guarantee only with endless retries, and an endless retry inside kafkajs would hold
+ * up stop(). This producer gives up after the client's retry budget instead, and the batch's own
+ * retry loop (#retrying, which stop() can end) sends the records again — so delivery to the DLQ
+ * is at-least-once either way, and idempotence would only have guarded kafkajs's internal
+ * retries. One request in flight keeps the records in order across those retries.
+ */
+export const OUTCOME_DLQ_PRODUCER: Readonly<ProducerConfig> = Object.freeze({
+  idempotent: false,
+  maxInFlightRequests: 1,
+  allowAutoTopicCreation: false,
+  createPartitioner: partitioner,
+});
 
 export interface OutcomeConsumerOptions {
   kafka: Kafka;
@@ -138,7 +153,7 @@ export class OutcomeConsumer {
     const { kafka } = this.#o;
     if (this.#o.producer) this.#producer = this.#o.producer;
     else {
-      this.#producer = kafka.producer({ idempotent: true, maxInFlightRequests: 5, allowAutoTopicCreation: false, createPartitioner: partitioner });
+      this.#producer = kafka.producer(OUTCOME_DLQ_PRODUCER);
       this.#ownsProducer = true;
       await this.#producer.connect();
     }

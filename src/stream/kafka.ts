@@ -61,15 +61,8 @@ function bridge(logger: Logger): logCreator {
         // The consumer logs a rebalance in progress as an ERROR; it is routine.
         if (/rebalanc/i.test(String(fields.error ?? message))) logger.info(msg, extra);
         else logger.warn(msg, extra);
-      } else if (level === logLevel.WARN) {
-        // kafkajs says this of every idempotent producer with a finite retry budget. Only the
-        // outcome consumer's DLQ producer has one, on purpose (an endless retry inside kafkajs
-        // would hold up stop()); its own retry loop sends again what kafkajs gave up on, and
-        // the batch's offsets wait for it. Worth a debug line, not a warning at every start.
-        if (/Limiting retries for the idempotent producer/.test(message)) logger.debug(msg, extra);
-        else logger.warn(msg, extra);
-      }
-      else if (level === logLevel.INFO) logger.debug(msg, extra);
+      } else if (level === logLevel.WARN) logger.warn(msg, extra);
+      // kafkajs's INFO and DEBUG are routine (connections, joins): debug here.
       else logger.debug(msg, extra);
     };
 }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { OUTCOME_DLQ_PRODUCER } from '../../../src/feedback/consumer.js';
 import { createLogger } from '../../../src/observe/logger.js';
-import { createKafka } from '../../../src/stream/kafka.js';
+import { DECISION_PRODUCER, createKafka } from '../../../src/stream/kafka.js';
 
 function capture(level: 'debug' | 'info') {
   const lines: { level: string; msg: string }[] = [];
@@ -9,17 +10,14 @@ function capture(level: 'debug' | 'info') {
 }
 
 describe("kafkajs's logs in the service's logger", () => {
-  it('keeps warnings as warnings, but the known finite-retry notice of the outcome DLQ producer is a debug line', () => {
+  it('keeps warnings as warnings and routine information as debug lines', () => {
     const { lines, kafka } = capture('debug');
-    kafka.logger().warn('Limiting retries for the idempotent producer may invalidate EoS guarantees');
     kafka.logger().warn('Connection timeout');
+    kafka.logger().info('Starting');
     expect(lines.map((l) => [l.level, l.msg])).toEqual([
-      ['debug', 'kafka: Limiting retries for the idempotent producer may invalidate EoS guarantees'],
       ['warn', 'kafka: Connection timeout'],
+      ['debug', 'kafka: Starting'],
     ]);
-    const quiet = capture('info');
-    quiet.kafka.logger().warn('Limiting retries for the idempotent producer may invalidate EoS guarantees');
-    expect(quiet.lines).toEqual([]);
   });
 
   it('logs a rebalance reported as an error at info, other errors as warnings', () => {
@@ -27,5 +25,15 @@ describe("kafkajs's logs in the service's logger", () => {
     kafka.logger().error('The group is rebalancing, so a rejoin is needed');
     kafka.logger().error('Broker not available');
     expect(lines.map((l) => l.level)).toEqual(['info', 'warn']);
+  });
+
+  it("no producer of the service makes kafkajs warn at start (an idempotent one with the client's finite retries would)", () => {
+    const { lines, kafka } = capture('info');
+    kafka.producer(OUTCOME_DLQ_PRODUCER);
+    kafka.producer(DECISION_PRODUCER);
+    expect(lines).toEqual([]);
+    // The configuration the outcome producer had before: kafkajs warns that it weakens idempotence.
+    kafka.producer({ idempotent: true, maxInFlightRequests: 5, createPartitioner: OUTCOME_DLQ_PRODUCER.createPartitioner });
+    expect(lines.map((l) => [l.level, l.msg])).toEqual([['warn', 'kafka: Limiting retries for the idempotent producer may invalidate EoS guarantees']]);
   });
 });
