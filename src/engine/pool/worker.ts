@@ -38,10 +38,9 @@ function idsFor(n: number): string[] {
   if (indexIds.length < n) indexIds = Array.from({ length: Math.max(n, 2 * indexIds.length) }, (_, i) => String(i));
   return indexIds;
 }
-const NO_META = EMPTY_METADATA;
 let emptyMetas: Record<string, string>[] = [];
 function emptyMetaFor(n: number): Record<string, string>[] {
-  if (emptyMetas.length < n) emptyMetas = new Array<Record<string, string>>(Math.max(n, 2 * emptyMetas.length)).fill(NO_META);
+  if (emptyMetas.length < n) emptyMetas = new Array<Record<string, string>>(Math.max(n, 2 * emptyMetas.length)).fill(EMPTY_METADATA);
   return emptyMetas;
 }
 
@@ -112,7 +111,7 @@ function reducedFromArena(arena: ArrayBuffer, index: Float64Array, o: number, ba
     accessCount: new Float64Array(arena, off + 8 * n, n),
     successRate: new Float32Array(arena, off + 16 * n, n),
     candidateMetadata: meta ? meta.candidateMetadata : emptyMetaFor(n),
-    metadata: meta ? meta.metadata : NO_META,
+    metadata: meta ? meta.metadata : EMPTY_METADATA,
   };
 }
 

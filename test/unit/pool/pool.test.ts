@@ -303,6 +303,23 @@ describe('RouterPool failures and shutdown', () => {
 });
 
 describe('RouterPool responses', () => {
+  it('a burst of small requests after a quiet spell keeps small arenas, not a 256 KiB one per batch', async () => {
+    const pool = await RouterPool.create({ workers: 1, features });
+    try {
+      // A quiet spell: one request at a time sizes the batches to 1 task.
+      for (let i = 0; i < 3; i++) await pool.route(request(100 + i, 10, 384));
+      // Then a burst, all queued before the pool re-sizes: dozens of small batches at once.
+      const burst = Array.from({ length: 64 }, (_, i) => request(200 + i, 10, 384));
+      const answers = await Promise.all(burst.map((r) => pool.route(r)));
+      expect(answers.every((a) => a.decisions.length === 10)).toBe(true);
+      // With a 256 KiB arena per batch the pool kept ~16 MB after this burst.
+      expect(pool.stats().arenaBytes).toBeGreaterThan(0);
+      expect(pool.stats().arenaBytes).toBeLessThanOrEqual(64 * 32 * 1024 + 3 * 256 * 1024);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('returnFeatures: every decision\'s feature vector, in rank order, as the engine computes it', async () => {
     const pool = await RouterPool.create({ workers: 1, features, returnFeatures: true });
     const plain = await RouterPool.create({ workers: 1, features });
