@@ -10,7 +10,7 @@
 import { EventEmitter } from 'node:events';
 import type { Admin, Kafka } from 'kafkajs';
 import type pg from 'pg';
-import { describeConfig, type Config } from './config.js';
+import { decodesInWorkers, describeConfig, type Config } from './config.js';
 import { DEFAULT_THRESHOLDS } from './engine/decide.js';
 import type { LoadedModel } from './engine/model.js';
 import { RouterPool } from './engine/pool/pool.js';
@@ -295,8 +295,7 @@ export class App extends EventEmitter implements ControlTarget {
       metrics: this.metrics,
       onEngineLatency: (us) => this.#engineLatency.record(us),
       onEndToEnd: (us) => this.#e2eLatency.record(us),
-      // auto and true alike: both encodings on the workers (see Config.decodeInWorkers).
-      encodedScoring: routeEncoded === undefined || c.decodeInWorkers === false ? undefined : () => true,
+      encodedScoring: routeEncoded === undefined ? undefined : (encoding) => decodesInWorkers(c.decodeInWorkers, encoding),
       producerThread: c.producerThread,
       ...(this.#opts.processor ?? {}),
     });

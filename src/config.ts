@@ -352,6 +352,14 @@ export function loadConfig(env: Env = process.env): Config {
 }
 
 /** The config as safe plain data: token redacted, database password masked. */
+/**
+ * Whether records of `encoding` are decoded on the engine's worker threads (when it has them):
+ * TD_DECODE_IN_WORKERS true or auto (the default) say yes for both encodings, false says no.
+ */
+export function decodesInWorkers(setting: Config['decodeInWorkers'], _encoding: 'json' | 'protobuf'): boolean {
+  return setting !== false;
+}
+
 export function describeConfig(config: Config): Record<string, unknown> {
   return {
     ...config,

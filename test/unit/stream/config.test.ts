@@ -1,6 +1,6 @@
 import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { Secret, describeConfig, loadConfig, withConfig } from '../../../src/config.js';
+import { Secret, decodesInWorkers, describeConfig, loadConfig, withConfig } from '../../../src/config.js';
 import { ConfigError } from '../../../src/errors.js';
 
 function configError(env: Record<string, string>): ConfigError {
@@ -39,6 +39,14 @@ describe('loadConfig', () => {
     expect(loadConfig({}).producerThread).toBe(true);
     expect(loadConfig({ TD_PRODUCER_THREAD: 'false' }).producerThread).toBe(false);
     expect(() => loadConfig({ TD_PRODUCER_THREAD: 'auto' })).toThrow(/^TD_PRODUCER_THREAD="auto" is invalid: expected true or false/);
+  });
+
+  it('TD_DECODE_IN_WORKERS: auto (the default) and true decode both encodings on the workers, false neither', () => {
+    for (const encoding of ['json', 'protobuf'] as const) {
+      expect(decodesInWorkers(loadConfig({}).decodeInWorkers, encoding)).toBe(true);
+      expect(decodesInWorkers(loadConfig({ TD_DECODE_IN_WORKERS: 'true' }).decodeInWorkers, encoding)).toBe(true);
+      expect(decodesInWorkers(loadConfig({ TD_DECODE_IN_WORKERS: 'false' }).decodeInWorkers, encoding)).toBe(false);
+    }
   });
 
   it('TD_DECODE_IN_WORKERS: auto by default, or true/false', () => {
