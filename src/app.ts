@@ -135,6 +135,8 @@ export class App extends EventEmitter implements ControlTarget {
   /** Waits for Postgres and the broker at start; aborted by a stop during start-up. */
   readonly #startupAbort = new AbortController();
   #patience: StartupPatience | undefined;
+  /** Why the service cannot go on, once it cannot (start-up stops at the next step). */
+  #fatal: string | undefined;
 
   #model: LoadedModel | undefined;
   #modelView: ModelView | undefined;
@@ -177,7 +179,7 @@ export class App extends EventEmitter implements ControlTarget {
     try {
       await this.#startParts();
     } catch (err) {
-      await this.#shutdown(1000).catch(() => {});
+      await this.stop({ timeoutMs: 1000 }).catch(() => {});
       throw err;
     }
     this.#startedAt = Date.now();
@@ -323,11 +325,13 @@ export class App extends EventEmitter implements ControlTarget {
       // a fresh one, and the uncommitted records are redelivered to it.
       if (e.type === 'crashed' && !e.restart && !this.#draining) {
         const reason = `the Kafka consumer stopped and will not restart: ${e.error}`;
+        this.#fatal ??= reason;
         log.error(`${reason}; stopping so the process can be restarted`);
         this.#emitEvent({ type: 'fatal', reason });
       }
     });
     await this.#processor.start();
+    this.#checkNotStopped();
     // FEEDBACK (issue 8): the outcomes topic in its own group, the calibration monitor (metrics
     // on this registry, a section of GetStats) and the registry's record of the serving model.
     this.#feedback = new FeedbackService({
@@ -403,6 +407,7 @@ export class App extends EventEmitter implements ControlTarget {
   }
 
   #checkNotStopped(): void {
+    if (this.#fatal !== undefined) throw new ControlError('unavailable', this.#fatal);
     if (this.#draining) throw new ControlError('aborted', 'stopped during start-up');
   }
 
@@ -449,7 +454,13 @@ export class App extends EventEmitter implements ControlTarget {
     if (this.#lagTimer) clearInterval(this.#lagTimer);
     if (this.#healthTimer) clearInterval(this.#healthTimer);
     let clean = true;
-    if (this.#processor) clean = await this.#processor.stop(timeoutMs);
+    // A consumer kafkajs gave up on cannot be stopped cleanly; the rest must still close.
+    if (this.#processor) {
+      clean = await this.#processor.stop(timeoutMs).catch((err: unknown) => {
+        this.logger.warn('stream processor stop failed', { err });
+        return false;
+      });
+    }
     await this.#feedback?.stop().catch((err: unknown) => this.logger.warn('outcome consumer stop failed', { err })); // FEEDBACK (issue 8)
     if (this.#log) {
       const r = await this.#log.close({ timeout: left() }).catch((err: unknown) => {

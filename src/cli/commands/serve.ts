@@ -107,7 +107,8 @@ export async function runService(opts: ServiceOptions): Promise<number> {
     await app.stop();
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
-    setTimeout(() => process.exit(0), 3000).unref();
+    setTimeout(() => process.exit(fatal === undefined ? 0 : 1), 3000).unref();
+    if (fatal !== undefined) throw new Error(fatal);
     return 0;
   }
 

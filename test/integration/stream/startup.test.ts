@@ -2,16 +2,18 @@
 // waits, not ready (/readyz 503 saying why, gRPC health NOT_SERVING as Python grpcio sees it),
 // logs one line per window of attempts, and serves once the dependency answers, losing
 // nothing; it gives up with exit 1 and the reason only after TD_STARTUP_TIMEOUT_MS, and a bad
-// TD_STARTUP_TIMEOUT_MS exits 2 at once.
+// TD_STARTUP_TIMEOUT_MS exits 2 at once. A consumer kafkajs will not restart ends serve with
+// exit 1 and the reason instead of leaving it alive and idle.
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { AssignerProtocol, type PartitionAssigner } from 'kafkajs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ownBroker, type OwnBroker } from '../../support/own-broker.js';
 import { TcpProxy } from '../store/tcp-proxy.js';
 import { spawnServe, waitReady, type ServeChild } from './child.js';
 import { grpcHealth, grpcioMissing } from './grpc-health.js';
-import { createTopics } from '../../support/infra.js';
+import { createTopics, testKafka } from '../../support/infra.js';
 import {
   collect,
   databaseUrl,
@@ -181,4 +183,36 @@ describe('serve started while a dependency is down', () => {
     child.kill('SIGTERM');
     expect(await child.exited).toEqual({ code: 0, signal: null });
   }, 360_000);
+
+  it('a consumer crash kafkajs will not restart: serve exits 1 with the reason, not alive and idle', async () => {
+    const n = names('startup-crash');
+    cleanups.push(() => dropSchema(n.schema), () => deleteTopics(n));
+    const log = logFileFor(n);
+    await createTopics([n.requests], 3);
+    // A member of the same group speaking another assignment protocol holds the group, so the
+    // broker refuses serve's join with INCONSISTENT_GROUP_PROTOCOL: not retriable for kafkajs.
+    const foreign: PartitionAssigner = () => ({
+      name: 'td-foreign',
+      version: 1,
+      assign: async ({ members }) =>
+        members.map((m) => ({ memberId: m.memberId, memberAssignment: AssignerProtocol.MemberAssignment.encode({ version: 1, assignment: {}, userData: Buffer.alloc(0) }) })),
+      protocol: ({ topics }) => ({ name: 'td-foreign', metadata: AssignerProtocol.MemberMetadata.encode({ version: 1, topics, userData: Buffer.alloc(0) }) }),
+    });
+    const holder = testKafka().consumer({ groupId: n.group, partitionAssigners: [foreign], sessionTimeout: 30_000 });
+    let joined = false;
+    holder.on(holder.events.GROUP_JOIN, () => (joined = true));
+    await holder.connect();
+    cleanups.push(() => holder.disconnect());
+    await holder.subscribe({ topics: [n.requests] });
+    await holder.run({ eachMessage: async () => {} });
+    await waitFor(() => joined, 30_000, 'the foreign member to hold the group');
+
+    const child = await spawnServe(envFor(n), log, { dist: true });
+    children.push(child);
+    const exit = await Promise.race([child.exited, new Promise<'alive'>((r) => setTimeout(() => r('alive'), 90_000))]);
+    expect(exit).toEqual({ code: 1, signal: null });
+    const reason = linesMatching(log, /^tiny-dancer serve: /);
+    expect(reason).toHaveLength(1);
+    expect(reason[0]).toMatch(/the Kafka consumer stopped and will not restart: .*protocols are incompatible/);
+  }, 150_000);
 });
