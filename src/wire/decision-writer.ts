@@ -7,7 +7,7 @@
 import type { RoutingDecision } from '../engine/types.js';
 import type { Encoding } from './headers.js';
 
-/** JSON of a decision with exactly the contract's fields, in a fixed order. */
+/** JSON of a decision with exactly the fields of contracts §1, in a fixed order. */
 export function decisionJson(d: RoutingDecision): string {
   return JSON.stringify({
     request_id: d.request_id,

@@ -1,6 +1,6 @@
-// Request decoding: bytes in either encoding → a validated request, or a DecodeError with a
-// one-line reason (and only a DecodeError, for any bytes). Pure: no I/O after the schema is
-// loaded (once), no timers.
+// Request decoding (contracts §1): bytes in either encoding → a validated request, or a
+// DecodeError with a one-line reason (and only a DecodeError, for any bytes). Pure: no I/O after
+// the schema is loaded (once), no timers.
 import { isUtf8 } from 'node:buffer';
 import { InvalidInputError } from '../errors.js';
 import { validateRequest, type ValidatedRequest } from '../engine/validate.js';

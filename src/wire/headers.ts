@@ -28,7 +28,7 @@ export function getHeader(headers: Headers | undefined, name: string): string | 
   return undefined;
 }
 
-/** Protobuf when the content type is application/x-protobuf (parameters ignored), JSON otherwise. */
+/** Protobuf when the content type is application/x-protobuf (parameters ignored), JSON otherwise (contracts §1). */
 export function encodingOf(contentType: string | undefined): Encoding {
   if (contentType === undefined) return 'json';
   const media = contentType.split(';', 1)[0]!.trim().toLowerCase();

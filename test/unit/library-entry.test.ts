@@ -1,5 +1,5 @@
 // The library entry (src/index.ts, the package's "." export) promises that importing it loads
-// no Kafka, Postgres or gRPC code. Checked in a fresh process that records every module the
+// no Kafka, Postgres or gRPC code (contracts §7). Checked in a fresh process that records every module the
 // import brings in (test/support/import-probe).
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
