@@ -4,7 +4,7 @@
 // (TD_STARTUP_TIMEOUT_MS; 0 waits forever). Meanwhile readiness says what is awaited and why,
 // and the log gets one line per window of attempts, not one per attempt, so a long outage does
 // not bury everything else. Errors a retry cannot mend (a refused password, a missing
-// permission, a bad certificate) are not waited on: they end start-up at once.
+// permission, a bad certificate) are not waited on: they end start-up at once (docs/contracts.md §2).
 import { ControlError } from './control/target.js';
 import { TinyDancerError, errorMessage, oneLine } from './errors.js';
 import type { Logger } from './observe/logger.js';
