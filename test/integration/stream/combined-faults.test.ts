@@ -3,6 +3,8 @@
 // proxy. One instance is SIGKILLed and restarted, Postgres is cut for 20 s, the broker is
 // restarted. Afterwards every candidate is decided (one row each, every decision on Kafka),
 // nothing is on the DLQ, and both instances still run and drain cleanly.
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Kafka } from 'kafkajs';
 import { ownBroker, type OwnBroker } from '../../support/own-broker.js';
@@ -12,7 +14,7 @@ import { databaseUrl, decision, dropSchema, envFor, makeRequest, names, record, 
 import type { RoutingRequest } from '../../../src/engine/types.js';
 
 const n = names('faults');
-const logFile = `/tmp/td-faults-${n.group}.log`;
+const logFile = join(tmpdir(), `td-faults-${n.group}.log`);
 const children: ServeChild[] = [];
 let broker: OwnBroker | undefined;
 let proxy: TcpProxy | undefined;
