@@ -49,6 +49,8 @@ import {
 } from './store/index.js';
 import { ScoringBreaker, type Scorer } from './stream/breaker.js';
 import { createKafka, ensureTopics } from './stream/kafka.js';
+import { preflightKafka } from './stream/preflight.js';
+import { securityFailure } from './stream/security-errors.js';
 import { decisionLogPort } from './stream/log-port.js';
 import { Processor, type DecisionLogPort, type ProcessorEvent, type ProcessorOptions } from './stream/processor.js';
 // FEEDBACK (issue 8): outcomes consumer, calibration monitor, model registry.
@@ -220,7 +222,7 @@ export class App extends EventEmitter implements ControlTarget {
       log,
       ...(this.#opts.defaultDatabaseUrl ? { defaultUrl: this.#opts.defaultDatabaseUrl } : {}),
     });
-    this.#pg = createPool({ url: this.#db.url, max: c.logConcurrency + 2, log, applicationName: 'tiny-dancer serve' });
+    this.#pg = createPool({ url: this.#db.url, tls: c.pgTls, max: c.logConcurrency + 2, log, applicationName: 'tiny-dancer serve' });
     const migrated = await migrate(this.#pg, { schema: c.dbSchema, log });
     log.info('decision log ready', {
       database: redactUrl(this.#db.url),
@@ -281,9 +283,11 @@ export class App extends EventEmitter implements ControlTarget {
 
     this.#checkNotStopped();
     // Kafka last: nothing is consumed before the parts that decide and log are up.
+    // A secured cluster is checked first, so a wrong CA or mechanism fails at once, in words.
+    await preflightKafka(c.brokers, c.kafkaSecurity);
     this.#kafka = createKafka(c, log);
     this.#admin = this.#kafka.admin();
-    await this.#admin.connect();
+    await this.#admin.connect().catch((err: unknown) => Promise.reject(securityFailure(err) ?? err));
     await ensureTopics(this.#admin, c, log);
     const port = (this.#logPort = decisionLogPort(this.#log, () => !this.#draining));
     this.#processor = new Processor({
