@@ -287,7 +287,7 @@ export class App extends EventEmitter implements ControlTarget {
     await preflightKafka(c.brokers, c.kafkaSecurity);
     this.#kafka = createKafka(c, log);
     this.#admin = this.#kafka.admin();
-    await this.#admin.connect().catch((err: unknown) => Promise.reject(securityFailure(err) ?? err));
+    await this.#admin.connect().catch((err: unknown) => Promise.reject(securityFailure(err, c.brokers) ?? err));
     await ensureTopics(this.#admin, c, log);
     const port = (this.#logPort = decisionLogPort(this.#log, () => !this.#draining));
     this.#processor = new Processor({

@@ -13,11 +13,14 @@ export class KafkaSecurityError extends TinyDancerError {
  * the security failures. Never includes a credential: kafkajs's SASL messages name the
  * mechanism and the broker's reason only.
  */
-export function securityFailure(err: unknown): KafkaSecurityError | undefined {
+export function securityFailure(err: unknown, brokers: readonly string[] = []): KafkaSecurityError | undefined {
   if (err instanceof KafkaSecurityError) return err;
   const e = err as { name?: string; message?: string; cause?: unknown } | undefined;
   if (e?.name === 'KafkaJSSASLAuthenticationError') {
-    return new KafkaSecurityError(`Kafka SASL authentication failed: ${e.message ?? ''} (check KAFKA_SASL_USERNAME and the password)`);
+    const reason = (e.message ?? '').replace(/^SASL [\w -]+? authentication failed: /, '');
+    return new KafkaSecurityError(
+      `Kafka SASL authentication failed${brokers.length ? ` at ${brokers.join(',')}` : ''}: ${reason} (check KAFKA_SASL_USERNAME and the password)`,
+    );
   }
   return undefined;
 }
