@@ -284,7 +284,7 @@ export class App extends EventEmitter implements ControlTarget {
     this.#checkNotStopped();
     // Kafka last: nothing is consumed before the parts that decide and log are up.
     // A secured cluster is checked first, so a wrong CA or mechanism fails at once, in words.
-    await preflightKafka(c.brokers, c.kafkaSecurity);
+    await preflightKafka(c.brokers, c.kafkaSecurity, log);
     this.#kafka = createKafka(c, log);
     this.#admin = this.#kafka.admin();
     await this.#admin.connect().catch((err: unknown) => Promise.reject(securityFailure(err, c.brokers) ?? err));

@@ -1,15 +1,18 @@
 // A pre-connect check of a secured Kafka connection, made once before the clients start: a TLS
-// handshake with the first broker that answers, then a SaslHandshake request. kafkajs reports a
-// certificate it does not trust as a connection error and retries it, and a mechanism the
-// broker lacks as a bare error code; this check turns both into one final line that says what
-// to fix (which broker, which verification error, which mechanisms are offered).
+// handshake with the first broker that answers, then a SaslHandshake request, and for
+// OAUTHBEARER the authentication itself. kafkajs reports a certificate it does not trust as a
+// connection error and retries it, a mechanism the broker lacks as a bare error code, and it
+// takes the broker's OAUTHBEARER error challenge for success (the connection then just drops);
+// this check turns each into one final line that says what to fix.
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { KafkaSecurity } from '../config-security.js';
 import { KafkaSecurityError } from './security-errors.js';
-import { tlsOptions } from './security.js';
+import type { Logger } from '../observe/logger.js';
+import { clientSecurity, tlsOptions } from './security.js';
 
 const SASL_HANDSHAKE = 17;
+const SASL_AUTHENTICATE = 36;
 const UNSUPPORTED_SASL_MECHANISM = 33;
 const ILLEGAL_SASL_STATE = 34;
 
@@ -111,12 +114,46 @@ export function parseSaslHandshake(frame: Buffer): { errorCode: number; mechanis
   return { errorCode, mechanisms };
 }
 
+/** Authenticates with the token (RFC 7628 client response) and reads the broker's verdict. */
+async function checkToken(socket: Socket, broker: string, token: { value: string }, timeoutMs: number): Promise<void> {
+  const auth = Buffer.from(`n,,\x01auth=Bearer ${token.value}\x01\x01`);
+  const body = Buffer.alloc(4 + auth.length);
+  body.writeInt32BE(auth.length, 0);
+  auth.copy(body, 4);
+  const frame = await request(socket, SASL_AUTHENTICATE, 1, body, timeoutMs);
+  if (!frame) throw new KafkaSecurityError(`Kafka broker ${broker} closed the connection during OAUTHBEARER authentication`);
+  const verdict = parseSaslAuthenticate(frame);
+  // A refused token comes back as an error challenge (a JSON status) or an error code.
+  if (verdict.errorCode !== 0 || verdict.challenge.length > 0) {
+    let status = verdict.errorMessage ?? '';
+    try {
+      const j = JSON.parse(verdict.challenge) as { status?: string };
+      status = j.status ?? status;
+    } catch {
+      /* not JSON */
+    }
+    throw new KafkaSecurityError(`Kafka SASL authentication failed at broker ${broker}: the OAUTHBEARER token was refused${status ? ` (${status})` : ''}`);
+  }
+}
+
+/** A SaslAuthenticate v1 response: error code and message, and the server's bytes. */
+export function parseSaslAuthenticate(frame: Buffer): { errorCode: number; errorMessage: string | undefined; challenge: string } {
+  // correlation_id(4) error_code(2) error_message(nullable string) auth_bytes(int32 + bytes) ...
+  const errorCode = frame.readInt16BE(4);
+  const msgLen = frame.readInt16BE(6);
+  const errorMessage = msgLen < 0 ? undefined : frame.toString('utf8', 8, 8 + msgLen);
+  const at = 8 + Math.max(0, msgLen);
+  const n = frame.readInt32BE(at);
+  const challenge = n > 0 ? frame.toString('utf8', at + 4, at + 4 + n) : '';
+  return { errorCode, errorMessage, challenge };
+}
+
 /**
  * Checks TLS (chain and name) and that the broker offers the SASL mechanism. Throws
  * KafkaSecurityError on a failure a person must fix; returns quietly when the settings check
  * out or no broker answers (the clients' retries handle an unreachable cluster).
  */
-export async function preflightKafka(brokers: readonly string[], security: KafkaSecurity, timeoutMs = 10_000): Promise<void> {
+export async function preflightKafka(brokers: readonly string[], security: KafkaSecurity, logger: Logger, timeoutMs = 10_000): Promise<void> {
   if (!security.secured) return;
   for (const broker of brokers) {
     const socket = await open(broker, security, timeoutMs);
@@ -145,6 +182,8 @@ export async function preflightKafka(brokers: readonly string[], security: Kafka
         throw new KafkaSecurityError(`Kafka broker ${broker} is not a SASL listener, but KAFKA_SASL_MECHANISM is set (wrong port?)`);
       }
       if (errorCode !== 0) throw new KafkaSecurityError(`Kafka broker ${broker} refused the SASL handshake for ${wanted}: error code ${errorCode}`);
+      const options = clientSecurity(security, logger).sasl;
+      if (options && 'oauthBearerProvider' in options) await checkToken(socket, broker, await options.oauthBearerProvider(), timeoutMs);
       return;
     } finally {
       socket.destroy();

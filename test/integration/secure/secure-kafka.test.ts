@@ -17,7 +17,7 @@ import { loadKafkaSecurity } from '../../../src/config-security.js';
 import { ControlClient } from '../../../src/control/client.js';
 import { createLogger } from '../../../src/observe/logger.js';
 import { createKafka, partitioner } from '../../../src/stream/kafka.js';
-import { startServe, type ServeChild } from '../stream/child.js';
+import { freePort, startServe, type ServeChild } from '../stream/child.js';
 import { dropSchema, envFor, makeRequest, names, waitFor, type Names } from '../stream/helpers.js';
 import { secureBroker } from './broker.js';
 
@@ -78,12 +78,13 @@ async function kcatCount(topic: string): Promise<number> {
 }
 
 /** Runs serve expecting it to fail: exit status and stderr (logs are JSON lines there too). */
-function serveFails(env: Record<string, string>, timeoutMs = 90_000): Promise<{ code: number | null; stderr: string; ms: number }> {
+async function serveFails(env: Record<string, string>, timeoutMs = 90_000): Promise<{ code: number | null; stderr: string; ms: number }> {
   const started = Date.now();
+  const ports = { TD_HTTP_ADDR: `127.0.0.1:${await freePort()}`, TD_GRPC_ADDR: `127.0.0.1:${await freePort()}` };
   return new Promise((resolve, reject) => {
     const proc = spawn(process.execPath, ['--import', 'tsx', ENTRY], {
       cwd: ROOT,
-      env: { ...process.env, ...env, TD_HTTP_ADDR: '127.0.0.1:0', TD_GRPC_ADDR: '127.0.0.1:0', TD_LOG_LEVEL: 'info' },
+      env: { ...process.env, ...env, ...ports, TD_LOG_LEVEL: 'info' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stderr = '';
@@ -293,19 +294,21 @@ describe('OAUTHBEARER against a token endpoint the test serves', () => {
     expect(text).not.toContain('wrong-secret-0000');
   }, 120_000);
 
-  it('serve runs with a token file, and the file is read again for a later connection', async () => {
+  it('serve runs with a token file; with an expired token in the file serve exits 1 naming SASL authentication', async () => {
     const tokenFile = join(dir, 'token');
     writeFileSync(tokenFile, unsecuredJws('td-file', 3600));
     const n = names('sec-oauth');
     schemas.push(n.schema);
     const serve = await startServe(serveEnv(n, { ...broker.env.oauthbearer, KAFKA_SASL_OAUTH_TOKEN_FILE: tokenFile }), join(dir, 'serve-oauth.log'), 120_000);
     children.push(serve);
-    // An expired token in the file now: a new client reads it again and is refused.
-    writeFileSync(tokenFile, unsecuredJws('td-file', -60));
-    const late = clientFor({ ...broker.env.oauthbearer, KAFKA_SASL_OAUTH_TOKEN_FILE: tokenFile }, { retry: { retries: 0 } }).admin();
-    await expect(late.connect()).rejects.toThrow(/SASL|authentication/i);
-    await late.disconnect().catch(() => {});
     serve.kill('SIGTERM');
     expect((await serve.exited).code).toBe(0);
+    // An expired token in the file now: the broker's validator refuses it, and serve says so.
+    writeFileSync(tokenFile, unsecuredJws('td-file', -60));
+    const r = await serveFails(serveEnv(names('sec-oauth-exp'), { ...broker.env.oauthbearer, KAFKA_SASL_OAUTH_TOKEN_FILE: tokenFile }));
+    expect(r.code).toBe(1);
+    const lines = plainLines(r.stderr);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/SASL authentication failed at broker localhost:\d+: the OAUTHBEARER token was refused \(invalid_token\)/);
   }, 180_000);
 });
