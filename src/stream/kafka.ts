@@ -52,18 +52,13 @@ export const DECISION_PRODUCER: Readonly<ProducerConfig> = Object.freeze({
   createPartitioner: partitioner,
 });
 
-const SASL_REFUSED = /SASL .*authentication failed|Authentication failed during authentication/i;
-
 function bridge(logger: Logger): logCreator {
   return () =>
     ({ level, log }) => {
       const { message, timestamp: _t, logger: _l, ...fields } = log as Record<string, unknown> & { message: string };
       const msg = `kafka: ${message}`;
       const extra = { ...fields, namespace: (log as { namespace?: string }).namespace };
-      // A refused SASL login ends start-up with one line that says so (./security-errors.ts);
-      // kafkajs's own account of it would only repeat it.
-      if (SASL_REFUSED.test(String(fields.error ?? message))) logger.debug(msg, extra);
-      else if (level === logLevel.ERROR) {
+      if (level === logLevel.ERROR) {
         // The consumer logs a rebalance in progress as an ERROR; it is routine.
         if (/rebalanc/i.test(String(fields.error ?? message))) logger.info(msg, extra);
         else logger.warn(msg, extra);

@@ -106,11 +106,11 @@ function plainLines(stderr: string): string[] {
   return stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('{'));
 }
 
-async function serveEndToEnd(label: string, security: Record<string, string>, password: string): Promise<void> {
+async function serveEndToEnd(label: string, security: Record<string, string>, password: string, extra: Record<string, string> = {}): Promise<void> {
   const n = names(`sec-${label}`);
   schemas.push(n.schema);
   const logFile = join(dir, `serve-${label}.log`);
-  const serve = await startServe(serveEnv(n, security), logFile, 120_000);
+  const serve = await startServe(serveEnv(n, security, extra), logFile, 120_000);
   children.push(serve);
   const requests = 20;
   const candidates = 3;
@@ -154,17 +154,17 @@ describe('serve on a secured Kafka cluster', () => {
     );
   });
 
-  it('serves end to end over SASL_SSL with SCRAM-SHA-512; kcat reads the decisions over the same listener; no password in logs or GetConfig', async (ctx) => {
+  it('serves end to end over SASL_SSL with SCRAM-SHA-512 (producer thread, outcomes consumer); kcat reads the decisions over the same listener; no password in logs or GetConfig', async (ctx) => {
     if (!kcat) ctx.skip();
-    await serveEndToEnd('scram', broker.env.scram, broker.env.scram.KAFKA_SASL_PASSWORD!);
+    await serveEndToEnd('scram', broker.env.scram, broker.env.scram.KAFKA_SASL_PASSWORD!, { TD_PRODUCER_THREAD: 'true', TD_FEEDBACK: 'true' });
   }, 240_000);
 
-  it('serves end to end over SASL_SSL with PLAIN, the password given as a file (a mounted secret)', async (ctx) => {
+  it('serves end to end over SASL_SSL with PLAIN, exactly once (transactional producer), the password given as a file (a mounted secret)', async (ctx) => {
     if (!kcat) ctx.skip();
     const { KAFKA_SASL_PASSWORD: password, ...rest } = broker.env.plain;
     const file = join(dir, 'plain-password');
     writeFileSync(file, `${password}\n`, { mode: 0o600 });
-    await serveEndToEnd('plain', { ...rest, KAFKA_SASL_PASSWORD_FILE: file }, password!);
+    await serveEndToEnd('plain', { ...rest, KAFKA_SASL_PASSWORD_FILE: file }, password!, { TD_EXACTLY_ONCE: 'true' });
   }, 240_000);
 
   it('mutual TLS: a client with the CA-signed certificate produces and consumes; one without is refused', async () => {
