@@ -7,12 +7,14 @@ import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSyn
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPgTls } from '../../../src/config-security.js';
 import { createPool } from '../../../src/store/pg.js';
 
 const run = promisify(execFile);
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 function pgBin(): string | undefined {
   const base = '/usr/lib/postgresql';
@@ -129,6 +131,20 @@ describe('Postgres TLS (sslmode in DATABASE_URL, TD_PG_SSL_CA_FILE)', () => {
     expect(await tlsInUse(url('127.0.0.1', 'verify-ca'), join(dir, 'ca.pem'))).toBe(true);
     await expect(tlsInUse(url('127.0.0.1', 'verify-ca'), join(dir, 'other.pem'))).rejects.toThrow(/self[- ]signed|unable to verify|certificate/i);
   });
+
+  it('`tiny-dancer migrate` reaches the cluster with sslmode=verify-full and TD_PG_SSL_CA_FILE; without the CA it fails', async (ctx) => {
+    if (!bin) ctx.skip();
+    const migrate = (env: Record<string, string>) =>
+      run(process.execPath, ['--import', 'tsx', '-e', "import('./src/cli/index.ts').then((m) => m.main(['migrate'])).then((c) => process.exit(c))"], {
+        cwd: ROOT,
+        env: { ...process.env, DATABASE_URL: url('localhost', 'verify-full'), TD_DB_SCHEMA: 'td_tls', ...env },
+        timeout: 60_000,
+      });
+    const ok = await migrate({ TD_PG_SSL_CA_FILE: join(dir, 'ca.pem') });
+    expect(`${ok.stdout}${ok.stderr}`).toMatch(/td_tls/);
+    await expect(migrate({})).rejects.toMatchObject({ code: 1 });
+    await expect(migrate({ TD_PG_SSL_CA_FILE: join(dir, 'missing.pem') })).rejects.toMatchObject({ code: 2, stderr: expect.stringMatching(/TD_PG_SSL_CA_FILE=.*missing\.pem.* cannot be read/) });
+  }, 120_000);
 
   it('a missing CA file is a configuration error naming TD_PG_SSL_CA_FILE', () => {
     expect(() => loadPgTls({ TD_PG_SSL_CA_FILE: join(dir, 'nope.pem') })).toThrow(/^TD_PG_SSL_CA_FILE=.*nope\.pem.* cannot be read: no such file$/);

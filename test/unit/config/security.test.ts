@@ -8,6 +8,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { describeConfig, loadConfig } from '../../../src/config.js';
 import { loadKafkaSecurity } from '../../../src/config-security.js';
 import { ConfigError } from '../../../src/errors.js';
+import { createLogger } from '../../../src/observe/logger.js';
+import { clientSecurity } from '../../../src/stream/security.js';
 import { pgConnection } from '../../../src/store/tls.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'td-sec-unit-'));
@@ -87,6 +89,34 @@ describe('Kafka security settings', () => {
     // A bad password file is named, its content never shown.
     const msg = configError({ KAFKA_SASL_MECHANISM: 'plain', KAFKA_SASL_USERNAME: 'u', KAFKA_SASL_PASSWORD: password, KAFKA_SASL_PASSWORD_FILE: pwFile });
     expect(msg).not.toContain(password);
+  });
+});
+
+describe('kafkajs client options', () => {
+  it('KAFKA_SSL_REJECT_UNAUTHORIZED=false is said loudly, once per settings object', () => {
+    const lines: string[] = [];
+    const logger = createLogger({ level: 'info', write: (l) => void lines.push(l) });
+    const s = loadKafkaSecurity({ KAFKA_SSL: 'true', KAFKA_SSL_REJECT_UNAUTHORIZED: 'false' });
+    const a = clientSecurity(s, logger);
+    const b = clientSecurity(s, logger);
+    expect(a).toBe(b);
+    expect(a.ssl).toMatchObject({ rejectUnauthorized: false });
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0]!)).toMatchObject({ level: 'warn', msg: expect.stringMatching(/KAFKA_SSL_REJECT_UNAUTHORIZED=false: broker certificates are NOT verified/) });
+    clientSecurity(loadKafkaSecurity({ KAFKA_SSL: 'true' }), logger);
+    expect(lines).toHaveLength(1);
+  });
+
+  it('SASL settings become kafkajs options; OAUTHBEARER a token provider', async () => {
+    const logger = createLogger({ level: 'error', write: () => {} });
+    expect(clientSecurity(loadKafkaSecurity({ KAFKA_SASL_MECHANISM: 'scram-sha-256', KAFKA_SASL_USERNAME: 'u', KAFKA_SASL_PASSWORD: 'p w' }), logger).sasl).toEqual({
+      mechanism: 'scram-sha-256',
+      username: 'u',
+      password: 'p w',
+    });
+    const tokenFile = file('token', 'abc.def.\n');
+    const o = clientSecurity(loadKafkaSecurity({ KAFKA_SASL_MECHANISM: 'oauthbearer', KAFKA_SASL_OAUTH_TOKEN_FILE: tokenFile }), logger).sasl as { oauthBearerProvider: () => Promise<{ value: string }> };
+    expect(await o.oauthBearerProvider()).toEqual({ value: 'abc.def.' });
   });
 });
 
