@@ -49,6 +49,8 @@ import {
 } from './store/index.js';
 import { ScoringBreaker, type Scorer } from './stream/breaker.js';
 import { createKafka, ensureTopics } from './stream/kafka.js';
+import { preflightKafka } from './stream/preflight.js';
+import { securityFailure } from './stream/security-errors.js';
 import { decisionLogPort } from './stream/log-port.js';
 import { isRetriableKafkaError } from './stream/kafka-errors.js';
 import { StartupPatience } from './startup.js';
@@ -231,7 +233,7 @@ export class App extends EventEmitter implements ControlTarget {
       log,
       ...(this.#opts.defaultDatabaseUrl ? { defaultUrl: this.#opts.defaultDatabaseUrl } : {}),
     });
-    this.#pg = createPool({ url: this.#db.url, max: c.logConcurrency + 2, log, applicationName: 'tiny-dancer serve' });
+    this.#pg = createPool({ url: this.#db.url, tls: c.pgTls, max: c.logConcurrency + 2, log, applicationName: 'tiny-dancer serve' });
     const pgPool = this.#pg;
     const migrated = await this.#patience!.until(
       'postgres',
@@ -301,7 +303,7 @@ export class App extends EventEmitter implements ControlTarget {
     this.#kafka = createKafka(c, log);
     await this.#waitForBroker();
     this.#admin = this.#kafka.admin();
-    await this.#admin.connect();
+    await this.#admin.connect().catch((err: unknown) => Promise.reject(securityFailure(err, c.brokers) ?? err));
     await ensureTopics(this.#admin, c, log);
     const port = (this.#logPort = decisionLogPort(this.#log, () => !this.#draining));
     this.#processor = new Processor({
@@ -362,10 +364,14 @@ export class App extends EventEmitter implements ControlTarget {
       'kafka',
       `the Kafka broker at ${c.brokers.join(',')}`,
       async () => {
+        // A secured cluster is checked first, so a wrong CA or mechanism fails at once, in words.
+        await preflightKafka(c.brokers, c.kafkaSecurity, this.logger);
         const probe = createKafka(c, this.logger, { logLevel: 0 /* NOTHING */, retry: { retries: 0 } }).admin();
         try {
           await probe.connect();
           await probe.listTopics();
+        } catch (err) {
+          throw securityFailure(err, c.brokers) ?? err;
         } finally {
           await probe.disconnect().catch(() => {});
         }

@@ -8,6 +8,7 @@
 import { availableParallelism, hostname } from 'node:os';
 import { inspect } from 'node:util';
 import { ConfigError } from './errors.js';
+import { loadKafkaSecurity, loadPgTls, type KafkaSecurity, type PgTlsSettings } from './config-security.js';
 
 const REDACTED = '[redacted]';
 
@@ -64,6 +65,8 @@ export interface Config {
   brokers: string[];
   /** False when KAFKA_BROKERS was not set: `serve` may then start the local development broker. */
   brokersFromEnv: boolean;
+  /** TLS and SASL for every Kafka client (KAFKA_SSL_*, KAFKA_SASL_*); prints without secrets. */
+  kafkaSecurity: KafkaSecurity;
   clientId: string;
   topics: TopicsConfig;
   exactlyOnce: boolean;
@@ -73,6 +76,8 @@ export interface Config {
   databaseUrl: string;
   /** False when DATABASE_URL was not set: the embedded Postgres may stand in if nothing answers. */
   databaseUrlFromEnv: boolean;
+  /** TD_PG_SSL_CA_FILE: the CA for Postgres TLS (sslmode in DATABASE_URL). */
+  pgTls: PgTlsSettings;
   /** Where the embedded Postgres keeps its data when it is used. */
   pgliteDir: string;
   grpcAddr: HostPort;
@@ -295,6 +300,7 @@ export function loadConfig(env: Env = process.env): Config {
   const config: Config = {
     brokers,
     brokersFromEnv: brokersRaw !== undefined,
+    kafkaSecurity: loadKafkaSecurity(env),
     clientId: raw(env, 'TD_CLIENT_ID') ?? 'tiny-dancer',
     topics: {
       requests: topicVar(env, 'TD_TOPIC_REQUESTS', CONFIG_DEFAULTS.topics.requests),
@@ -311,6 +317,7 @@ export function loadConfig(env: Env = process.env): Config {
     groupId,
     databaseUrl: databaseUrlVar(env),
     databaseUrlFromEnv: raw(env, 'DATABASE_URL') !== undefined,
+    pgTls: loadPgTls(env),
     pgliteDir: raw(env, 'TD_PGLITE_DIR') ?? '.tiny-dancer/pgdata',
     grpcAddr: hostPort('TD_GRPC_ADDR', raw(env, 'TD_GRPC_ADDR') ?? CONFIG_DEFAULTS.grpcAddr),
     adminToken,
@@ -368,6 +375,8 @@ export function describeConfig(config: Config): Record<string, unknown> {
     ...config,
     adminToken: config.adminToken === undefined ? null : REDACTED,
     databaseUrl: redactUrl(config.databaseUrl),
+    kafkaSecurity: config.kafkaSecurity.describe(),
+    pgTls: { caFile: config.pgTls.caFile ?? null },
     grpcAddr: `${config.grpcAddr.host}:${config.grpcAddr.port}`,
     httpAddr: `${config.httpAddr.host}:${config.httpAddr.port}`,
   };

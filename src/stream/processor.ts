@@ -291,6 +291,7 @@ export class Processor extends EventEmitter {
       const opts: ProducerThreadOptions = {
         brokers: c.brokers,
         clientId: c.clientId,
+        kafkaSecurity: c.kafkaSecurity,
         topics: this.#routeTopics,
         logger: this.#logger,
         onUnexpectedExit: () => this.#o.metrics.producerThreadExits.inc(),

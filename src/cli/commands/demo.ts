@@ -73,7 +73,7 @@ function fmtMs(us: number): string {
 export async function startDemoTraffic(app: App, opts: DemoOptions, onDone: () => void): Promise<{ stop(): Promise<void> }> {
   const { generateTraffic } = await import('../../train/synthetic.js');
   const config = app.settings;
-  const kafka = createKafka({ brokers: config.brokers, clientId: 'tiny-dancer-demo' }, app.logger.child({ component: 'demo' }));
+  const kafka = createKafka({ brokers: config.brokers, clientId: 'tiny-dancer-demo', kafkaSecurity: config.kafkaSecurity }, app.logger.child({ component: 'demo' }));
   // A plain client producer (acks=-1 per send): the demo stands for someone else's application.
   const producer: Producer = kafka.producer({ createPartitioner: partitioner });
   await producer.connect();
