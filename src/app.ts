@@ -37,6 +37,7 @@ import {
 } from './control/target.js';
 import { startHttpServer, type HttpServer, type ReadinessReport } from './observe/http.js';
 import { createLogger, type Logger } from './observe/logger.js';
+import { costFigures, registerCostMetrics } from './observe/cost.js';
 import { createMetrics, setModelVersion, type Metrics } from './observe/metrics.js';
 import {
   DecisionLog,
@@ -151,6 +152,8 @@ export class App extends EventEmitter implements ControlTarget {
     this.settings = opts.config;
     this.logger = opts.logger ?? createLogger({ level: opts.config.logLevel, secrets: [opts.config.adminToken] });
     this.metrics = createMetrics();
+    const prices = opts.config.cost;
+    if (prices) registerCostMetrics(this.metrics.registry, prices, () => this.#routeCounts());
     this.#overrides = { ...opts.config.thresholds };
   }
 
@@ -585,14 +588,22 @@ export class App extends EventEmitter implements ControlTarget {
     return scored.response;
   }
 
+  /** Decisions by route, from the stream and from Route calls. */
+  #routeCounts(): { lightweight: number; heavyweight: number } {
+    const k = this.#processor?.counters;
+    const lightweight = (k?.lightweight ?? 0) + this.#route.lightweight;
+    return { lightweight, heavyweight: (k?.decisions ?? 0) + this.#route.decisions - lightweight };
+  }
+
   stats(): ControlStats {
     const model = this.#require(this.#modelView, 'the engine');
     const k = this.#processor?.counters;
     const r = this.#route;
     const reasons: Record<string, number> = { model: 0, breaker_open: 0, uncertain: 0, below_threshold: 0 };
     for (const src of [k?.reasons ?? {}, r.reasons]) for (const [key, v] of Object.entries(src)) reasons[key] = (reasons[key] ?? 0) + v;
-    const decisions = (k?.decisions ?? 0) + r.decisions;
-    const lightweight = (k?.lightweight ?? 0) + r.lightweight;
+    const routes = this.#routeCounts();
+    const lightweight = routes.lightweight;
+    const decisions = routes.lightweight + routes.heavyweight;
     const st = this.#processor?.status();
     const stats: ControlStats = {
       startedAt: this.#startedAt,
@@ -631,6 +642,7 @@ export class App extends EventEmitter implements ControlTarget {
     this.#refreshStoreStats();
     if (this.#store) stats.store = { ...this.#store };
     if (this.#feedback) stats.feedback = this.#feedback.snapshot(); // FEEDBACK (issue 8)
+    if (this.settings.cost) stats.cost = costFigures(this.settings.cost, routes);
     return stats;
   }
 
