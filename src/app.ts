@@ -38,6 +38,8 @@ import {
 import { startHttpServer, type HttpServer, type ReadinessReport } from './observe/http.js';
 import { createLogger, type Logger } from './observe/logger.js';
 import { costFigures, registerCostMetrics } from './observe/cost.js';
+import { StatusTracker } from './observe/status.js';
+import { statusRoutes } from './observe/status-page.js';
 import { createMetrics, setModelVersion, type Metrics } from './observe/metrics.js';
 import {
   DecisionLog,
@@ -145,6 +147,7 @@ export class App extends EventEmitter implements ControlTarget {
   #store: StoreAggregatesView | undefined;
   #storeRefreshing = false;
   #logFailedBatches = 0;
+  readonly #status = new StatusTracker({ stats: () => this.stats(), meta: () => ({ mode: this.mode, health: this.#health }) });
 
   constructor(opts: AppOptions) {
     super();
@@ -177,6 +180,7 @@ export class App extends EventEmitter implements ControlTarget {
     this.#startedAt = Date.now();
     this.#healthTimer = setInterval(() => this.#refreshHealth(), 500);
     this.#healthTimer.unref();
+    this.#status.start();
     this.logger.info('tiny-dancer serving', {
       ms: Date.now() - t0,
       brokers: this.settings.brokers,
@@ -202,6 +206,7 @@ export class App extends EventEmitter implements ControlTarget {
         maxEventLoopDelayMs: c.maxEventLoopDelayMs,
         onEventLoopDelay: (p99) => this.metrics.eventLoopDelay.set(p99),
         logger: log,
+        routes: statusRoutes(this.#status),
       });
     }
 
@@ -403,6 +408,7 @@ export class App extends EventEmitter implements ControlTarget {
     this.#setHealth('NOT_SERVING');
     if (this.#lagTimer) clearInterval(this.#lagTimer);
     if (this.#healthTimer) clearInterval(this.#healthTimer);
+    this.#status.stop();
     let clean = true;
     if (this.#processor) clean = await this.#processor.stop(timeoutMs);
     await this.#feedback?.stop().catch((err: unknown) => this.logger.warn('outcome consumer stop failed', { err })); // FEEDBACK (issue 8)
