@@ -147,7 +147,14 @@ export class App extends EventEmitter implements ControlTarget {
   #store: StoreAggregatesView | undefined;
   #storeRefreshing = false;
   #logFailedBatches = 0;
-  readonly #status = new StatusTracker({ stats: () => this.stats(), meta: () => ({ mode: this.mode, health: this.#health }) });
+  readonly #status = new StatusTracker({
+    stats: () => this.stats(),
+    counters: () => {
+      const r = this.#routeCounts();
+      return { decisions: r.lightweight + r.heavyweight, lightweight: r.lightweight, dlq: this.#processor?.counters.dlq ?? 0 };
+    },
+    meta: () => ({ mode: this.mode, health: this.#health }),
+  });
 
   constructor(opts: AppOptions) {
     super();

@@ -64,9 +64,20 @@ export interface Sample {
   dlq: number;
 }
 
+export interface StatusCounters {
+  decisions: number;
+  lightweight: number;
+  dlq: number;
+}
+
 export interface StatusTrackerOptions {
-  /** The process's stats (the control plane's target). */
+  /** The process's stats (the control plane's target), read when the page asks. */
   stats: () => ControlStats | Promise<ControlStats>;
+  /**
+   * The lifetime counters the background sampling reads. Cheaper than `stats` (which may query
+   * Postgres); default: taken from `stats`.
+   */
+  counters?: () => StatusCounters;
   /** The deployment mode and the health the control plane reports. */
   meta: () => { mode: string; health: string };
   /** The fleet's replicas, when a fleet view exists. */
@@ -177,11 +188,10 @@ export class StatusTracker {
     this.#timer = undefined;
   }
 
-  /** Takes one sample now; returns the stats it read. */
-  async sample(): Promise<ControlStats> {
-    const s = await this.#opts.stats();
-    this.#record(sampleOf(s, this.#now()));
-    return s;
+  /** Takes one sample now. */
+  async sample(): Promise<void> {
+    const c = this.#opts.counters?.();
+    this.#record(c ? { t: this.#now(), ...c } : sampleOf(await this.#opts.stats(), this.#now()));
   }
 
   #record(x: Sample): void {

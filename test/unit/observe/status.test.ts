@@ -58,6 +58,22 @@ describe('StatusTracker', () => {
     expect(doc.fleet).toBeUndefined();
   });
 
+  it('samples from the cheap counters when given, reading the full stats only for the document', async () => {
+    let now = 0;
+    const target = new Counting();
+    const counters = { decisions: 0, lightweight: 0, dlq: 0 };
+    const tracker = new StatusTracker({ stats: () => target.stats(), counters: () => ({ ...counters }), meta: () => ({ mode: 'fake', health: 'SERVING' }), now: () => now });
+    await tracker.sample();
+    counters.decisions = 30;
+    counters.lightweight = 3;
+    now += 3000;
+    await tracker.sample();
+    expect(target.statsCalls).toBe(0);
+    const doc = await tracker.document();
+    expect(target.statsCalls).toBe(1);
+    expect(doc.now).toEqual({ t: 3000, decisionsPerSecond: 10, lightweightShare: 0.1, dlqPerSecond: 0 });
+  });
+
   it('drops samples older than the history and carries cost and the fleet when present', async () => {
     let now = 0;
     const target = new Counting();
