@@ -37,6 +37,9 @@ import {
 } from './control/target.js';
 import { startHttpServer, type HttpServer, type ReadinessReport } from './observe/http.js';
 import { createLogger, type Logger } from './observe/logger.js';
+import { costFigures, registerCostMetrics } from './observe/cost.js';
+import { StatusTracker } from './observe/status.js';
+import { statusRoutes } from './observe/status-page.js';
 import { createMetrics, setModelVersion, type Metrics } from './observe/metrics.js';
 import {
   DecisionLog,
@@ -156,6 +159,14 @@ export class App extends EventEmitter implements ControlTarget {
   #store: StoreAggregatesView | undefined;
   #storeRefreshing = false;
   #logFailedBatches = 0;
+  readonly #status = new StatusTracker({
+    stats: () => this.stats(),
+    counters: () => {
+      const r = this.#routeCounts();
+      return { decisions: r.lightweight + r.heavyweight, lightweight: r.lightweight, dlq: this.#processor?.counters.dlq ?? 0 };
+    },
+    meta: () => ({ mode: this.mode, health: this.#health }),
+  });
 
   constructor(opts: AppOptions) {
     super();
@@ -163,6 +174,8 @@ export class App extends EventEmitter implements ControlTarget {
     this.settings = opts.config;
     this.logger = opts.logger ?? createLogger({ level: opts.config.logLevel, secrets: [opts.config.adminToken] });
     this.metrics = createMetrics();
+    const prices = opts.config.cost;
+    if (prices) registerCostMetrics(this.metrics.registry, prices, () => this.#routeCounts());
     this.#overrides = { ...opts.config.thresholds };
   }
 
@@ -187,6 +200,7 @@ export class App extends EventEmitter implements ControlTarget {
     this.#startedAt = Date.now();
     this.#healthTimer = setInterval(() => this.#refreshHealth(), 500);
     this.#healthTimer.unref();
+    this.#status.start();
     this.logger.info('tiny-dancer serving', {
       ms: Date.now() - t0,
       brokers: this.settings.brokers,
@@ -212,6 +226,7 @@ export class App extends EventEmitter implements ControlTarget {
         maxEventLoopDelayMs: c.maxEventLoopDelayMs,
         onEventLoopDelay: (p99) => this.metrics.eventLoopDelay.set(p99),
         logger: log,
+        routes: statusRoutes(this.#status),
       });
     }
 
@@ -459,6 +474,7 @@ export class App extends EventEmitter implements ControlTarget {
     this.#setHealth('NOT_SERVING');
     if (this.#lagTimer) clearInterval(this.#lagTimer);
     if (this.#healthTimer) clearInterval(this.#healthTimer);
+    this.#status.stop();
     let clean = true;
     // A consumer kafkajs gave up on cannot be stopped cleanly; the rest must still close.
     if (this.#processor) {
@@ -651,14 +667,22 @@ export class App extends EventEmitter implements ControlTarget {
     return scored.response;
   }
 
+  /** Decisions by route, from the stream and from Route calls. */
+  #routeCounts(): { lightweight: number; heavyweight: number } {
+    const k = this.#processor?.counters;
+    const lightweight = (k?.lightweight ?? 0) + this.#route.lightweight;
+    return { lightweight, heavyweight: (k?.decisions ?? 0) + this.#route.decisions - lightweight };
+  }
+
   stats(): ControlStats {
     const model = this.#require(this.#modelView, 'the engine');
     const k = this.#processor?.counters;
     const r = this.#route;
     const reasons: Record<string, number> = { model: 0, breaker_open: 0, uncertain: 0, below_threshold: 0 };
     for (const src of [k?.reasons ?? {}, r.reasons]) for (const [key, v] of Object.entries(src)) reasons[key] = (reasons[key] ?? 0) + v;
-    const decisions = (k?.decisions ?? 0) + r.decisions;
-    const lightweight = (k?.lightweight ?? 0) + r.lightweight;
+    const routes = this.#routeCounts();
+    const lightweight = routes.lightweight;
+    const decisions = routes.lightweight + routes.heavyweight;
     const st = this.#processor?.status();
     const stats: ControlStats = {
       startedAt: this.#startedAt,
@@ -697,6 +721,7 @@ export class App extends EventEmitter implements ControlTarget {
     this.#refreshStoreStats();
     if (this.#store) stats.store = { ...this.#store };
     if (this.#feedback) stats.feedback = this.#feedback.snapshot(); // FEEDBACK (issue 8)
+    if (this.settings.cost) stats.cost = costFigures(this.settings.cost, routes);
     return stats;
   }
 

@@ -116,6 +116,8 @@ export interface Config {
   maxMessageBytes: number;
   breaker: BreakerConfig;
   thresholds: { confidence?: number; maxUncertainty?: number };
+  /** Price per decision on each route (any unit); undefined: no cost is reported. */
+  cost: { lightweight: number; heavyweight: number } | undefined;
   /** Postgres schema of the decision log (migrated at start). */
   dbSchema: string;
   /** Decision log: rows per insert, rows buffered at most (consumption pauses before that), */
@@ -188,6 +190,27 @@ function numberVar(env: Env, name: string, min: number, max: number): number | u
   const n = Number(v);
   if (!Number.isFinite(n) || n < min || n > max) bad(name, v, `expected a number in [${min}, ${max}]`);
   return n;
+}
+
+/**
+ * TD_COST_LIGHTWEIGHT and TD_COST_HEAVYWEIGHT: both or neither (then undefined). The heavyweight
+ * price may not be below the lightweight one: savings against all-heavyweight are a counter.
+ */
+export function costPrices(env: Env): { lightweight: number; heavyweight: number } | undefined {
+  const price = (name: string): number | undefined => {
+    const v = raw(env, name);
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) bad(name, v, 'expected a cost per decision: a number, 0 or more');
+    return n;
+  };
+  const light = price('TD_COST_LIGHTWEIGHT');
+  const heavy = price('TD_COST_HEAVYWEIGHT');
+  if (light === undefined && heavy === undefined) return undefined;
+  if (heavy === undefined) throw new ConfigError('TD_COST_HEAVYWEIGHT is required when TD_COST_LIGHTWEIGHT is set: give the price of both routes');
+  if (light === undefined) throw new ConfigError('TD_COST_LIGHTWEIGHT is required when TD_COST_HEAVYWEIGHT is set: give the price of both routes');
+  if (light > heavy) bad('TD_COST_LIGHTWEIGHT', raw(env, 'TD_COST_LIGHTWEIGHT')!, `must not exceed TD_COST_HEAVYWEIGHT (${heavy})`);
+  return { lightweight: light, heavyweight: heavy };
 }
 
 /** A boolean; with fallback 'auto' the variable may also say `auto`. */
@@ -345,6 +368,7 @@ export function loadConfig(env: Env = process.env): Config {
       ...(confidence === undefined ? {} : { confidence }),
       ...(maxUncertainty === undefined ? {} : { maxUncertainty }),
     },
+    cost: costPrices(env),
     dbSchema: schemaVar(env),
     logBatchSize,
     logMaxBuffered,
@@ -403,6 +427,7 @@ export function withConfig(base: Config, overrides: Partial<Config>): Config {
   merged.topics = { ...merged.topics };
   merged.breaker = { ...merged.breaker };
   merged.thresholds = { ...merged.thresholds };
+  if (merged.cost) merged.cost = { ...merged.cost };
   merged.brokers = [...merged.brokers];
   return freezeConfig(merged);
 }

@@ -118,6 +118,17 @@ export interface StatsMessage {
     pending_joins: number;
     consumer_joined: boolean;
   } | null;
+  /** Estimated spend and savings; absent (null) when the server has no prices configured. */
+  cost?: {
+    lightweight_price: number;
+    heavyweight_price: number;
+    lightweight_spend: number;
+    heavyweight_spend: number;
+    spend: number;
+    all_heavyweight_spend: number;
+    savings: number;
+    savings_share: number;
+  } | null;
   store: {
     available: boolean;
     error: string;

@@ -209,6 +209,19 @@ export function statsMsg(s: ControlStats, ctx: StatsContext): Msg {
     };
   }
   if (s.feedback) msg.feedback = feedbackStatsMsg(s.feedback); // FEEDBACK (issue 8)
+  if (s.cost) {
+    const c = s.cost;
+    msg.cost = {
+      lightweight_price: d(c.prices.lightweight),
+      heavyweight_price: d(c.prices.heavyweight),
+      lightweight_spend: d(c.lightweightSpend),
+      heavyweight_spend: d(c.heavyweightSpend),
+      spend: d(c.spend),
+      all_heavyweight_spend: d(c.allHeavyweightSpend),
+      savings: d(c.savings),
+      savings_share: d(c.savingsShare),
+    };
+  }
   return msg;
 }
 

@@ -23,6 +23,7 @@ import { VERSION } from '../version.js';
 import { AdminAuth, type TokenSource } from './auth.js';
 import { breakerMsg, configMsg, ratesBetween, reloadMsg, statsMsg, thresholdsMsg } from './convert.js';
 import { serviceError, statusName, toServiceError } from './errors.js';
+import { reflectionPackage } from './descriptors.js';
 import { CONTROL_SERVICE, controlPackageDefinition } from './proto.js';
 import { ControlError, type ControlStats, type ControlTarget, type HealthStatus, type ModelSource, type ThresholdsUpdate, type TotalsView } from './target.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, serverCredentials, type ServerTlsFiles } from './tls.js';
@@ -318,7 +319,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   };
   server.addService(pkg[CONTROL_SERVICE] as ServiceDefinition, impl);
   health.addToServer(server);
-  new ReflectionService(pkg).addToServer(server);
+  new ReflectionService(reflectionPackage()).addToServer(server);
 
   const bindHost = host.includes(':') ? `[${host}]` : host;
   let port: number;

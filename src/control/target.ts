@@ -12,6 +12,7 @@
 import { TinyDancerError } from '../errors.js';
 import type { RoutingRequest, RoutingResponse } from '../engine/types.js';
 import type { FeedbackSnapshot } from '../feedback/service.js';
+import type { CostFigures } from '../observe/cost.js';
 
 export type HealthStatus = 'SERVING' | 'NOT_SERVING';
 
@@ -159,6 +160,8 @@ export interface ControlStats {
   store?: StoreAggregatesView;
   /** FEEDBACK (issue 8): live calibration monitoring from outcomes; absent when the loop is off. */
   feedback?: FeedbackSnapshot;
+  /** Estimated spend and savings over `totals`; absent when no prices are configured. */
+  cost?: CostFigures;
 }
 
 export interface ConfigSnapshot {

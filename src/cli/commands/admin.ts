@@ -21,8 +21,14 @@ export const usage = `usage: tiny-dancer admin <command> [options]
 commands:
   stats [--watch [--interval S] [--count N]]
                         counters, rates, latency percentiles, breaker, model, Kafka lag,
-                        decision-log backlog and Postgres aggregates; --watch streams them
-                        every S seconds (default 1, at least 0.25) until Ctrl-C or N updates
+                        decision-log backlog, Postgres aggregates and, with prices set,
+                        estimated spend and savings; --watch streams them every S seconds
+                        (default 1, at least 0.25) until Ctrl-C or N updates
+  stats --since D [--database-url URL] [--schema S]
+                        the decision log over the last D (e.g. 24h, 7d) from Postgres, no
+                        server needed: decisions and lightweight share per model version,
+                        with spend and savings when TD_COST_LIGHTWEIGHT and
+                        TD_COST_HEAVYWEIGHT are set (DATABASE_URL, TD_DB_SCHEMA by default)
   reload PATH [--bytes] hot-reload a model: PATH is a file on the SERVER; with --bytes the
                         local file's content is sent instead (bounded by the server's
                         message limit). Validated before the swap; on failure the old model
@@ -64,12 +70,15 @@ const OPTIONS = {
   reset: { type: 'boolean' },
   confidence: { type: 'string' },
   'max-uncertainty': { type: 'string' },
+  since: { type: 'string' },
+  'database-url': { type: 'string' },
+  schema: { type: 'string' },
 } as const;
 
 type Values = ReturnType<typeof parseCommandArgs<typeof OPTIONS>>['values'];
 
 const COMMAND_OPTIONS: Record<string, readonly (keyof typeof OPTIONS)[]> = {
-  stats: ['watch', 'interval', 'count'],
+  stats: ['watch', 'interval', 'count', 'since', 'database-url', 'schema'],
   reload: ['bytes'],
   breaker: ['reset'],
   thresholds: ['confidence', 'max-uncertainty'],
@@ -164,6 +173,10 @@ function formatStats(s: StatsMessage): string {
       row('feedback', `${f.version}: ${cov} over ${int(f.labeled)}, ${f.drifting ? 'DRIFTING, ' : ''}lightweight ok ${f.lightweight_success_rate == null ? '—' : pct(f.lightweight_success_rate)}`);
     }
   }
+  if (s.cost) {
+    const c = s.cost;
+    row('cost', `spend ${c.spend} (lightweight ${c.lightweight_spend} at ${c.lightweight_price}, heavyweight ${c.heavyweight_spend} at ${c.heavyweight_price}); all-heavyweight ${c.all_heavyweight_spend}; saved ${c.savings} (${pct(c.savings_share)})`);
+  }
   if (s.decision_log) row('decision log', `${s.decision_log.healthy ? 'healthy' : 'UNHEALTHY'}, backlog ${int(s.decision_log.backlog)}, written ${int(s.decision_log.written)}, failed batches ${int(s.decision_log.failed_batches)}`);
   if (s.store) {
     if (!s.store.available) row('postgres', `unavailable: ${s.store.error}`);
@@ -244,6 +257,22 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (command === 'stats' && !values.watch && (values.interval !== undefined || values.count !== undefined)) {
     throw new UsageError('--interval and --count go with --watch');
+  }
+  if (command === 'stats' && values.since === undefined && (values['database-url'] !== undefined || values.schema !== undefined)) {
+    throw new UsageError('--database-url and --schema go with --since');
+  }
+  if (command === 'stats' && values.since !== undefined) {
+    if (values.watch) throw new UsageError('--since reads Postgres once: it does not go with --watch');
+    const { runWindowStats } = await import('./admin-window.js');
+    return runWindowStats(
+      {
+        since: values.since,
+        json: values.json === true,
+        ...(values['database-url'] !== undefined ? { databaseUrl: values['database-url'] } : {}),
+        ...(values.schema !== undefined ? { schema: values.schema } : {}),
+      },
+      process.env,
+    );
   }
 
   const addr = checkAddress(values.addr ?? (process.env.TD_GRPC_ADDR?.trim() || '127.0.0.1:50051'));

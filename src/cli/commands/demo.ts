@@ -147,7 +147,7 @@ export async function startDemoTraffic(app: App, opts: DemoOptions, onDone: () =
   const endTimer = opts.seconds !== undefined ? setTimeout(onDone, opts.seconds * 1000) : undefined;
   process.stdout.write(
     `demo: sending ~${opts.rate} synthetic requests/s (${opts.encoding}) to ${config.topics.requests}; decisions on ${config.topics.lightweight} / ${config.topics.heavyweight}, broken records on ${config.topics.dlq}` +
-      `${app.httpUrl ? `; metrics ${app.httpUrl}/metrics` : ''}. Ctrl-C to stop.\n`,
+      `${app.httpUrl ? `; status page ${app.httpUrl}/ (metrics ${app.httpUrl}/metrics)` : ''}. Ctrl-C to stop.\n`,
   );
 
   return {
