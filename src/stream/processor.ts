@@ -36,7 +36,7 @@ import type { RoutingDecision } from '../engine/types.js';
 import { InvalidInputError, errorMessage, oneLine } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
-import type { ScoreResult, ScoreTask, ScoringBreaker } from './breaker.js';
+import type { ScoreResult, ScoreTask, ScoringBreaker } from '../resilience/breaker.js';
 import { DecodeError, decodeRequest, encodingOf, getHeader, type Encoding, type Headers } from './codec.js';
 import { dlqMessage } from './dlq.js';
 import { DECISION_PRODUCER } from './kafka.js';
