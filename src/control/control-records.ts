@@ -50,7 +50,8 @@ let recordType: protobuf.Type | undefined;
 function controlRecordType(): protobuf.Type {
   if (!recordType) {
     const file = fileURLToPath(new URL('../../proto/tiny_dancer/v1/fleet.proto', import.meta.url));
-    recordType = protobuf.loadSync(file).lookupType('tiny_dancer.v1.ControlRecord');
+    // keepCase: the field names of the .proto, as everywhere else in the service.
+    recordType = new protobuf.Root().loadSync(file, { keepCase: true }).lookupType('tiny_dancer.v1.ControlRecord');
   }
   return recordType;
 }
