@@ -261,11 +261,14 @@ export class ControlClient {
     return this.#unary(this.#client, 'GetConfig', {});
   }
 
-  setThresholds(t: { confidence?: number; maxUncertainty?: number }, opts: { waitMs?: number } = {}): Promise<ThresholdsMessage> {
+  async setThresholds(t: { confidence?: number; maxUncertainty?: number }, opts: { waitMs?: number } = {}): Promise<ThresholdsMessage> {
     const req: Record<string, number> = { wait_ms: opts.waitMs ?? 0 };
     if (t.confidence !== undefined) req.confidence = t.confidence;
     if (t.maxUncertainty !== undefined) req.max_uncertainty = t.maxUncertainty;
-    return this.#unary(this.#client, 'SetThresholds', req);
+    // The reply reads as Thresholds; `convergence` only when the change went through the fleet.
+    const res = await this.#unary<ThresholdsMessage>(this.#client, 'SetThresholds', req);
+    if (res.convergence == null) delete res.convergence;
+    return res;
   }
 
   setTenantPolicy(p: { tenant: string; confidence: number; maxUncertainty: number }, opts: { waitMs?: number } = {}): Promise<TenantPolicyChangeMessage> {

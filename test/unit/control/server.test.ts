@@ -105,7 +105,7 @@ describe('read-only calls (open, no token)', () => {
     expect(cfg.mode).toBe('fake');
     expect(cfg.model_path).toBe('/models/a.safetensors');
     expect(cfg.model_version).toBe('v1');
-    expect(cfg.thresholds).toEqual({ confidence: 0.85, max_uncertainty: 0.15, convergence: null });
+    expect(cfg.thresholds).toEqual({ confidence: 0.85, max_uncertainty: 0.15 });
     expect(cfg.settings.groupId).toBe('tiny-dancer');
     expect(cfg.settings.workers).toBe('2');
     expect(JSON.parse(cfg.settings.topics!)).toEqual({ requests: 'routing.requests' });
@@ -205,7 +205,7 @@ describe('authorization of state-changing calls', () => {
     const bytes = await c.reloadModel({ bytes: new Uint8Array(1234) });
     expect(bytes.model?.version).toBe('from-bytes:1234');
     expect((await c.resetCircuitBreaker()).state).toBe('BREAKER_STATE_CLOSED');
-    expect(await c.setThresholds({ maxUncertainty: 0.3 })).toEqual({ confidence: 0.85, max_uncertainty: 0.3, convergence: null });
+    expect(await c.setThresholds({ maxUncertainty: 0.3 })).toEqual({ confidence: 0.85, max_uncertainty: 0.3 });
     expect(target.changes).toEqual([
       'reload from-path:/models/b.safetensors',
       'reload from-bytes:1234',
