@@ -59,6 +59,8 @@ export interface TopicsConfig {
   heavyweight: string;
   dlq: string;
   outcomes: string;
+  /** The fleet's desired state (compacted, one partition). */
+  control: string;
 }
 
 export interface Config {
@@ -147,6 +149,7 @@ export const CONFIG_DEFAULTS = Object.freeze({
     heavyweight: 'routing.heavyweight',
     dlq: 'routing.dlq',
     outcomes: 'routing.outcomes',
+    control: 'routing.control',
   }),
   groupId: 'tiny-dancer',
   databaseUrl: 'postgres://postgres@127.0.0.1:5432/postgres',
@@ -331,6 +334,7 @@ export function loadConfig(env: Env = process.env): Config {
       heavyweight: topicVar(env, 'TD_TOPIC_HEAVYWEIGHT', CONFIG_DEFAULTS.topics.heavyweight),
       dlq: topicVar(env, 'TD_TOPIC_DLQ', CONFIG_DEFAULTS.topics.dlq),
       outcomes: topicVar(env, 'TD_TOPIC_OUTCOMES', CONFIG_DEFAULTS.topics.outcomes),
+      control: topicVar(env, 'TD_TOPIC_CONTROL', CONFIG_DEFAULTS.topics.control),
     },
     exactlyOnce: boolVar(env, 'TD_EXACTLY_ONCE', false),
     // Stable across restarts of one instance, so a restart fences (and aborts) the transaction a
