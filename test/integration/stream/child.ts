@@ -31,11 +31,15 @@ export interface ServeChild {
   kill(signal: NodeJS.Signals): void;
 }
 
-export async function startServe(env: Record<string, string>, logFile: string, readyTimeoutMs = 60_000): Promise<ServeChild> {
+/** `serve` from the sources (through tsx), or the built CLI as installed (bin/, running dist/). */
+export const SERVE_FROM_SOURCES = ['--import', 'tsx', ENTRY];
+export const SERVE_BUILT = [fileURLToPath(new URL('../../../bin/tiny-dancer.js', import.meta.url)), 'serve'];
+
+export async function startServe(env: Record<string, string>, logFile: string, readyTimeoutMs = 60_000, argv: string[] = SERVE_FROM_SOURCES): Promise<ServeChild> {
   const httpPort = await freePort();
   const grpcPort = await freePort();
   const out = createWriteStream(logFile, { flags: 'a' });
-  const proc = spawn(process.execPath, ['--import', 'tsx', ENTRY], {
+  const proc = spawn(process.execPath, argv, {
     cwd: ROOT,
     env: { ...process.env, ...env, TD_HTTP_ADDR: `127.0.0.1:${httpPort}`, TD_GRPC_ADDR: `127.0.0.1:${grpcPort}` },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -71,7 +75,7 @@ export interface ServeChildren {
   readonly n: Names;
   readonly logFile: string;
   /** Starts a child with envFor(n, extra); it is SIGKILLed after the file's tests if still running. */
-  start(extra?: Record<string, string>): Promise<ServeChild>;
+  start(extra?: Record<string, string>, argv?: string[]): Promise<ServeChild>;
 }
 
 /** Registers the tear-down (vitest afterAll): kill the children, drop the schema, delete the topics. */
@@ -87,8 +91,8 @@ export function serveChildren(prefix: string): ServeChildren {
   return {
     n,
     logFile,
-    async start(extra = {}) {
-      const child = await startServe(envFor(n, extra), logFile);
+    async start(extra = {}, argv = SERVE_FROM_SOURCES) {
+      const child = await startServe(envFor(n, extra), logFile, 60_000, argv);
       children.push(child);
       return child;
     },
