@@ -82,5 +82,5 @@ describe('exactly-once with a zombie', () => {
     b.kill('SIGTERM');
     expect(await a.exited).toEqual({ code: 0, signal: null });
     expect(await b.exited).toEqual({ code: 0, signal: null });
-  });
+  }, 300_000);
 });
