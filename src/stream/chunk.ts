@@ -7,12 +7,12 @@
 // Each request's records are added through one function, requestRecords, so a stage that adds
 // records or headers per request (a responses topic, trace context) has one place to do it.
 import type { RoutingDecision } from '../engine/types.js';
-import { FEATURE_COUNT } from '../engine/features.js';
+import { FEATURE_COUNT, decisionFeatures } from '../engine/features.js';
 import type { ValidatedRequest } from '../engine/validate.js';
 import { InvalidInputError, errorMessage, oneLine } from '../errors.js';
-import { decisionFeatures } from '../feedback/features.js';
 import type { ScoreResult } from './breaker.js';
-import { DecodeError, getHeader, type Encoding, type Headers } from './codec.js';
+import { DecodeError } from '../wire/errors.js';
+import { getHeader, type Encoding, type Headers } from '../wire/headers.js';
 import { dlqMessage } from './dlq.js';
 import { DECISION_HEADERS, decisionMessages } from './producer.js';
 import { ROUTE, type RecordWriter } from './records.js';

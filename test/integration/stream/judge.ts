@@ -4,7 +4,8 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { RoutingDecision } from '../../../src/engine/types.js';
-import { decodeDecision, encodingOf } from '../../../src/stream/codec.js';
+import { decodeDecision } from '../../../src/wire/client.js';
+import { encodingOf } from '../../../src/wire/headers.js';
 
 const PYTHON = '/usr/bin/python3';
 const SCRIPT = fileURLToPath(new URL('../../interop/read_committed.py', import.meta.url));

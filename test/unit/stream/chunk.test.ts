@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { FEATURE_COUNT } from '../../../src/engine/features.js';
 import type { RoutingDecision, RoutingResponse } from '../../../src/engine/types.js';
 import { buildChunk, type ChunkMessage, type Outcome, type RejectKind } from '../../../src/stream/chunk.js';
-import { DecodeError, decodeDecision } from '../../../src/stream/codec.js';
+import { decodeDecision } from '../../../src/wire/client.js';
+import { DecodeError } from '../../../src/wire/errors.js';
 import { DLQ_HEADERS } from '../../../src/stream/dlq.js';
 import { MessageLists, RecordPacker, ROUTE, unpackRecords } from '../../../src/stream/records.js';
 
