@@ -538,6 +538,9 @@ export class Processor extends EventEmitter {
 
   /** Takes permits, or gives them back at once if the wait was abandoned meanwhile. */
   async #acquire(n: number, signal: AbortSignal): Promise<number> {
+    // The window is full: what holds it should finish now. Open transactions commit at once
+    // instead of at the end of their interval (permits come back only with a commit).
+    if (this.#slots.inUse + n > this.#slots.capacity) this.#sink?.flush();
     const granted = this.#slots.acquire(n);
     try {
       return await abortable(granted, signal);

@@ -54,7 +54,7 @@ export interface DeliverySink<W extends RecordWriter = RecordWriter> {
   rebalancing(): void;
   /** The group's new assignment. */
   assigned(assignment: Record<string, number[]>): void;
-  /** A drain started: finish open work now instead of at the next interval. */
+  /** Finish open work now instead of at the next interval (a drain, or the in-flight window is full). */
   flush(): void;
   /** True when nothing the sink holds waits to be delivered or committed. */
   settled(): boolean;
