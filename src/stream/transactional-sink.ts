@@ -18,6 +18,7 @@
 // transaction's first offset, so the aborted work is done again. A producer that was fenced
 // waits a while first: if this instance is a zombie its consumer learns of the rebalance in the
 // meantime and the partition is no longer its own.
+import { setMaxListeners } from 'node:events';
 import type { Kafka, Producer, TopicMessages, Transaction } from 'kafkajs';
 import { errorMessage, TinyDancerError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
@@ -121,6 +122,8 @@ export class TransactionalSink implements DeliverySink<MessageLists> {
     this.#o = opts;
     this.#stable = new StableOffsets(opts.kafka, opts.groupId);
     this.#logger = opts.logger;
+    // Every chunk's log write waits on the closing signal: as many listeners as chunks in flight.
+    setMaxListeners(10_000, this.#closing.signal);
   }
 
   start(): Promise<void> {
