@@ -32,15 +32,15 @@
 import { EventEmitter, setMaxListeners } from 'node:events';
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import type { Config } from '../config.js';
-import type { ValidatedRequest } from '../engine/validate.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 import { AtLeastOnceSink } from './alo-sink.js';
-import type { ScoreResult, ScoreTask, ScoringBreaker } from './breaker.js';
-import { buildChunk, type Chunk, type ChunkObserver, type Outcome } from './chunk.js';
+import type { ScoringBreaker } from './breaker.js';
+import { buildChunk, type Chunk, type ChunkObserver } from './chunk.js';
+import { scoreRecord, type Decoder, type Scoring } from './score.js';
 import { decodeRequest } from '../wire/decode-request.js';
-import { encodingOf, getHeader, type Encoding, type Headers } from '../wire/headers.js';
+import type { Encoding } from '../wire/headers.js';
 import { CommitScheduler } from './commit-scheduler.js';
 import type { TrackedChunk } from './offsets.js';
 import type { RecordWriter, RouteTopics } from './records.js';
@@ -54,8 +54,7 @@ import { StaleChunkError, TransactionalSink } from './transactional-sink.js';
 export type { LoggedDecision } from './chunk.js';
 export type { DecisionLogPort } from './sink.js';
 
-/** A way to decode and score one record; the default decodes on this thread. */
-export type Decoder = (value: Buffer | null, encoding: Encoding) => ValidatedRequest;
+export type { Decoder } from './score.js';
 
 export interface ProcessorOptions {
   kafka: Kafka;
@@ -140,7 +139,7 @@ export class Processor extends EventEmitter {
   readonly #logger: Logger;
   readonly #slots: Semaphore;
   readonly #chunkSize: number;
-  readonly #decode: Decoder;
+  readonly #scoring: Scoring;
   #consumer: Consumer | undefined;
   #sink: DeliverySink | undefined;
   /** At-least-once mode: commits the consumer's offsets of delivered chunks. */
@@ -189,7 +188,12 @@ export class Processor extends EventEmitter {
     const maxBytes = opts.config.maxMessageBytes;
     const t = opts.config.topics;
     this.#routeTopics = [t.lightweight, t.heavyweight, t.dlq];
-    this.#decode = opts.decode ?? ((value, encoding) => decodeRequest(value, encoding, { maxBytes }));
+    this.#scoring = {
+      breaker: opts.breaker,
+      decode: opts.decode ?? ((value, encoding) => decodeRequest(value, encoding, { maxBytes })),
+      encodedScoring: opts.encodedScoring,
+      maxMessageBytes: maxBytes,
+    };
     this.#commits = new CommitScheduler({
       commit: (offsets) => this.#consumer!.commitOffsets(offsets),
       canCommit: () => this.#consumer !== undefined && this.#joined,
@@ -523,7 +527,7 @@ export class Processor extends EventEmitter {
     this.#o.metrics.inFlight.set(this.#slots.inUse);
     try {
       this.counters.consumed += messages.length;
-      const outcomes = await Promise.all(messages.map((msg) => this.#score(msg)));
+      const outcomes = await Promise.all(messages.map((msg) => scoreRecord(msg, this.#scoring)));
       return { permits, chunk: buildChunk<RecordWriter>(topic, partition, outcomes, sink.writer(messages.length), this.#observer) };
     } catch (err) {
       this.#release(permits);
@@ -548,34 +552,6 @@ export class Processor extends EventEmitter {
       void granted.then((k) => this.#slots.release(k));
       throw err;
     }
-  }
-
-  /** Decodes and scores one record; never rejects (bad input and engine failures are outcomes). */
-  async #score(msg: KafkaMessage): Promise<Outcome> {
-    const headers = msg.headers as Headers | undefined;
-    const encoding = encodingOf(getHeader(headers, 'content-type'));
-    const message = { offset: msg.offset, key: msg.key, value: msg.value, headers, timestamp: msg.timestamp };
-    // Decoded here, or (TD_DECODE_IN_WORKERS) by the pool's worker from the raw bytes; then the
-    // request is decoded here only if the breaker's fallback needs it.
-    let request: ValidatedRequest | undefined;
-    const decodeHere = (): ValidatedRequest => (request ??= this.#decode(msg.value, encoding));
-    let task: ScoreTask;
-    try {
-      const raw = msg.value;
-      task =
-        this.#o.encodedScoring?.(encoding) === true && raw !== null && raw.length > 0 && raw.length <= this.#c.maxMessageBytes
-          ? { kind: 'encoded', bytes: raw, encoding }
-          : { kind: 'validated', request: decodeHere() };
-    } catch (error) {
-      return { ok: false, message, encoding, error };
-    }
-    let scored: ScoreResult;
-    try {
-      scored = await this.#o.breaker.score(task, decodeHere);
-    } catch (error) {
-      return { ok: false, message, encoding, error };
-    }
-    return { ok: true, message, encoding, scored, request };
   }
 
   // ---- lifecycle ----------------------------------------------------------------------------
