@@ -5,7 +5,7 @@
 // Secrets: TD_ADMIN_TOKEN is wrapped in a Secret whose JSON/inspect/string forms are
 // "[redacted]", and the password of DATABASE_URL is masked whenever the config is printed, so a
 // config dump in a log line or a gRPC GetConfig cannot leak them.
-import { availableParallelism, hostname } from 'node:os';
+import { availableParallelism } from 'node:os';
 import { inspect } from 'node:util';
 import { ConfigError } from './errors.js';
 import { loadKafkaSecurity, loadPgTls, type KafkaSecurity, type PgTlsSettings } from './config-security.js';
@@ -72,8 +72,13 @@ export interface Config {
   clientId: string;
   topics: TopicsConfig;
   exactlyOnce: boolean;
-  /** Transactional id of the exactly-once producer: stable per instance, unique in the group. */
+  /**
+   * Prefix of the exactly-once producers' transactional ids (one per owned request partition,
+   * `<prefix>-<topic>-<partition>`); the same on every instance of the group.
+   */
   transactionalId: string;
+  /** Exactly-once: how long a partition's transaction gathers decisions before it commits. */
+  eosCommitIntervalMs: number;
   groupId: string;
   databaseUrl: string;
   /** False when DATABASE_URL was not set: the embedded Postgres may stand in if nothing answers. */
@@ -337,10 +342,10 @@ export function loadConfig(env: Env = process.env): Config {
       control: topicVar(env, 'TD_TOPIC_CONTROL', CONFIG_DEFAULTS.topics.control),
     },
     exactlyOnce: boolVar(env, 'TD_EXACTLY_ONCE', false),
-    // Stable across restarts of one instance, so a restart fences (and aborts) the transaction a
-    // crashed predecessor left open instead of leaving it to time out. Several instances on one
-    // host must set it each to their own value.
-    transactionalId: raw(env, 'TD_TRANSACTIONAL_ID') ?? `${groupId}-${hostname()}`,
+    // The prefix of the per-partition transactional ids (`<prefix>-<topic>-<partition>`): the
+    // same for every instance of a group, so whoever takes a partition fences its previous owner.
+    transactionalId: raw(env, 'TD_TRANSACTIONAL_ID') ?? groupId,
+    eosCommitIntervalMs: intVar(env, 'TD_EOS_COMMIT_INTERVAL_MS', 100, 1, 60_000),
     groupId,
     databaseUrl: databaseUrlVar(env),
     databaseUrlFromEnv: raw(env, 'DATABASE_URL') !== undefined,

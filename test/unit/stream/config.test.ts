@@ -42,6 +42,15 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ TD_PRODUCER_THREAD: 'auto' })).toThrow(/^TD_PRODUCER_THREAD="auto" is invalid: expected true or false/);
   });
 
+  it('exactly-once: TD_TRANSACTIONAL_ID prefixes the per-partition ids (default: the group id); TD_EOS_COMMIT_INTERVAL_MS 100 by default, validated', () => {
+    expect(loadConfig({}).transactionalId).toBe('tiny-dancer');
+    expect(loadConfig({ TD_GROUP_ID: 'g1' }).transactionalId).toBe('g1');
+    expect(loadConfig({ TD_GROUP_ID: 'g1', TD_TRANSACTIONAL_ID: 'tx' }).transactionalId).toBe('tx');
+    expect(loadConfig({}).eosCommitIntervalMs).toBe(100);
+    expect(loadConfig({ TD_EOS_COMMIT_INTERVAL_MS: '250' }).eosCommitIntervalMs).toBe(250);
+    for (const bad of ['0', 'soon', '-5', '1.5', '600000']) expect(configError({ TD_EOS_COMMIT_INTERVAL_MS: bad }).message).toMatch(/^TD_EOS_COMMIT_INTERVAL_MS=/);
+  });
+
   it('TD_DECODE_IN_WORKERS: auto (the default) and true decode both encodings on the workers, false neither', () => {
     for (const encoding of ['json', 'protobuf'] as const) {
       expect(decodesInWorkers(loadConfig({}).decodeInWorkers, encoding)).toBe(true);
