@@ -14,6 +14,7 @@ import { decodesInWorkers, describeConfig, type Config } from './config.js';
 import { DEFAULT_THRESHOLDS } from './engine/decide.js';
 import type { LoadedModel } from './engine/model.js';
 import { RouterPool } from './engine/pool/pool.js';
+import { PolicyTable, type TenantPolicies } from './engine/policy.js';
 import type { RoutingRequest, RoutingResponse } from './engine/types.js';
 import { validateRequest } from './engine/validate.js';
 import { ModelError, errorMessage, oneLine } from './errors.js';
@@ -131,6 +132,8 @@ export class App extends EventEmitter implements ControlTarget {
   #model: LoadedModel | undefined;
   #modelView: ModelView | undefined;
   #overrides: ThresholdsUpdate;
+  /** Per-tenant thresholds (the workers hold the same table; this one labels breaker fallbacks). */
+  #policies: PolicyTable;
   #startedAt = Date.now();
   #started = false;
   #draining = false;
@@ -152,6 +155,7 @@ export class App extends EventEmitter implements ControlTarget {
     this.logger = opts.logger ?? createLogger({ level: opts.config.logLevel, secrets: [opts.config.adminToken] });
     this.metrics = createMetrics();
     this.#overrides = { ...opts.config.thresholds };
+    this.#policies = new PolicyTable(opts.config.tenantKey);
   }
 
   #emitEvent(e: AppEvent): void {
@@ -264,6 +268,8 @@ export class App extends EventEmitter implements ControlTarget {
         maxQueue: c.maxInFlight + 1024,
         // The decision log stores each decision's features (retraining); the workers have them.
         returnFeatures: true,
+        tenantKey: c.tenantKey,
+        tenantPolicies: this.#policies.size > 0 ? new Map(this.#policies.entries()) : undefined,
       });
     }
     setModelVersion(this.metrics, this.#pool.modelVersion);
@@ -277,6 +283,7 @@ export class App extends EventEmitter implements ControlTarget {
       metrics: this.metrics,
       modelVersion: () => pool.modelVersion,
       onStateChange: (state) => this.#emitEvent({ type: 'breaker', state }),
+      policyOf: (req) => this.#policies.choose(req.metadata, DEFAULT_THRESHOLDS).policy,
     });
 
     this.#checkNotStopped();
@@ -555,6 +562,28 @@ export class App extends EventEmitter implements ControlTarget {
     const t = this.#thresholds();
     this.logger.info('thresholds changed', { ...t });
     return t;
+  }
+
+  /**
+   * Replaces the per-tenant policies (tenant → thresholds) on every worker; requests decided
+   * after it resolves use them. The desired-state store calls it with the fleet's table.
+   * InvalidInputError for a bad policy (nothing changes).
+   */
+  async setTenantPolicies(policies: TenantPolicies): Promise<void> {
+    if (this.#draining) throw new ControlError('failed_precondition', 'the service is draining; tenant policies are not changed now');
+    const table = new PolicyTable(this.settings.tenantKey, policies);
+    const pool = this.#pool as (RoutingPool & { setTenantPolicies?: (p: TenantPolicies, key?: string) => Promise<void> }) | undefined;
+    if (pool) {
+      if (!pool.setTenantPolicies) throw new ControlError('failed_precondition', 'this router pool does not support tenant policies');
+      await pool.setTenantPolicies(policies, table.tenantKey);
+    }
+    this.#policies = table;
+    this.logger.info('tenant policies changed', { tenants: table.size });
+  }
+
+  /** The per-tenant policies in force. */
+  tenantPolicies(): PolicyTable {
+    return this.#policies;
   }
 
   /** Routes one request through the same breaker as the stream (not logged, not published). */

@@ -58,6 +58,8 @@ export interface TopicsConfig {
   heavyweight: string;
   dlq: string;
   outcomes: string;
+  /** Replica heartbeats (compacted, keyed by instance id): the fleet view. */
+  status: string;
 }
 
 export interface Config {
@@ -128,6 +130,12 @@ export interface Config {
   /** /healthz fails when the event loop was blocked longer than this. */
   maxEventLoopDelayMs: number;
   logLevel: LogLevel;
+  /** The request metadata key naming the tenant whose policy decides it (TD_TENANT_KEY). */
+  tenantKey: string;
+  /** This replica's name in the fleet view (TD_INSTANCE_ID; default host-pid). */
+  instanceId: string;
+  /** A heartbeat on the status topic this often (TD_HEARTBEAT_MS); stale after 3 missed. */
+  heartbeatMs: number;
 }
 
 export const CONFIG_DEFAULTS = Object.freeze({
@@ -138,6 +146,7 @@ export const CONFIG_DEFAULTS = Object.freeze({
     heavyweight: 'routing.heavyweight',
     dlq: 'routing.dlq',
     outcomes: 'routing.outcomes',
+    status: 'routing.status',
   }),
   groupId: 'tiny-dancer',
   databaseUrl: 'postgres://postgres@127.0.0.1:5432/postgres',
@@ -239,6 +248,19 @@ function schemaVar(env: Env): string {
   return v;
 }
 
+function tenantKeyVar(env: Env): string {
+  const v = raw(env, 'TD_TENANT_KEY') ?? 'tenant';
+  if (v.length > 256) bad('TD_TENANT_KEY', v, 'at most 256 characters');
+  return v;
+}
+
+function instanceIdVar(env: Env): string {
+  const v = raw(env, 'TD_INSTANCE_ID') ?? `${hostname()}-${process.pid}`;
+  // The Kafka key of this replica's heartbeats and its name in `admin fleet`.
+  if (!/^[A-Za-z0-9._:@-]{1,200}$/.test(v)) bad('TD_INSTANCE_ID', v, 'use 1-200 characters of letters, digits and . _ : @ -');
+  return v;
+}
+
 /**
  * Reads and validates the configuration. Throws ConfigError naming the variable and the bad
  * value. The result is deeply frozen; print it with `describeConfig` (or JSON.stringify, which
@@ -300,6 +322,7 @@ export function loadConfig(env: Env = process.env): Config {
       heavyweight: topicVar(env, 'TD_TOPIC_HEAVYWEIGHT', CONFIG_DEFAULTS.topics.heavyweight),
       dlq: topicVar(env, 'TD_TOPIC_DLQ', CONFIG_DEFAULTS.topics.dlq),
       outcomes: topicVar(env, 'TD_TOPIC_OUTCOMES', CONFIG_DEFAULTS.topics.outcomes),
+      status: topicVar(env, 'TD_TOPIC_STATUS', CONFIG_DEFAULTS.topics.status),
     },
     exactlyOnce: boolVar(env, 'TD_EXACTLY_ONCE', false),
     // Stable across restarts of one instance, so a restart fences (and aborts) the transaction a
@@ -347,6 +370,9 @@ export function loadConfig(env: Env = process.env): Config {
     lagIntervalMs: intVar(env, 'TD_LAG_INTERVAL_MS', 5000, 100, 3_600_000),
     maxEventLoopDelayMs: intVar(env, 'TD_MAX_EVENT_LOOP_DELAY_MS', 5000, 10, 600_000),
     logLevel: level as LogLevel,
+    tenantKey: tenantKeyVar(env),
+    instanceId: instanceIdVar(env),
+    heartbeatMs: intVar(env, 'TD_HEARTBEAT_MS', 2000, 100, 600_000),
   };
   return freezeConfig(config);
 }

@@ -683,6 +683,7 @@ export class Processor extends EventEmitter {
             source_topic: topic,
             source_partition: partition,
             source_offset: msg.offset,
+            policy: d.policy,
           });
           m.decisions.inc({ route: d.use_lightweight ? 'lightweight' : 'heavyweight', reason: d.reason });
           k.decisions++;
