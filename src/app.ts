@@ -8,6 +8,7 @@
 // decides or logs it is ready. Shutdown runs the other way: stop consuming and drain (decisions
 // acknowledged, rows durable, offsets committed), then close the log, the pool and the rest.
 import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
 import type { Admin, Kafka } from 'kafkajs';
 import type pg from 'pg';
 import { decodesInWorkers, describeConfig, type Config } from './config.js';
@@ -37,6 +38,10 @@ import {
   type ThresholdsView,
 } from './control/target.js';
 import { startHttpServer, type HttpServer, type ReadinessReport } from './observe/http.js';
+import { FleetView } from './control/fleet-view.js';
+import type { FleetViewSnapshot } from './control/fleet-table.js';
+import type { ReplicaSample } from './observe/heartbeat.js';
+import { VERSION } from './version.js';
 import { createLogger, type Logger } from './observe/logger.js';
 import { createMetrics, setModelVersion, type Metrics } from './observe/metrics.js';
 import {
@@ -56,6 +61,17 @@ import { Processor, type DecisionLogPort, type ProcessorEvent, type ProcessorOpt
 import { FeedbackService, type FeedbackSettings } from './feedback/service.js';
 
 export type { Scorer } from './stream/breaker.js';
+
+/**
+ * What the fleet's desired-state store tells the heartbeat (each getter optional): the model
+ * version the replica decides with, the revision of the desired state it applied, and the last
+ * record it could not apply.
+ */
+export interface DesiredStateGetters {
+  modelVersion?: () => string;
+  policyRevision?: () => number;
+  lastApplyError?: () => string | undefined;
+}
 
 export interface AppOptions {
   config: Config;
@@ -127,6 +143,12 @@ export class App extends EventEmitter implements ControlTarget {
   /** FEEDBACK (issue 8). */
   #feedback: FeedbackService | undefined;
   #lagTimer: NodeJS.Timeout | undefined;
+  /** The fleet view: this replica's heartbeats, and every replica's from the status topic. */
+  #fleet: FleetView | undefined;
+  #fleetStarting: Promise<void> | undefined;
+  #desired: DesiredStateGetters = {};
+  /** Lag per partition of the requests topic, as last sampled. */
+  #lagByPartition = new Map<number, number>();
   #healthTimer: NodeJS.Timeout | undefined;
 
   #model: LoadedModel | undefined;
@@ -328,6 +350,66 @@ export class App extends EventEmitter implements ControlTarget {
     await this.#feedback.start();
     this.#lagTimer = setInterval(() => void this.#sampleLag(), c.lagIntervalMs);
     this.#lagTimer.unref();
+    this.#startFleetView();
+  }
+
+  /**
+   * Starts the fleet view in the background: it does not hold up readiness (a replica decides
+   * requests without it), and a failure to start it is logged, not fatal.
+   */
+  #startFleetView(): void {
+    const c = this.settings;
+    const host = c.grpcAddr.host.includes(':') ? `[${c.grpcAddr.host}]` : c.grpcAddr.host;
+    const fleet = (this.#fleet = new FleetView({
+      kafka: this.#kafka!,
+      admin: this.#admin!,
+      topic: c.topics.status,
+      groupId: c.groupId,
+      replicationFactor: c.replicationFactor,
+      identity: { instance: c.instanceId, host: hostname(), version: VERSION, startedAt: Date.now(), controlAddress: `${host}:${c.grpcAddr.port}` },
+      source: { sample: () => this.#replicaSample() },
+      heartbeatMs: c.heartbeatMs,
+      logger: this.logger,
+    }));
+    this.#fleetStarting = fleet.start().catch((err: unknown) => {
+      this.logger.warn('the fleet view could not start; GetFleet will not list the fleet', { err: errorMessage(err), topic: c.topics.status });
+    });
+  }
+
+  /** The heartbeat's sample of this replica. */
+  #replicaSample(): ReplicaSample {
+    const st = this.#processor?.status();
+    const k = this.#processor?.counters;
+    const r = this.#route;
+    const partitions = st?.assignment[this.settings.topics.requests] ?? [];
+    let lag: number | undefined;
+    if (this.#lag) {
+      lag = 0;
+      for (const p of partitions) lag += this.#lagByPartition.get(p) ?? 0;
+    }
+    const d = this.#desired;
+    return {
+      modelVersion: d.modelVersion?.() ?? this.#pool?.modelVersion ?? '',
+      policyRevision: d.policyRevision?.() ?? 0,
+      lastApplyError: d.lastApplyError?.(),
+      partitions: [...partitions],
+      requests: (k?.decided ?? 0) + r.requests,
+      decisions: (k?.decisions ?? 0) + r.decisions,
+      lightweight: (k?.lightweight ?? 0) + r.lightweight,
+      consumerLag: lag,
+      logBacklog: this.#log?.backlog() ?? 0,
+      breaker: this.#breaker?.state ?? 'closed',
+      ready: this.readiness().ready,
+    };
+  }
+
+  /**
+   * Where the heartbeat reads the model version, the desired-state revision and the last apply
+   * error from (the fleet's desired-state store); unset getters keep their defaults (the pool's
+   * model version, revision 0, no error).
+   */
+  useDesiredState(getters: DesiredStateGetters): void {
+    this.#desired = { ...getters };
   }
 
   /**
@@ -382,6 +464,7 @@ export class App extends EventEmitter implements ControlTarget {
         const start = c >= 0 ? c : Number(e.low);
         const lag = Math.max(0, Number(e.high) - start);
         total += lag;
+        this.#lagByPartition.set(e.partition, lag);
         this.metrics.consumerLag.set({ topic, partition: String(e.partition) }, lag);
       }
       this.#lag = { total, at: Date.now() };
@@ -407,6 +490,9 @@ export class App extends EventEmitter implements ControlTarget {
     this.#setHealth('NOT_SERVING');
     if (this.#lagTimer) clearInterval(this.#lagTimer);
     if (this.#healthTimer) clearInterval(this.#healthTimer);
+    // Leave the fleet first: a tombstone, so other replicas stop listing this one at once.
+    if (this.#fleetStarting) await Promise.race([this.#fleetStarting, new Promise((r) => setTimeout(r, 2000).unref())]);
+    await this.#fleet?.stop({ tombstone: true });
     let clean = true;
     if (this.#processor) clean = await this.#processor.stop(timeoutMs);
     await this.#feedback?.stop().catch((err: unknown) => this.logger.warn('outcome consumer stop failed', { err })); // FEEDBACK (issue 8)
@@ -660,6 +746,7 @@ export class App extends EventEmitter implements ControlTarget {
     this.#refreshStoreStats();
     if (this.#store) stats.store = { ...this.#store };
     if (this.#feedback) stats.feedback = this.#feedback.snapshot(); // FEEDBACK (issue 8)
+    if (this.#fleet) stats.fleet = this.#fleet.totals();
     return stats;
   }
 
@@ -711,6 +798,11 @@ export class App extends EventEmitter implements ControlTarget {
       .finally(() => {
         this.#storeRefreshing = false;
       });
+  }
+
+  /** Every replica of the fleet (GetFleet): any replica answers for all. */
+  fleet(opts: { includeStale: boolean }): FleetViewSnapshot {
+    return this.#require(this.#fleet, 'the fleet view').snapshot(opts.includeStale);
   }
 
   // ---- introspection for the CLI, tests and the demo ----------------------------------------

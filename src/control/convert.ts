@@ -15,6 +15,7 @@ import type {
   TotalsView,
 } from './target.js';
 import { feedbackStatsMsg } from '../feedback/stats.js';
+import { fleetTotalsMsg } from './fleet-status.js';
 
 type Msg = Record<string, unknown>;
 
@@ -209,6 +210,7 @@ export function statsMsg(s: ControlStats, ctx: StatsContext): Msg {
     };
   }
   if (s.feedback) msg.feedback = feedbackStatsMsg(s.feedback); // FEEDBACK (issue 8)
+  if (s.fleet) msg.fleet = fleetTotalsMsg(s.fleet);
   return msg;
 }
 

@@ -22,6 +22,7 @@ import type { Logger } from '../observe/logger.js';
 import { VERSION } from '../version.js';
 import { AdminAuth, type TokenSource } from './auth.js';
 import { breakerMsg, configMsg, ratesBetween, reloadMsg, statsMsg, thresholdsMsg } from './convert.js';
+import { fleetMsg } from './fleet-status.js';
 import { serviceError, statusName, toServiceError } from './errors.js';
 import { CONTROL_SERVICE, controlPackageDefinition } from './proto.js';
 import { ControlError, type ControlStats, type ControlTarget, type HealthStatus, type ModelSource, type ThresholdsUpdate, type TotalsView } from './target.js';
@@ -315,6 +316,10 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
       return thresholdsMsg(t);
     }),
     Route: unary('Route', false, async (req: RoutingRequest) => (await target.route(req)) as unknown as Msg),
+    GetFleet: unary('GetFleet', false, (req: { include_stale?: boolean }) => {
+      if (!target.fleet) throw new ControlError('failed_precondition', `a ${target.mode} deployment has no fleet view (it needs Kafka: run serve)`);
+      return fleetMsg(target.fleet({ includeStale: req.include_stale === true }));
+    }),
   };
   server.addService(pkg[CONTROL_SERVICE] as ServiceDefinition, impl);
   health.addToServer(server);

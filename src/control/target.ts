@@ -12,6 +12,7 @@
 import { TinyDancerError } from '../errors.js';
 import type { RoutingRequest, RoutingResponse } from '../engine/types.js';
 import type { FeedbackSnapshot } from '../feedback/service.js';
+import type { FleetTotalsView, FleetViewSnapshot } from './fleet-table.js';
 
 export type HealthStatus = 'SERVING' | 'NOT_SERVING';
 
@@ -159,6 +160,8 @@ export interface ControlStats {
   store?: StoreAggregatesView;
   /** FEEDBACK (issue 8): live calibration monitoring from outcomes; absent when the loop is off. */
   feedback?: FeedbackSnapshot;
+  /** Sums over the fleet's live replicas (the status topic); absent in a route-only deployment. */
+  fleet?: FleetTotalsView;
 }
 
 export interface ConfigSnapshot {
@@ -209,6 +212,8 @@ export interface ControlTarget {
   health(): HealthStatus;
   /** Calls `listener` on every change of health(); returns the unsubscribe function. */
   onHealthChange(listener: (status: HealthStatus) => void): () => void;
+  /** Every replica of the fleet, from the status topic; absent in a route-only deployment. */
+  fleet?(opts: { includeStale: boolean }): FleetViewSnapshot;
 }
 
 /** The gRPC-mappable failure kinds a target may throw. */
