@@ -37,7 +37,9 @@ import { InvalidInputError, errorMessage, oneLine } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { ScoreResult, ScoreTask, ScoringBreaker } from './breaker.js';
-import { DecodeError, decodeRequest, encodingOf, getHeader, type Encoding, type Headers } from './codec.js';
+import { decodeRequest } from '../wire/decode-request.js';
+import { DecodeError } from '../wire/errors.js';
+import { encodingOf, getHeader, type Encoding, type Headers } from '../wire/headers.js';
 import { dlqMessage } from './dlq.js';
 import { DECISION_PRODUCER } from './kafka.js';
 import { DECISION_HEADERS, decisionMessages } from './producer.js';
@@ -45,8 +47,7 @@ import { OffsetTracker, type TrackedChunk } from './offsets.js';
 import { MessageLists, ROUTE, RecordPacker, unpackRecords, type RouteTopics } from './records.js';
 import { ProducerThread, type ProducerThreadOptions } from './send/thread.js';
 import { Semaphore } from './semaphore.js';
-import { decisionFeatures } from '../feedback/features.js';
-import { FEATURE_COUNT } from '../engine/features.js';
+import { FEATURE_COUNT, decisionFeatures } from '../engine/features.js';
 
 /** One decision as the log stores it: the decision plus where its request came from. */
 export interface LoggedDecision extends RoutingDecision {

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { formatFleet, partitionRanges } from '../../../src/cli/commands/admin-fleet.js';
 import { decodeReplicaStatus, encodeReplicaStatus, fleetMsg } from '../../../src/control/fleet-status.js';
 import { FleetTable, isStale, type ReplicaStatus } from '../../../src/control/fleet-table.js';
-import { loadSchema } from '../../../src/stream/codec.js';
+import { loadSchema } from '../../../src/wire/index.js';
 import { Heartbeat, type ReplicaSample } from '../../../src/observe/heartbeat.js';
 import { silentLogger } from '../../../src/observe/logger.js';
 import type { FleetMessage } from '../../../src/control/client.js';

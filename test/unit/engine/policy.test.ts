@@ -8,7 +8,7 @@ import { GLOBAL_POLICY, PolicyTable, tenantPolicyLabel } from '../../../src/engi
 import { RouterPool } from '../../../src/engine/pool/pool.js';
 import { Router } from '../../../src/engine/router.js';
 import type { RoutingRequest, RoutingResponse } from '../../../src/engine/types.js';
-import { encodeRequest } from '../../../src/stream/codec.js';
+import { encodeRequest } from '../../../src/wire/index.js';
 
 const NOW = 1_700_000_000;
 const features = { nowSeconds: NOW };
