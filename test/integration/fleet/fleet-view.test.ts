@@ -1,8 +1,9 @@
 // The fleet view on the real broker: three `serve` processes (bin/tiny-dancer.js from dist/, so
 // run `npm run build` first) in one group, with a status topic of their own. Each answers
 // GetFleet for all three; a SIGKILLed one (no tombstone) drops out after three missed heartbeats;
-// a SIGTERMed one leaves at once (its tombstone). The status topic is read back with kcat, a
-// client not written here: compacted, keyed by instance, the tombstone an empty value.
+// a SIGTERMed one leaves at once (its tombstone). The status topic is read back with a
+// client not written here (librdkafka's Python client): keyed by instance, protobuf values,
+// the tombstone a null value.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -93,27 +94,37 @@ function adminFleet(r: Replica, ...args: string[]): { status: number | null; jso
   return { status: res.status, json, stdout: res.stdout, stderr: res.stderr };
 }
 
-/** The status topic as kcat reads it: key → last value (null for a tombstone). */
-function kcatStatus(): Map<string, Buffer | null> {
-  const res = spawnSync('kcat', ['-C', '-b', kafkaBrokers().join(','), '-t', statusTopic, '-e', '-f', '%k\t%S\t%o\n'], { encoding: 'buffer', timeout: 30_000 });
-  if (res.status !== 0) throw new Error(`kcat failed: ${res.stderr.toString()}`);
-  if (process.env.TD_TEST_LOGS === '1') process.stderr.write(`kcat: ${res.stdout.toString('utf8')}\n${res.stderr.toString('utf8')}\n`);
-  const last = new Map<string, { size: number; offset: number }>();
-  for (const line of res.stdout.toString('utf8').split('\n')) {
-    if (!line) continue;
-    const [k, size, offset] = line.split('\t');
-    last.set(k!, { size: Number(size), offset: Number(offset) });
-  }
-  const out = new Map<string, Buffer | null>();
-  for (const [k, v] of last) {
-    if (v.size <= 0) {
-      out.set(k, null);
-      continue;
-    }
-    const one = spawnSync('kcat', ['-C', '-b', kafkaBrokers().join(','), '-t', statusTopic, '-o', String(v.offset), '-c', '1', '-e', '-q', '-f', '%s'], { encoding: 'buffer', timeout: 30_000 });
-    out.set(k, one.stdout);
-  }
-  return out;
+// librdkafka's Python client reads the status topic from its beginning to its end (assigned,
+// no group): the last value per key, hex, or null for a tombstone.
+const READ_STATUS_PY = `
+import json, sys
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+brokers, topic = sys.argv[1], sys.argv[2]
+c = Consumer({'bootstrap.servers': brokers, 'group.id': 'unused', 'enable.auto.commit': False, 'enable.partition.eof': True})
+lo, hi = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+c.assign([TopicPartition(topic, 0, lo)])
+last = {}
+while hi > lo:
+    m = c.poll(10)
+    if m is None:
+        sys.exit('no record within 10 s')
+    if m.error():
+        if m.error().code() == KafkaError._PARTITION_EOF and m.offset() >= hi:
+            break
+        continue
+    last[m.key().decode()] = None if m.value() is None else m.value().hex()
+    if m.offset() >= hi - 1:
+        break
+c.close()
+print(json.dumps(last))
+`;
+
+/** The status topic as another client reads it: key → last value (null for a tombstone). */
+function statusOnTopic(): Map<string, Buffer | null> {
+  const res = spawnSync('/usr/bin/python3', ['-c', READ_STATUS_PY, kafkaBrokers().join(','), statusTopic], { encoding: 'utf8', timeout: 60_000 });
+  if (res.status !== 0) throw new Error(`the Python reader failed: ${res.stderr}`);
+  const last = JSON.parse(res.stdout) as Record<string, string | null>;
+  return new Map(Object.entries(last).map(([k, v]) => [k, v === null ? null : Buffer.from(v, 'hex')]));
 }
 
 describe('the fleet view across three serve processes', () => {
@@ -163,9 +174,9 @@ describe('the fleet view across three serve processes', () => {
     // The status topic as another client sees it: one heartbeat per instance, protobuf ReplicaStatus.
     let onTopic = new Map<string, Buffer | null>();
     await waitFor(() => {
-      onTopic = kcatStatus();
+      onTopic = statusOnTopic();
       return ['fleet-a', 'fleet-b', 'fleet-c'].every((id) => (onTopic.get(id)?.length ?? 0) > 0);
-    }, 30_000, 'kcat reads a heartbeat of each instance');
+    }, 30_000, 'a heartbeat of each instance on the topic');
     for (const id of ['fleet-a', 'fleet-b', 'fleet-c']) {
       const v = onTopic.get(id);
       expect(v, `${id} among ${JSON.stringify([...onTopic.keys()])}`).toBeTruthy();
@@ -190,7 +201,7 @@ describe('the fleet view across three serve processes', () => {
     expect(await b.exited).toEqual({ code: 0, signal: null });
     // Gone altogether, not merely stale: even the list with stale replicas no longer has it.
     await waitFor(async () => !(await clients[0]!.getFleet(true)).replicas.some((r) => r.status!.instance === 'fleet-b'), 10_000, 'the tombstone read');
-    await waitFor(() => kcatStatus().get('fleet-b') === null, 15_000, 'a tombstone for fleet-b on the topic');
+    await waitFor(() => statusOnTopic().get('fleet-b') === null, 15_000, 'a tombstone for fleet-b on the topic');
     expect(live(await clients[0]!.getFleet())).toEqual(['fleet-a']);
   });
 });
