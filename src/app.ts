@@ -56,6 +56,9 @@ import {
 import { ScoringBreaker, type Scorer } from './stream/breaker.js';
 import { createKafka, ensureTopics } from './stream/kafka.js';
 import { decisionLogPort } from './stream/log-port.js';
+import { isRetriableKafkaError } from './stream/kafka-errors.js';
+import { StartupPatience } from './startup.js';
+import { classifyPgError } from './store/errors.js';
 import { Processor, type DecisionLogPort, type ProcessorEvent, type ProcessorOptions } from './stream/processor.js';
 // FEEDBACK (issue 8): outcomes consumer, calibration monitor, model registry.
 import { FeedbackService, type FeedbackSettings } from './feedback/service.js';
@@ -103,7 +106,9 @@ export type AppEvent =
   | { type: 'breaker'; state: 'closed' | 'half_open' | 'open' }
   | { type: 'model'; version: string; previousVersion: string }
   | { type: 'health'; status: HealthStatus }
-  | { type: 'stopped'; clean: boolean };
+  | { type: 'stopped'; clean: boolean }
+  /** The service cannot go on (the consumer stopped for good); the process should exit 1. */
+  | { type: 'fatal'; reason: string };
 
 /** Starts (or finds) the local development broker: `up()` of scripts/kafka.mjs. */
 export async function startLocalBroker(): Promise<{ brokers: string; started: boolean }> {
@@ -150,6 +155,11 @@ export class App extends EventEmitter implements ControlTarget {
   /** Lag per partition of the requests topic, as last sampled. */
   #lagByPartition = new Map<number, number>();
   #healthTimer: NodeJS.Timeout | undefined;
+  /** Waits for Postgres and the broker at start; aborted by a stop during start-up. */
+  readonly #startupAbort = new AbortController();
+  #patience: StartupPatience | undefined;
+  /** Why the service cannot go on, once it cannot (start-up stops at the next step). */
+  #fatal: string | undefined;
 
   #model: LoadedModel | undefined;
   #modelView: ModelView | undefined;
@@ -191,10 +201,11 @@ export class App extends EventEmitter implements ControlTarget {
     if (this.#started) throw new Error('App.start() called twice');
     this.#started = true;
     const t0 = Date.now();
+    this.#patience = new StartupPatience({ timeoutMs: this.settings.startupTimeoutMs, logger: this.logger, signal: this.#startupAbort.signal });
     try {
       await this.#startParts();
     } catch (err) {
-      await this.#shutdown(1000).catch(() => {});
+      await this.stop({ timeoutMs: 1000 }).catch(() => {});
       throw err;
     }
     this.#startedAt = Date.now();
@@ -247,7 +258,13 @@ export class App extends EventEmitter implements ControlTarget {
       ...(this.#opts.defaultDatabaseUrl ? { defaultUrl: this.#opts.defaultDatabaseUrl } : {}),
     });
     this.#pg = createPool({ url: this.#db.url, max: c.logConcurrency + 2, log, applicationName: 'tiny-dancer serve' });
-    const migrated = await migrate(this.#pg, { schema: c.dbSchema, log });
+    const pgPool = this.#pg;
+    const migrated = await this.#patience!.until(
+      'postgres',
+      `Postgres at ${redactUrl(this.#db.url)}`,
+      () => migrate(pgPool, { schema: c.dbSchema, log }),
+      (err) => classifyPgError(err) === 'retriable',
+    );
     log.info('decision log ready', {
       database: redactUrl(this.#db.url),
       embedded: this.#db.embedded,
@@ -311,6 +328,7 @@ export class App extends EventEmitter implements ControlTarget {
     this.#checkNotStopped();
     // Kafka last: nothing is consumed before the parts that decide and log are up.
     this.#kafka = createKafka(c, log);
+    await this.#waitForBroker();
     this.#admin = this.#kafka.admin();
     await this.#admin.connect();
     await ensureTopics(this.#admin, c, log);
@@ -331,8 +349,18 @@ export class App extends EventEmitter implements ControlTarget {
     this.#processor.on('event', (e: ProcessorEvent) => {
       this.#emitEvent(e);
       this.#refreshHealth();
+      // kafkajs does not restart its consumer after a non-retriable error: without this the
+      // process would live on, never ready, consuming nothing. Exiting lets a supervisor start
+      // a fresh one, and the uncommitted records are redelivered to it.
+      if (e.type === 'crashed' && !e.restart && !this.#draining) {
+        const reason = `the Kafka consumer stopped and will not restart: ${e.error}`;
+        this.#fatal ??= reason;
+        log.error(`${reason}; stopping so the process can be restarted`);
+        this.#emitEvent({ type: 'fatal', reason });
+      }
     });
     await this.#processor.start();
+    this.#checkNotStopped();
     // FEEDBACK (issue 8): the outcomes topic in its own group, the calibration monitor (metrics
     // on this registry, a section of GetStats) and the registry's record of the serving model.
     this.#feedback = new FeedbackService({
@@ -413,6 +441,29 @@ export class App extends EventEmitter implements ControlTarget {
   }
 
   /**
+   * Start-up's patience with the broker: a client with no retries of its own and no logs asks
+   * for the cluster's metadata until it answers, so the wait is one backoff and one log line per
+   * window (kafkajs would log every failed connection).
+   */
+  async #waitForBroker(): Promise<void> {
+    const c = this.settings;
+    await this.#patience!.until(
+      'kafka',
+      `the Kafka broker at ${c.brokers.join(',')}`,
+      async () => {
+        const probe = createKafka(c, this.logger, { logLevel: 0 /* NOTHING */, retry: { retries: 0 } }).admin();
+        try {
+          await probe.connect();
+          await probe.listTopics();
+        } finally {
+          await probe.disconnect().catch(() => {});
+        }
+      },
+      isRetriableKafkaError,
+    );
+  }
+
+  /**
    * The model `serve` starts with: TD_MODEL_PATH when it is set (explicit configuration wins);
    * otherwise the registry's active version — what `retrain --promote` or `admin rollback` last
    * made current, so a restart does not silently go back to the packaged model — read from its
@@ -445,6 +496,7 @@ export class App extends EventEmitter implements ControlTarget {
   }
 
   #checkNotStopped(): void {
+    if (this.#fatal !== undefined) throw new ControlError('unavailable', this.#fatal);
     if (this.#draining) throw new ControlError('aborted', 'stopped during start-up');
   }
 
@@ -487,6 +539,7 @@ export class App extends EventEmitter implements ControlTarget {
     const started = Date.now();
     const left = () => Math.max(500, timeoutMs - (Date.now() - started));
     this.#draining = true;
+    this.#startupAbort.abort();
     this.#setHealth('NOT_SERVING');
     if (this.#lagTimer) clearInterval(this.#lagTimer);
     if (this.#healthTimer) clearInterval(this.#healthTimer);
@@ -494,7 +547,13 @@ export class App extends EventEmitter implements ControlTarget {
     if (this.#fleetStarting) await Promise.race([this.#fleetStarting, new Promise((r) => setTimeout(r, 2000).unref())]);
     await this.#fleet?.stop({ tombstone: true });
     let clean = true;
-    if (this.#processor) clean = await this.#processor.stop(timeoutMs);
+    // A consumer kafkajs gave up on cannot be stopped cleanly; the rest must still close.
+    if (this.#processor) {
+      clean = await this.#processor.stop(timeoutMs).catch((err: unknown) => {
+        this.logger.warn('stream processor stop failed', { err });
+        return false;
+      });
+    }
     await this.#feedback?.stop().catch((err: unknown) => this.logger.warn('outcome consumer stop failed', { err })); // FEEDBACK (issue 8)
     if (this.#log) {
       const r = await this.#log.close({ timeout: left() }).catch((err: unknown) => {
@@ -525,6 +584,7 @@ export class App extends EventEmitter implements ControlTarget {
     if (!this.#log || !this.#logPort) checks.decisionLog = 'not started';
     else checks.decisionLog = this.#logPort.underPressure() ? `full: backlog ${this.#log.backlog()} of at most ${this.#log.maxBuffered} rows` : true;
     if (this.#draining) checks.draining = 'draining';
+    Object.assign(checks, this.#patience?.checks());
     return { ready: Object.values(checks).every((v) => v === true), checks };
   }
 

@@ -125,6 +125,8 @@ export interface Config {
   sessionTimeoutMs: number;
   /** SIGTERM: stop fetching, finish in-flight work and commit within this time, then exit. */
   drainTimeoutMs: number;
+  /** How long start-up waits for Postgres and the broker to answer; 0 waits forever. */
+  startupTimeoutMs: number;
   /** Consumer lag is sampled this often. */
   lagIntervalMs: number;
   /** /healthz fails when the event loop was blocked longer than this. */
@@ -365,6 +367,7 @@ export function loadConfig(env: Env = process.env): Config {
     logFlushIntervalMs: intVar(env, 'TD_LOG_FLUSH_MS', 20, 1, 60_000),
     logConcurrency: intVar(env, 'TD_LOG_CONCURRENCY', 2, 1, 64),
     drainTimeoutMs: intVar(env, 'TD_DRAIN_TIMEOUT_MS', 15_000, 100, 600_000),
+    startupTimeoutMs: intVar(env, 'TD_STARTUP_TIMEOUT_MS', 300_000, 0, 86_400_000),
     // Kafka's brokers accept 6 s .. 5 min by default (group.min/max.session.timeout.ms).
     sessionTimeoutMs: intVar(env, 'TD_SESSION_TIMEOUT_MS', 30_000, 6000, 300_000),
     lagIntervalMs: intVar(env, 'TD_LAG_INTERVAL_MS', 5000, 100, 3_600_000),
