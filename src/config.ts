@@ -5,7 +5,7 @@
 // Secrets: TD_ADMIN_TOKEN is wrapped in a Secret whose JSON/inspect/string forms are
 // "[redacted]", and the password of DATABASE_URL is masked whenever the config is printed, so a
 // config dump in a log line or a gRPC GetConfig cannot leak them.
-import { availableParallelism } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { inspect } from 'node:util';
 import { ConfigError } from './errors.js';
 import { loadKafkaSecurity, loadPgTls, type KafkaSecurity, type PgTlsSettings } from './config-security.js';
@@ -61,6 +61,8 @@ export interface TopicsConfig {
   outcomes: string;
   /** The fleet's desired state (compacted, one partition). */
   control: string;
+  /** Replica heartbeats (compacted, keyed by instance id): the fleet view. */
+  status: string;
 }
 
 export interface Config {
@@ -144,6 +146,12 @@ export interface Config {
   /** /healthz fails when the event loop was blocked longer than this. */
   maxEventLoopDelayMs: number;
   logLevel: LogLevel;
+  /** The request metadata key naming the tenant whose policy decides it (TD_TENANT_KEY). */
+  tenantKey: string;
+  /** This replica's name in the fleet view (TD_INSTANCE_ID; default host-pid). */
+  instanceId: string;
+  /** A heartbeat on the status topic this often (TD_HEARTBEAT_MS); stale after 3 missed. */
+  heartbeatMs: number;
 }
 
 export const CONFIG_DEFAULTS = Object.freeze({
@@ -155,6 +163,7 @@ export const CONFIG_DEFAULTS = Object.freeze({
     dlq: 'routing.dlq',
     outcomes: 'routing.outcomes',
     control: 'routing.control',
+    status: 'routing.status',
   }),
   groupId: 'tiny-dancer',
   databaseUrl: 'postgres://postgres@127.0.0.1:5432/postgres',
@@ -277,6 +286,19 @@ function schemaVar(env: Env): string {
   return v;
 }
 
+function tenantKeyVar(env: Env): string {
+  const v = raw(env, 'TD_TENANT_KEY') ?? 'tenant';
+  if (v.length > 256) bad('TD_TENANT_KEY', v, 'at most 256 characters');
+  return v;
+}
+
+function instanceIdVar(env: Env): string {
+  const v = raw(env, 'TD_INSTANCE_ID') ?? `${hostname()}-${process.pid}`;
+  // The Kafka key of this replica's heartbeats and its name in `admin fleet`.
+  if (!/^[A-Za-z0-9._:@-]{1,200}$/.test(v)) bad('TD_INSTANCE_ID', v, 'use 1-200 characters of letters, digits and . _ : @ -');
+  return v;
+}
+
 /**
  * Reads and validates the configuration. Throws ConfigError naming the variable and the bad
  * value. The result is deeply frozen; print it with `describeConfig` (or JSON.stringify, which
@@ -340,6 +362,7 @@ export function loadConfig(env: Env = process.env): Config {
       dlq: topicVar(env, 'TD_TOPIC_DLQ', CONFIG_DEFAULTS.topics.dlq),
       outcomes: topicVar(env, 'TD_TOPIC_OUTCOMES', CONFIG_DEFAULTS.topics.outcomes),
       control: topicVar(env, 'TD_TOPIC_CONTROL', CONFIG_DEFAULTS.topics.control),
+      status: topicVar(env, 'TD_TOPIC_STATUS', CONFIG_DEFAULTS.topics.status),
     },
     exactlyOnce: boolVar(env, 'TD_EXACTLY_ONCE', false),
     // The prefix of the per-partition transactional ids (`<prefix>-<topic>-<partition>`): the
@@ -390,6 +413,9 @@ export function loadConfig(env: Env = process.env): Config {
     lagIntervalMs: intVar(env, 'TD_LAG_INTERVAL_MS', 5000, 100, 3_600_000),
     maxEventLoopDelayMs: intVar(env, 'TD_MAX_EVENT_LOOP_DELAY_MS', 5000, 10, 600_000),
     logLevel: level as LogLevel,
+    tenantKey: tenantKeyVar(env),
+    instanceId: instanceIdVar(env),
+    heartbeatMs: intVar(env, 'TD_HEARTBEAT_MS', 2000, 100, 600_000),
   };
   return freezeConfig(config);
 }

@@ -163,6 +163,7 @@ function requestRows(topic: string, partition: number, o: Extract<Outcome, { ok:
       source_topic: topic,
       source_partition: partition,
       source_offset: o.message.offset,
+      policy: d.policy,
     });
     observer.decision?.(d);
   }

@@ -25,7 +25,11 @@ describe('loadConfig', () => {
       dlq: 'routing.dlq',
       outcomes: 'routing.outcomes',
       control: 'routing.control',
+      status: 'routing.status',
     });
+    expect(c.tenantKey).toBe('tenant');
+    expect(c.heartbeatMs).toBe(2000);
+    expect(c.instanceId).toMatch(new RegExp(`-${process.pid}$`));
     expect(c.exactlyOnce).toBe(false);
     expect(c.groupId).toBe('tiny-dancer');
     expect(c.databaseUrl).toBe('postgres://postgres@127.0.0.1:5432/postgres');
@@ -117,6 +121,10 @@ describe('loadConfig', () => {
     expect(configError({ TD_CONFIDENCE_THRESHOLD: '1.5' }).message).toMatch(/^TD_CONFIDENCE_THRESHOLD="1.5".*\[0, 1\]/);
     expect(configError({ TD_LOG_LEVEL: 'loud' }).message).toMatch(/^TD_LOG_LEVEL="loud"/);
     expect(configError({ TD_BREAKER_ERROR_PERCENT: '0' }).message).toMatch(/^TD_BREAKER_ERROR_PERCENT="0"/);
+    expect(configError({ TD_HEARTBEAT_MS: '50' }).message).toMatch(/^TD_HEARTBEAT_MS="50" is invalid: expected a whole number in \[100, 600000\]/);
+    expect(configError({ TD_INSTANCE_ID: 'a b' }).message).toMatch(/^TD_INSTANCE_ID="a b" is invalid/);
+    expect(configError({ TD_TOPIC_STATUS: 'a/b' }).message).toMatch(/^TD_TOPIC_STATUS="a\/b" is invalid/);
+    expect(loadConfig({ TD_TENANT_KEY: 'customer', TD_INSTANCE_ID: 'pod-0', TD_HEARTBEAT_MS: '500' })).toMatchObject({ tenantKey: 'customer', instanceId: 'pod-0', heartbeatMs: 500 });
   });
 
   it('never echoes secrets in its errors', () => {
