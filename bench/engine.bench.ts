@@ -27,7 +27,7 @@ import { RouterPool } from '../src/engine/pool/pool.js';
 import { Router } from '../src/engine/router.js';
 import { cosineBatchSimd } from '../src/engine/simd/cosine.js';
 import { scoreRowsSimd } from '../src/engine/simd/fastgrnn-simd.js';
-import type { RoutingRequest } from '../src/engine/types.js';
+import type { RoutingRequest } from '../src/wire/types.js';
 import { validateRequest } from '../src/engine/validate.js';
 import { Rng } from '../src/train/rng.js';
 

@@ -34,7 +34,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Admin, Kafka } from 'kafkajs';
 import pg from 'pg';
-import type { RoutingRequest } from '../src/engine/types.js';
+import type { RoutingRequest } from '../src/wire/types.js';
 import { CONTENT_TYPES, encodeRequest, type Encoding } from '../src/wire/index.js';
 import { Rng } from '../src/train/rng.js';
 

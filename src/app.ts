@@ -17,7 +17,7 @@ import { decodesInWorkers, describeConfig, type Config } from './config.js';
 import { DEFAULT_THRESHOLDS } from './engine/decide.js';
 import { RouterPool } from './engine/pool/pool.js';
 import { PolicyTable, type TenantPolicies } from './engine/policy.js';
-import type { RoutingRequest, RoutingResponse } from './engine/types.js';
+import type { RoutingRequest, RoutingResponse } from './wire/types.js';
 import { errorMessage, oneLine } from './errors.js';
 import { ControlTopic } from './control/control-topic.js';
 import { ControlCore, type RoutingPool } from './control/core.js';

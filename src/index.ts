@@ -22,7 +22,7 @@ export {
   type RoutingDecision,
   type RoutingRequest,
   type RoutingResponse,
-} from './engine/types.js';
+} from './wire/types.js';
 export { TinyDancerError, InvalidInputError, UsageError, ModelError, ConfigError } from './errors.js';
 export { WorkerCrashedError, PoolSaturatedError, PoolClosedError } from './engine/pool/errors.js';
 export { VERSION } from './version.js';

@@ -3,7 +3,7 @@
 // it as the one line an operator needs.
 import { Metadata, status as GrpcStatus, type Client, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { TinyDancerError } from '../errors.js';
-import type { RoutingRequest, RoutingResponse } from '../engine/types.js';
+import type { RoutingRequest, RoutingResponse } from '../wire/types.js';
 import { statusName } from './errors.js';
 import type { FleetMessage, FleetTotalsMessage } from './fleet-status.js';
 import { controlClientConstructor, healthClientConstructor } from './proto.js';

@@ -12,7 +12,7 @@ import { InvalidInputError, errorMessage } from '../errors.js';
 import type { BreakerConfig } from '../config.js';
 import { DEFAULT_THRESHOLDS } from '../engine/decide.js';
 import type { LoadedModel } from '../engine/model.js';
-import type { RoutingRequest, RoutingResponse } from '../engine/types.js';
+import type { RoutingRequest, RoutingResponse } from '../wire/types.js';
 import { validateRequest, type ValidatedRequest } from '../engine/validate.js';
 import { silentLogger, type Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';

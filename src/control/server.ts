@@ -17,7 +17,7 @@ import {
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import { ConfigError, errorMessage, oneLine } from '../errors.js';
-import type { RoutingRequest } from '../engine/types.js';
+import type { RoutingRequest } from '../wire/types.js';
 import type { Logger } from '../observe/logger.js';
 import { VERSION } from '../version.js';
 import { AdminAuth, type TokenSource } from './auth.js';

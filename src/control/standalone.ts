@@ -10,7 +10,7 @@
 // `serve --control-only` calls it.
 import { defaultModelPath, type LoadedModel } from '../engine/model.js';
 import { RouterPool } from '../engine/pool/pool.js';
-import type { RoutingRequest, RoutingResponse } from '../engine/types.js';
+import type { RoutingRequest, RoutingResponse } from '../wire/types.js';
 import type { Logger } from '../observe/logger.js';
 import type { TokenSource } from './auth.js';
 import { ControlCore, DEFAULT_BREAKER_CONFIG, type RoutingPool } from './core.js';

@@ -10,7 +10,7 @@
 // of proto/tiny_dancer/v1/control.proto (./convert.ts), so implementers never see proto types.
 // Times are Unix milliseconds, latencies microseconds.
 import { TinyDancerError } from '../errors.js';
-import type { RoutingRequest, RoutingResponse } from '../engine/types.js';
+import type { RoutingRequest, RoutingResponse } from '../wire/types.js';
 import type { FeedbackSnapshot } from '../feedback/service.js';
 import type { CostFigures } from '../observe/cost.js';
 import type { FleetTotalsView, FleetViewSnapshot } from './fleet-table.js';

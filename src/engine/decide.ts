@@ -9,7 +9,7 @@
 //   4. otherwise                   → lightweight, 'model'
 // So lightweight requires confidence ≥ threshold AND uncertainty ≤ max_uncertainty AND the set
 // being exactly {lightweight}. ('breaker_open' is set by the stream layer, not here.)
-import type { DecisionReason } from './types.js';
+import type { DecisionReason } from '../wire/types.js';
 import { SET_HEAVY, SET_LIGHT, type PredictionSetMask } from './conformal.js';
 
 export interface Thresholds {

@@ -12,7 +12,7 @@ import { DEFAULT_THRESHOLDS, decide, type Decision, type Thresholds } from './de
 import { PolicyTable } from './policy.js';
 import { FEATURE_COUNT, FEATURE_NAMES, extractFeatures, resolveFeatureConfig, type FeatureConfig } from './features.js';
 import { defaultModelPath, loadModelFile, scoreBatch, type LoadedModel } from './model.js';
-import type { RoutingDecision, RoutingRequest, RoutingResponse } from './types.js';
+import type { RoutingDecision, RoutingRequest, RoutingResponse } from '../wire/types.js';
 import { validateRequest, type ValidatedRequest } from './validate.js';
 import { scoreRowsSimd } from './simd/fastgrnn-simd.js';
 import { StagedArrays } from './simd/staging.js';

@@ -12,7 +12,7 @@
 // as absent, as in the proto3 JSON mapping. int64/uint64 fields also accept decimal strings and
 // bigints, because the proto3 JSON mapping writes 64-bit integers as strings.
 import { InvalidInputError } from '../errors.js';
-import { LIMITS } from './types.js';
+import { LIMITS } from '../wire/types.js';
 import { firstNonFinite, simdAvailable } from './simd/cosine.js';
 
 export interface ValidatedRequest {

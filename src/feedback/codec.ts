@@ -9,8 +9,8 @@ import type protobuf from 'protobufjs';
 import { DecodeError } from '../wire/errors.js';
 import type { Encoding } from '../wire/headers.js';
 import { loadSchema } from '../wire/schema.js';
-import type { Outcome } from '../engine/types.js';
-import { LIMITS } from '../engine/types.js';
+import type { Outcome } from '../wire/types.js';
+import { LIMITS } from '../wire/types.js';
 
 /** An outcome is a few hundred bytes; anything far larger is not one (and is not parsed). */
 export const DEFAULT_MAX_OUTCOME_BYTES = 64 * 1024;

@@ -13,7 +13,7 @@
 // `joinRetryMs`); after `joinMaxAgeMs`, or when the set is full, it leaves the live monitor
 // (counted as `unjoined`) — it stays in Postgres, and retrain joins it later.
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Message, Producer, ProducerConfig } from 'kafkajs';
-import type { Outcome } from '../engine/types.js';
+import type { Outcome } from '../wire/types.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import { backoffDelay, sleep } from '../store/backoff.js';

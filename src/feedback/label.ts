@@ -3,7 +3,7 @@
 // training and monitoring only when it says whether the lightweight model sufficed. This module
 // is the single definition of that label; the monitor, the training-set builder and the tests
 // all call `outcomeLabel`.
-import type { Outcome } from '../engine/types.js';
+import type { Outcome } from '../wire/types.js';
 
 export type ServedBy = 'lightweight' | 'heavyweight';
 

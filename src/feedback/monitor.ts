@@ -15,7 +15,7 @@
 // not flap and flood the log).
 import { DEFAULT_LABEL_OPTIONS, outcomeLabel, type LabelOptions, type ServedBy } from './label.js';
 import { predictionSet, SET_HEAVY, SET_LIGHT } from '../engine/conformal.js';
-import type { DecisionReason, Outcome } from '../engine/types.js';
+import type { DecisionReason, Outcome } from '../wire/types.js';
 
 export interface Calibration {
   /** Miscoverage level the model was calibrated for: target coverage is 1 − alpha. */

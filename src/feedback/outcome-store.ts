@@ -3,7 +3,7 @@
 // candidate_id) and the FIRST one stored wins; a redelivered or repeated outcome inserts nothing
 // and is reported as a duplicate, so the live monitor never counts it twice either.
 import type pg from 'pg';
-import type { DecisionReason, Outcome } from '../engine/types.js';
+import type { DecisionReason, Outcome } from '../wire/types.js';
 import { quoteSchema, type Queryable } from '../store/pg.js';
 
 /** The decision fields the monitor and the training-set builder need. */

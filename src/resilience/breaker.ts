@@ -6,7 +6,7 @@
 import CircuitBreaker from 'opossum';
 import type { BreakerConfig } from '../config.js';
 import { EMPTY_METADATA, type ValidatedRequest } from '../engine/validate.js';
-import type { RoutingDecision, RoutingResponse } from '../engine/types.js';
+import type { RoutingDecision, RoutingResponse } from '../wire/types.js';
 import { InvalidInputError, errorMessage } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import { BREAKER_STATE_VALUE, type BreakerStateName, type Metrics } from '../observe/metrics.js';

@@ -47,7 +47,7 @@ import {
 import { quoteSchema, withClient } from './pg.js';
 
 /**
- * One row of the log. A RoutingDecision (src/engine/types.ts) is a DecisionRow as it is; the
+ * One row of the log. A RoutingDecision (src/wire/types.ts) is a DecisionRow as it is; the
  * optional fields add what the stream knows about where and when it was decided.
  */
 export interface DecisionRow {

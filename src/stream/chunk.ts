@@ -6,7 +6,7 @@
 //
 // Each request's records are added through one function, requestRecords, so a stage that adds
 // records or headers per request (a responses topic, trace context) has one place to do it.
-import type { RoutingDecision } from '../engine/types.js';
+import type { RoutingDecision } from '../wire/types.js';
 import { FEATURE_COUNT, decisionFeatures } from '../engine/features.js';
 import type { ValidatedRequest } from '../engine/validate.js';
 import { InvalidInputError, errorMessage, oneLine } from '../errors.js';

@@ -39,7 +39,7 @@ import { AtLeastOnceSink } from './alo-sink.js';
 import type { ScoringBreaker } from '../resilience/breaker.js';
 import { buildChunk, type Chunk, type ChunkObserver } from './chunk.js';
 import { scoreRecord, type Decoder, type Scoring } from './score.js';
-import { decodeRequest } from '../wire/decode-request.js';
+import { decodeRequest } from '../engine/decode.js';
 import type { Encoding } from '../wire/headers.js';
 import { CommitScheduler } from './commit-scheduler.js';
 import type { TrackedChunk } from './offsets.js';

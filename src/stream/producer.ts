@@ -5,7 +5,7 @@
 // header of its own: it is the key.) Three headers, one object shared by the request's
 // records: kafkajs encodes every header of every record, and a decision record is small, so
 // headers are a visible share of the producer's CPU.
-import type { RoutingResponse } from '../engine/types.js';
+import type { RoutingResponse } from '../wire/types.js';
 import { decisionJson, decisionProtoBound, writeDecisionProto, writeUtf8 } from '../wire/decision-writer.js';
 import { CONTENT_TYPES, type Encoding } from '../wire/headers.js';
 import { ROUTE, type RecordHeaders, type RecordWriter } from './records.js';

@@ -3,7 +3,7 @@
 // flight, the next record is read only when a slot frees, and output waits for the writer.
 import type { Writable } from 'node:stream';
 import { InvalidInputError, errorMessage, oneLine } from '../errors.js';
-import type { RoutingDecision, RoutingResponse } from '../engine/types.js';
+import type { RoutingDecision, RoutingResponse } from '../wire/types.js';
 import { LineTooLongError, isBlank, type LineItem } from './lines.js';
 
 /** One input record: its bytes and where it came from (line number, or record index). */

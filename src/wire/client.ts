@@ -1,6 +1,6 @@
 // The client's side of the wire: encoding a request and reading a decision back, for clients,
 // tests, benchmarks and the demo. protobufjs's generic codec is fine here (not on the hot path).
-import type { RoutingDecision, RoutingRequest } from '../engine/types.js';
+import type { RoutingDecision, RoutingRequest } from './types.js';
 import { DecodeError } from './errors.js';
 import type { Encoding } from './headers.js';
 import { loadSchema } from './schema.js';

@@ -4,7 +4,7 @@
 // message — a visible share of the consuming thread at full rate, plus the garbage. Fields are
 // written in field-number order and always present, exactly as protobufjs writes them (a test
 // checks the bytes are identical).
-import type { RoutingDecision } from '../engine/types.js';
+import type { RoutingDecision } from './types.js';
 import type { Encoding } from './headers.js';
 
 /** JSON of a decision with exactly the fields of contracts §1, in a fixed order. */

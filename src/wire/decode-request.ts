@@ -1,9 +1,8 @@
-// Request decoding (contracts §1): bytes in either encoding → a validated request, or a
-// DecodeError with a one-line reason (and only a DecodeError, for any bytes). Pure: no I/O after
-// the schema is loaded (once), no timers.
+// Request parsing (docs/contracts.md §1): bytes in either encoding → the request as a plain
+// object, or a DecodeError with a one-line reason (and only a DecodeError, for any bytes). The
+// engine validates what this returns (engine/decode.ts). Pure: no I/O after the schema is loaded
+// (once), no timers.
 import { isUtf8 } from 'node:buffer';
-import { InvalidInputError } from '../errors.js';
-import { validateRequest, type ValidatedRequest } from '../engine/validate.js';
 import { DecodeError } from './errors.js';
 import type { Encoding } from './headers.js';
 import { readProtobufRequest } from './protobuf-reader.js';
@@ -11,25 +10,16 @@ import { loadSchema } from './schema.js';
 
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 
-function validated(input: unknown): ValidatedRequest {
-  try {
-    return validateRequest(input);
-  } catch (err) {
-    if (err instanceof InvalidInputError) throw new DecodeError('invalid', err.message, { cause: err });
-    throw err;
-  }
-}
-
 export interface DecodeOptions {
   /** Refuse larger payloads before parsing them. */
   maxBytes?: number;
 }
 
 /**
- * Decodes and validates one request. Throws DecodeError (and only DecodeError, for any bytes)
- * with a one-line reason.
+ * Parses one request into a plain object (not yet validated). Throws DecodeError (and only
+ * DecodeError, for any bytes) with a one-line reason.
  */
-export function decodeRequest(value: Uint8Array | null, encoding: Encoding, opts: DecodeOptions = {}): ValidatedRequest {
+export function parseRequest(value: Uint8Array | null, encoding: Encoding, opts: DecodeOptions = {}): Record<string, unknown> {
   if (value === null || value.length === 0) throw new DecodeError('invalid', 'empty message: a RoutingRequest is required');
   if (opts.maxBytes !== undefined && value.length > opts.maxBytes) {
     throw new DecodeError('too_large', `message is ${value.length} bytes, the limit is ${opts.maxBytes}`);
@@ -43,7 +33,7 @@ export function decodeRequest(value: Uint8Array | null, encoding: Encoding, opts
       if (err instanceof DecodeError) throw err;
       throw new DecodeError('protobuf', `not a valid protobuf RoutingRequest: ${(err as Error).message}`, { cause: err });
     }
-    return validated(obj);
+    return obj;
   }
   if (!isUtf8(value)) throw new DecodeError('utf8', 'not valid UTF-8 (JSON requests must be UTF-8 text)');
   const text = Buffer.isBuffer(value) ? value.toString('utf8') : utf8Decoder.decode(value);
@@ -57,5 +47,5 @@ export function decodeRequest(value: Uint8Array | null, encoding: Encoding, opts
     const what = parsed === null ? 'null' : Array.isArray(parsed) ? 'an array' : typeof parsed;
     throw new DecodeError('invalid', `not a JSON object: the request is ${what}`);
   }
-  return validated(parsed);
+  return parsed as Record<string, unknown>;
 }

@@ -1,10 +1,10 @@
-// The wire layer: payload codecs, the schema and record headers, below stream/ and the engine's
-// pool. Of engine/ it uses only the request types and validateRequest (leaf modules that import
-// nothing else of engine/), so that a decoded request is the engine's validated request.
+// The wire layer: payload codecs, the schema, the payload types and record headers, below the
+// engine and stream/. It imports nothing of the project above it; the engine validates what it
+// parses (engine/decode.ts).
 export { DecodeError, type DecodeErrorKind } from './errors.js';
 export { CONTENT_TYPES, encodingOf, getHeader, type Encoding, type HeaderValue, type Headers } from './headers.js';
 export { loadSchema, type Schema } from './schema.js';
 export { readProtobufRequest } from './protobuf-reader.js';
-export { decodeRequest, type DecodeOptions } from './decode-request.js';
+export { parseRequest, type DecodeOptions } from './decode-request.js';
 export { decisionJson, decisionProtoBound, encodeDecision, writeDecisionProto, writeUtf8 } from './decision-writer.js';
 export { decodeDecision, encodeRequest } from './client.js';

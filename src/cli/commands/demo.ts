@@ -6,7 +6,7 @@
 import type { Producer } from 'kafkajs';
 import type { App } from '../../app.js';
 import { loadConfig } from '../../config.js';
-import type { RoutingRequest } from '../../engine/types.js';
+import type { RoutingRequest } from '../../wire/types.js';
 import { createLogger } from '../../observe/logger.js';
 import { encodeRequest } from '../../wire/client.js';
 import { CONTENT_TYPES, type Encoding } from '../../wire/headers.js';

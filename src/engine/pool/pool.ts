@@ -39,7 +39,7 @@ import type { FeatureConfig } from '../features.js';
 import { MAX_MODEL_BYTES, defaultModelPath, parseModel } from '../model.js';
 import { Router, assertRoutable } from '../router.js';
 import { DEFAULT_TENANT_KEY, GLOBAL_POLICY, PolicyTable, policyEntries, type TenantPolicies } from '../policy.js';
-import type { DecisionReason, RoutingDecision, RoutingRequest, RoutingResponse } from '../types.js';
+import type { DecisionReason, RoutingDecision, RoutingRequest, RoutingResponse } from '../../wire/types.js';
 import {
   EMPTY_METADATA, completeFiniteCheck, isValidatedRequest, noMetadata, validateRequest, type CandidateArrays, type ValidateOptions, type ValidatedRequest,
 } from '../validate.js';

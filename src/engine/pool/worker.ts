@@ -72,7 +72,7 @@ let prepared: { reloadId: number; model: LoadedModel } | null = null;
 
 // Lazily loaded: only pools that receive encoded requests pay for the request decoder (and
 // protobufjs, which its schema check loads).
-type Codec = typeof import('../../wire/decode-request.js');
+type Codec = typeof import('../decode.js');
 let codec: Codec | null = null;
 
 /** Growable float64 output for one batch's results. */
@@ -140,7 +140,7 @@ async function onBatch(batch: RouteBatch): Promise<void> {
     if (index[o + T_KIND] === TaskKind.Reduced) estimate += RESULT_HEADER + index[o + T_N]! * (DECISION_STRIDE + (init.returnFeatures ? FEATURE_COUNT : 0));
     else needsCodec = true;
   }
-  if (needsCodec && !codec) codec = await import('../../wire/decode-request.js');
+  if (needsCodec && !codec) codec = await import('../decode.js');
 
   const out = batchOut;
   out.len = 0;

@@ -9,7 +9,7 @@ import { ControlClient, RpcError } from '../../../src/control/client.js';
 import { startControlOnly, type ControlOnly } from '../../../src/control/standalone.js';
 import { RouterPool } from '../../../src/engine/pool/pool.js';
 import { defaultModelPath, loadModelFile } from '../../../src/engine/model.js';
-import type { RoutingRequest } from '../../../src/engine/types.js';
+import type { RoutingRequest } from '../../../src/wire/types.js';
 import { nanModel, validModel, writeModel } from './models.js';
 
 const TOKEN = 'standalone-admin-token-42';

@@ -16,7 +16,7 @@ import { Router } from '../../../src/engine/router.js';
 import { OutcomeStore } from '../../../src/feedback/outcome-store.js';
 import { ModelRegistry } from '../../../src/feedback/registry.js';
 import { DecisionLog, type DecisionRow } from '../../../src/store/decision-log.js';
-import type { Outcome } from '../../../src/engine/types.js';
+import type { Outcome } from '../../../src/wire/types.js';
 import { migratedDb, type FeedbackDb } from './helpers.js';
 import { driftTruth, featuresOf, labelOf, outcomeFor, traffic, trainOn } from './traffic.js';
 

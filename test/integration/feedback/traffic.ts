@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { DEFAULT_FEATURE_CONFIG, FEATURE_COUNT, extractFeatures } from '../../../src/engine/features.js';
 import { validateRequest } from '../../../src/engine/validate.js';
-import type { Outcome } from '../../../src/engine/types.js';
+import type { Outcome } from '../../../src/wire/types.js';
 import { DatasetBuilder } from '../../../src/train/data.js';
 import { generateTraffic, trafficTruth, type SyntheticRequest } from '../../../src/train/synthetic.js';
 import { trainModel, type TrainResult } from '../../../src/train/trainer.js';

@@ -5,7 +5,7 @@
 // says which policy decided it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../../src/app.js';
-import type { RoutingDecision } from '../../../src/engine/types.js';
+import type { RoutingDecision } from '../../../src/wire/types.js';
 import {
   collect, decision, deleteTopics, dropSchema, makeRequest, names, produce, query, record, startApp, testConfig, testKafka, waitFor, type Collector,
 } from '../stream/helpers.js';

@@ -11,7 +11,7 @@ import { ownBroker, type OwnBroker } from '../../support/own-broker.js';
 import { TcpProxy } from '../store/tcp-proxy.js';
 import { spawnServe, waitReady, type ServeChild } from './child.js';
 import { databaseUrl, decision, dropSchema, envFor, makeRequest, names, record, rowCounts, waitFor } from './helpers.js';
-import type { RoutingRequest } from '../../../src/engine/types.js';
+import type { RoutingRequest } from '../../../src/wire/types.js';
 
 const n = names('faults');
 const logFile = join(tmpdir(), `td-faults-${n.group}.log`);

@@ -3,7 +3,7 @@
 // consumer is not used for this: it lets records of some aborted transactions through.
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { RoutingDecision } from '../../../src/engine/types.js';
+import type { RoutingDecision } from '../../../src/wire/types.js';
 import { decodeDecision } from '../../../src/wire/client.js';
 import { encodingOf } from '../../../src/wire/headers.js';
 

@@ -6,7 +6,7 @@ import { prepareModel } from '../../../src/control/reload.js';
 import { PoolControlTarget } from '../../../src/control/standalone.js';
 import { ControlError } from '../../../src/control/target.js';
 import { defaultModelPath } from '../../../src/engine/model.js';
-import type { RoutingResponse } from '../../../src/engine/types.js';
+import type { RoutingResponse } from '../../../src/wire/types.js';
 import type { ValidatedRequest } from '../../../src/engine/validate.js';
 import { InvalidInputError } from '../../../src/errors.js';
 

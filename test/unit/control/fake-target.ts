@@ -2,7 +2,7 @@
 // health, limits). It records every state change so a test can assert that a refused call
 // changed nothing. The real targets are tested against a real RouterPool elsewhere.
 import { InvalidInputError } from '../../../src/errors.js';
-import type { RoutingRequest, RoutingResponse } from '../../../src/engine/types.js';
+import type { RoutingRequest, RoutingResponse } from '../../../src/wire/types.js';
 import type {
   BreakerView,
   ConfigSnapshot,

@@ -7,7 +7,7 @@ import { DEFAULT_THRESHOLDS } from '../../../src/engine/decide.js';
 import { GLOBAL_POLICY, PolicyTable, tenantPolicyLabel } from '../../../src/engine/policy.js';
 import { RouterPool } from '../../../src/engine/pool/pool.js';
 import { Router } from '../../../src/engine/router.js';
-import type { RoutingRequest, RoutingResponse } from '../../../src/engine/types.js';
+import type { RoutingRequest, RoutingResponse } from '../../../src/wire/types.js';
 import { encodeRequest } from '../../../src/wire/index.js';
 
 const NOW = 1_700_000_000;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { validateRequest, type ValidatedRequest } from '../../../src/engine/validate.js';
-import type { RoutingResponse } from '../../../src/engine/types.js';
+import type { RoutingResponse } from '../../../src/wire/types.js';
 import { createLogger } from '../../../src/observe/logger.js';
 import { createMetrics } from '../../../src/observe/metrics.js';
 import { ScoringBreaker, breakerOpenResponse, type ScoreTask } from '../../../src/resilience/breaker.js';

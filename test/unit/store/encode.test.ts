@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type DecisionRow, encodeBatch } from '../../../src/store/decision-log.js';
-import type { RoutingDecision } from '../../../src/engine/types.js';
+import type { RoutingDecision } from '../../../src/wire/types.js';
 import { RowEncodingError } from '../../../src/store/errors.js';
 
 const base: DecisionRow = {

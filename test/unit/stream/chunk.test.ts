@@ -1,7 +1,7 @@
 // The chunk stage on its own: outcomes in, records, rows and counts out. No broker, no database.
 import { describe, expect, it } from 'vitest';
 import { FEATURE_COUNT } from '../../../src/engine/features.js';
-import type { RoutingDecision, RoutingResponse } from '../../../src/engine/types.js';
+import type { RoutingDecision, RoutingResponse } from '../../../src/wire/types.js';
 import { buildChunk, type ChunkMessage, type Outcome, type RejectKind } from '../../../src/stream/chunk.js';
 import { decodeDecision } from '../../../src/wire/client.js';
 import { DecodeError } from '../../../src/wire/errors.js';

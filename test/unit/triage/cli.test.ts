@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../../src/cli/index.js';
 import { Router } from '../../../src/engine/router.js';
-import type { RoutingRequest } from '../../../src/engine/types.js';
+import type { RoutingRequest } from '../../../src/wire/types.js';
 import { encodeRequest } from '../../../src/wire/index.js';
 import { encodeDelimited } from '../../../src/triage/delimited.js';
 import { ROOT } from '../engine/cli-run.js';

@@ -3,7 +3,7 @@
 import { PassThrough, Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { InvalidInputError, TinyDancerError } from '../../../src/errors.js';
-import type { RoutingResponse } from '../../../src/engine/types.js';
+import type { RoutingResponse } from '../../../src/wire/types.js';
 import { readLines } from '../../../src/triage/lines.js';
 import { triage } from '../../../src/triage/triage.js';
 

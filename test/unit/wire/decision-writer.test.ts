@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { RoutingDecision } from '../../../src/engine/types.js';
+import type { RoutingDecision } from '../../../src/wire/types.js';
 import { decodeDecision } from '../../../src/wire/client.js';
 import { decisionProtoBound, encodeDecision, writeDecisionProto } from '../../../src/wire/decision-writer.js';
 import { loadSchema } from '../../../src/wire/schema.js';

@@ -1,6 +1,6 @@
 // Shared fixtures of the wire/ unit tests.
 import { expect } from 'vitest';
-import type { RoutingDecision, RoutingRequest } from '../../../src/engine/types.js';
+import type { RoutingDecision, RoutingRequest } from '../../../src/wire/types.js';
 import { DecodeError } from '../../../src/wire/errors.js';
 
 export function request(n = 3, dim = 8, id = 'req-1'): RoutingRequest {

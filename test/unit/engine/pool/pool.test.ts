@@ -9,7 +9,7 @@ import { PoolClosedError, PoolSaturatedError, WorkerCrashedError } from '../../.
 import { RouterPool } from '../../../../src/engine/pool/pool.js';
 import { Router } from '../../../../src/engine/router.js';
 import { readSafetensors, writeSafetensors } from '../../../../src/engine/safetensors.js';
-import type { RoutingRequest, RoutingResponse } from '../../../../src/engine/types.js';
+import type { RoutingRequest, RoutingResponse } from '../../../../src/wire/types.js';
 import { EMPTY_METADATA, validateRequest } from '../../../../src/engine/validate.js';
 import { FEATURE_COUNT, extractFeatures, resolveFeatureConfig } from '../../../../src/engine/features.js';
 import { encodeRequest } from '../../../../src/wire/index.js';

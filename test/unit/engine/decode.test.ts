@@ -2,11 +2,11 @@ import fc from 'fast-check';
 import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
 import { encodeRequest } from '../../../src/wire/client.js';
-import { decodeRequest } from '../../../src/wire/decode-request.js';
+import { decodeRequest } from '../../../src/engine/decode.js';
 import { DecodeError } from '../../../src/wire/errors.js';
 import { readProtobufRequest } from '../../../src/wire/protobuf-reader.js';
 import { loadSchema } from '../../../src/wire/schema.js';
-import { expectDecodeError, request } from './fixtures.js';
+import { expectDecodeError, request } from '../wire/fixtures.js';
 
 describe('request decoding', () => {
   for (const encoding of ['json', 'protobuf'] as const) {
