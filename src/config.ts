@@ -128,6 +128,8 @@ export interface Config {
   /** /healthz fails when the event loop was blocked longer than this. */
   maxEventLoopDelayMs: number;
   logLevel: LogLevel;
+  /** TD_TRACING: one OpenTelemetry span per request (on, the default) or none (off). */
+  tracing: boolean;
 }
 
 export const CONFIG_DEFAULTS = Object.freeze({
@@ -192,6 +194,16 @@ function boolVar<F extends boolean | 'auto' = boolean>(env: Env, name: string, f
   if (['true', '1', 'yes', 'on'].includes(l)) return true;
   if (['false', '0', 'no', 'off'].includes(l)) return false;
   return bad(name, v, fallback === 'auto' ? 'expected true, false or auto' : 'expected true or false');
+}
+
+/** A switch spelled `on` or `off`. */
+function onOffVar(env: Env, name: string, fallback: boolean): boolean {
+  const v = raw(env, name);
+  if (v === undefined) return fallback;
+  const l = v.toLowerCase();
+  if (l === 'on') return true;
+  if (l === 'off') return false;
+  return bad(name, v, 'expected on or off');
 }
 
 function hostPort(name: string, value: string): HostPort {
@@ -347,6 +359,7 @@ export function loadConfig(env: Env = process.env): Config {
     lagIntervalMs: intVar(env, 'TD_LAG_INTERVAL_MS', 5000, 100, 3_600_000),
     maxEventLoopDelayMs: intVar(env, 'TD_MAX_EVENT_LOOP_DELAY_MS', 5000, 10, 600_000),
     logLevel: level as LogLevel,
+    tracing: onOffVar(env, 'TD_TRACING', true),
   };
   return freezeConfig(config);
 }

@@ -92,6 +92,18 @@ CREATE TABLE {{schema}}.model_registry (
 CREATE UNIQUE INDEX model_registry_one_active_idx ON {{schema}}.model_registry ((true)) WHERE active;
 `,
   },
+  {
+    version: 4,
+    name: 'routing_decisions_trace_id',
+    // The W3C trace id of the request a decision answered (docs/contracts.md §11), so a trace can
+    // be followed from a tracing backend to its rows. Nullable: older rows and requests without a
+    // trace context have none. Indexed for that lookup, partially: most rows may have none.
+    sql: `
+ALTER TABLE {{schema}}.routing_decisions
+  ADD COLUMN trace_id text CHECK (trace_id ~ '^[0-9a-f]{32}$');
+CREATE INDEX routing_decisions_trace_id_idx ON {{schema}}.routing_decisions (trace_id) WHERE trace_id IS NOT NULL;
+`,
+  },
 ]);
 
 export interface MigrateOptions {

@@ -47,6 +47,8 @@ import { ProducerThread, type ProducerThreadOptions } from './send/thread.js';
 import { Semaphore } from './semaphore.js';
 import { decisionFeatures } from '../feedback/features.js';
 import { FEATURE_COUNT } from '../engine/features.js';
+import { RequestTracer } from '../observe/tracing.js';
+import { TRACE_HEADERS } from '../wire/trace.js';
 
 /** One decision as the log stores it: the decision plus where its request came from. */
 export interface LoggedDecision extends RoutingDecision {
@@ -56,6 +58,8 @@ export interface LoggedDecision extends RoutingDecision {
   source_topic: string;
   source_partition: number;
   source_offset: string;
+  /** The request's W3C trace id, when its record carried a trace context (or a span began one). */
+  trace_id?: string | undefined;
 }
 
 /**
@@ -199,6 +203,7 @@ export class Processor extends EventEmitter {
   readonly #slots: Semaphore;
   readonly #chunkSize: number;
   readonly #decode: Decoder;
+  readonly #tracer: RequestTracer;
   #consumer: Consumer | undefined;
   /** The producer on this thread (exactly-once mode, or producerThread: false)... */
   #producer: Producer | undefined;
@@ -252,6 +257,7 @@ export class Processor extends EventEmitter {
     const maxBytes = opts.config.maxMessageBytes;
     const t = opts.config.topics;
     this.#routeTopics = [t.lightweight, t.heavyweight, t.dlq];
+    this.#tracer = new RequestTracer({ enabled: opts.config.tracing });
     this.#decode = opts.decode ?? ((value, encoding) => decodeRequest(value, encoding, { maxBytes }));
   }
 
@@ -612,11 +618,14 @@ export class Processor extends EventEmitter {
       chunk.map(async (msg) => {
         const headers = msg.headers as Headers | undefined;
         const encoding = encodingOf(getHeader(headers, 'content-type'));
+        const t = this.#tracer.begin(getHeader(headers, TRACE_HEADERS.traceparent), getHeader(headers, TRACE_HEADERS.tracestate), { topic, partition, offset: msg.offset });
         const reject = (err: unknown) => {
           const kind = err instanceof DecodeError ? err.kind : err instanceof InvalidInputError ? 'invalid' : 'internal';
           const reason = err instanceof InvalidInputError ? oneLine(err.message) : `internal error while decoding: ${errorMessage(err)}`;
           if (!(err instanceof InvalidInputError)) this.#logger.error('decoder failed unexpectedly; record sent to the DLQ', { err, topic, partition, offset: msg.offset });
           const dead = dlqMessage({ topic, partition, offset: msg.offset, key: msg.key, value: msg.value, headers }, reason);
+          if (t.headers) Object.assign(dead.headers, t.headers);
+          t.rejected(reason);
           out.records.add(ROUTE.dlq, dead.key, dead.value, dead.headers);
           m.dlq.inc({ reason: kind });
           m.requests.inc({ encoding, outcome: 'rejected' });
@@ -649,7 +658,8 @@ export class Processor extends EventEmitter {
           this.#o.onEngineLatency?.(scored.response.inference_time_us);
         } else k.fallbacks++;
         const correlation = getHeader(headers, DECISION_HEADERS.correlationId) ?? `${topic}/${partition}/${msg.offset}`;
-        decisionMessages(scored.response, encoding, correlation, out.records);
+        decisionMessages(scored.response, encoding, correlation, out.records, t.headers);
+        t.decided(scored.response.decisions, scored.fallback);
         const decidedAt = new Date();
         // FEEDBACK (issue 8): each decision's feature vector goes to the log (features real[])
         // so `tiny-dancer retrain` can train on decisions that got outcomes.
@@ -683,6 +693,7 @@ export class Processor extends EventEmitter {
             source_topic: topic,
             source_partition: partition,
             source_offset: msg.offset,
+            trace_id: t.traceId,
           });
           m.decisions.inc({ route: d.use_lightweight ? 'lightweight' : 'heavyweight', reason: d.reason });
           k.decisions++;
