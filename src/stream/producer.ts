@@ -3,8 +3,9 @@
 // in the request's encoding with the same content-type, plus the model version and a
 // correlation header tying a decision back to its request record, and the request's W3C trace
 // context when it has one (../observe/tracing.ts). (The request id needs no header of its own:
-// it is the key.) One header object shared by the request's records: kafkajs encodes every header of every record, and a decision record is small, so
-// headers are a visible share of the producer's CPU.
+// it is the key.) One header object shared by the request's records: kafkajs encodes every
+// header of every record, and a decision record is small, so headers are a visible share of
+// the producer's CPU.
 import type { RoutingResponse } from '../engine/types.js';
 import { CONTENT_TYPES, decisionJson, decisionProtoBound, writeDecisionProto, writeUtf8, type Encoding } from './codec.js';
 import { ROUTE, type RecordHeaders, type RecordWriter } from './records.js';
