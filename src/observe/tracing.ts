@@ -7,7 +7,7 @@
 // records then carry the incoming traceparent/tracestate exactly as received. With tracing off
 // no span is made at all, and the incoming headers still travel (they are the records'
 // contract, not a product of the spans).
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, createTraceState, isSpanContextValid, trace, type Span, type Tracer } from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, createTraceState, isSpanContextValid, trace, type Span, type TraceState, type Tracer } from '@opentelemetry/api';
 import type { RoutingDecision } from '../engine/types.js';
 import { VERSION } from '../version.js';
 import { formatTraceparent, readTraceContext, traceHeaders, type TraceContext } from '../wire/trace.js';
@@ -121,6 +121,36 @@ class Spanned implements RequestTrace {
   }
 }
 
+/**
+ * A tracestate already checked by ../wire/trace.ts, parsed by the API only if an SDK reads or
+ * changes it: with no SDK it is never looked at, and the API's parsing costs more than the rest
+ * of a request's tracing.
+ */
+class CarriedTraceState implements TraceState {
+  readonly #raw: string;
+  #parsed: TraceState | undefined;
+  constructor(raw: string) {
+    this.#raw = raw;
+  }
+  #state(): TraceState {
+    return (this.#parsed ??= createTraceState(this.#raw));
+  }
+  set(key: string, value: string): TraceState {
+    return this.#state().set(key, value);
+  }
+  unset(key: string): TraceState {
+    return this.#state().unset(key);
+  }
+  get(key: string): string | undefined {
+    return this.#state().get(key);
+  }
+  serialize(): string {
+    return this.#raw;
+  }
+}
+
+const SPAN_OPTIONS = Object.freeze({ kind: SpanKind.CONSUMER });
+
 export interface RequestTracerOptions {
   /** False: no spans; incoming trace headers are still carried on. */
   enabled: boolean;
@@ -131,6 +161,8 @@ export interface RequestTracerOptions {
 export class RequestTracer {
   readonly enabled: boolean;
   readonly #tracer: Tracer | undefined;
+  #topic = '';
+  #spanName = '';
 
   constructor(opts: RequestTracerOptions) {
     this.enabled = opts.enabled;
@@ -152,23 +184,22 @@ export class RequestTracer {
           spanId: incoming.spanId,
           traceFlags: incoming.flags,
           isRemote: true,
-          ...(incoming.tracestate === undefined ? {} : { traceState: createTraceState(incoming.tracestate) }),
+          traceState: incoming.tracestate === undefined ? undefined : new CarriedTraceState(incoming.tracestate),
         })
       : ROOT_CONTEXT;
-    const span = tracer.startSpan(
-      `process ${origin.topic}`,
-      {
-        kind: SpanKind.CONSUMER,
-        attributes: {
-          'messaging.system': 'kafka',
-          'messaging.operation.type': 'process',
-          'messaging.destination.name': origin.topic,
-          'messaging.destination.partition.id': String(origin.partition),
-          'messaging.kafka.offset': Number(origin.offset),
-        },
-      },
-      parent,
-    );
+    if (origin.topic !== this.#topic) {
+      this.#topic = origin.topic;
+      this.#spanName = `process ${origin.topic}`;
+    }
+    const span = tracer.startSpan(this.#spanName, SPAN_OPTIONS, parent);
+    // Attributes only on a recording span: with no SDK nothing is allocated for them.
+    if (span.isRecording()) {
+      span.setAttribute('messaging.system', 'kafka');
+      span.setAttribute('messaging.operation.type', 'process');
+      span.setAttribute('messaging.destination.name', origin.topic);
+      span.setAttribute('messaging.destination.partition.id', String(origin.partition));
+      span.setAttribute('messaging.kafka.offset', Number(origin.offset));
+    }
     // No SDK and no incoming context: the no-op API's span is invalid; nothing to carry.
     if (!isSpanContextValid(span.spanContext())) return NOTHING;
     return new Spanned(span, incoming);

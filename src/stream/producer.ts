@@ -39,8 +39,9 @@ export function decisionMessages(
         [DECISION_HEADERS.contentType]: contentType,
         [DECISION_HEADERS.modelVersion]: d.model_version,
         [DECISION_HEADERS.correlationId]: correlationId,
-        ...trace,
       };
+      // Copied, not spread: an object spread per request is a visible cost at full rate.
+      if (trace) for (const k in trace) headers[k] = trace[k]!;
     }
     const route = d.use_lightweight ? ROUTE.lightweight : ROUTE.heavyweight;
     // Written straight into the chunk's pack: no Buffer per decision.

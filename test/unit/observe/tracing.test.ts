@@ -59,6 +59,8 @@ describe('RequestTracer with an SDK registered', () => {
     expect(carried?.spanId).not.toBe(PARENT);
     expect(carried?.flags).toBe(1);
     expect(t.headers?.tracestate).toBe('rojo=1');
+    expect(span!.spanContext().traceState?.get('rojo')).toBe('1');
+    expect(span!.spanContext().traceState?.set('congo', '2').serialize()).toBe('congo=2,rojo=1');
     expect(t.traceId).toBe(TRACE);
   });
 
