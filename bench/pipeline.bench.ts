@@ -34,7 +34,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import kafkajs, { type Admin, type Kafka } from 'kafkajs';
 import pg from 'pg';
 import type { RoutingRequest } from '../src/engine/types.js';
-import { CONTENT_TYPES, encodeRequest, type Encoding } from '../src/stream/codec.js';
+import { CONTENT_TYPES, encodeRequest, type Encoding } from '../src/wire/index.js';
 import { Rng } from '../src/train/rng.js';
 
 const { Kafka: KafkaClient, logLevel } = kafkajs;

@@ -186,3 +186,25 @@ export function weightedScore(features: ArrayLike<number>, weights: readonly num
 export function weightedScores(features: Float32Array, n: number, weights: readonly number[], out: Float32Array | Float64Array): void {
   for (let i = 0; i < n; i++) out[i] = weightedScore(features, weights, i * FEATURE_COUNT);
 }
+
+/**
+ * Features of every candidate of `req` at `decidedAt`, looked up by candidate id: the rows the
+ * decision log keeps for retraining. Computed with the same function, configuration (the
+ * default, as `serve` configures the router pool) and clock (the decision time) the pool's
+ * Router used, so a row is exactly what the model scored. One Float32Array per request; each
+ * lookup is a view of its candidate's FEATURE_COUNT values.
+ */
+export function decisionFeatures(
+  req: ValidatedRequest,
+  decidedAt: Date,
+  config: FeatureConfig = DEFAULT_FEATURE_CONFIG,
+): (candidateId: string) => Float32Array | undefined {
+  const out = new Float32Array(req.n * FEATURE_COUNT);
+  extractFeatures(req, config, out, decidedAt.getTime() / 1000);
+  const index = new Map<string, number>();
+  for (let i = 0; i < req.n; i++) index.set(req.ids[i]!, i);
+  return (id) => {
+    const i = index.get(id);
+    return i === undefined ? undefined : out.subarray(i * FEATURE_COUNT, (i + 1) * FEATURE_COUNT);
+  };
+}

@@ -6,7 +6,9 @@
 // like a bad request and the stream goes on.
 import { isUtf8 } from 'node:buffer';
 import type protobuf from 'protobufjs';
-import { DecodeError, loadSchema, type Encoding } from '../stream/codec.js';
+import { DecodeError } from '../wire/errors.js';
+import type { Encoding } from '../wire/headers.js';
+import { loadSchema } from '../wire/schema.js';
 import type { Outcome } from '../engine/types.js';
 import { LIMITS } from '../engine/types.js';
 

@@ -2,7 +2,7 @@
 // why and where from. The original headers are kept too (content-type above all), so a fixed
 // record can be re-published as is.
 import { oneLine } from '../errors.js';
-import type { Headers } from './codec.js';
+import type { Headers } from '../wire/headers.js';
 import type { RecordHeaders } from './records.js';
 
 export interface SourceRecord {

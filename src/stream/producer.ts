@@ -7,7 +7,8 @@
 // header of every record, and a decision record is small, so headers are a visible share of
 // the producer's CPU.
 import type { RoutingResponse } from '../engine/types.js';
-import { CONTENT_TYPES, decisionJson, decisionProtoBound, writeDecisionProto, writeUtf8, type Encoding } from './codec.js';
+import { decisionJson, decisionProtoBound, writeDecisionProto, writeUtf8 } from '../wire/decision-writer.js';
+import { CONTENT_TYPES, type Encoding } from '../wire/headers.js';
 import { ROUTE, type RecordHeaders, type RecordWriter } from './records.js';
 
 export const DECISION_HEADERS = Object.freeze({

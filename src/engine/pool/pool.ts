@@ -34,6 +34,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 import { InvalidInputError, ModelError, TinyDancerError, errorMessage } from '../../errors.js';
 import { workerScript } from '../../worker-script.js';
+import { DecodeError, type DecodeErrorKind } from '../../wire/errors.js';
 import type { FeatureConfig } from '../features.js';
 import { MAX_MODEL_BYTES, defaultModelPath, parseModel } from '../model.js';
 import { Router, assertRoutable } from '../router.js';
@@ -235,8 +236,6 @@ function positiveInt(name: string, v: number | undefined, dflt: number): number 
   return v;
 }
 
-type Codec = typeof import('../../stream/codec.js');
-
 export class RouterPool {
   readonly #slots: Slot[];
   readonly #init: WorkerInit;
@@ -268,7 +267,6 @@ export class RouterPool {
   #closed: Promise<void> | null = null;
   #drainWaiters: (() => void)[] = [];
   #exclusive: Promise<unknown> = Promise.resolve();
-  #codec: Codec | null = null;
   readonly #packer = new Packer((slot, need) => this.#batchWithRoom(slot, need));
 
   private constructor(init: WorkerInit, mirror: Router, workers: number, opts: RouterPoolOptions) {
@@ -364,20 +362,19 @@ export class RouterPool {
   }
 
   /**
-   * Routes one request still in its wire encoding (SPEC §1: JSON text or protobuf
+   * Routes one request still in its wire encoding (JSON text or protobuf
    * tiny_dancer.v1.RoutingRequest). Decoding and validation run on the worker, so the calling
-   * thread only copies the bytes. Bad bytes reject with the codec's DecodeError (an
+   * thread only copies the bytes. Bad bytes reject with wire/'s DecodeError (an
    * InvalidInputError with `kind`), exactly as `decodeRequest` would throw it; payloads over
    * `opts.maxBytes` (default and cap MAX_ENCODED_BYTES) with kind 'too_large' before any copy.
    */
   async routeEncoded(bytes: Uint8Array, contentType: ContentType, opts: { maxBytes?: number } = {}): Promise<RoutingResponse> {
-    this.#codec ??= await import('../../stream/codec.js');
     if (contentType !== 'json' && contentType !== 'protobuf') {
       throw new InvalidInputError(`routeEncoded: content type must be 'json' or 'protobuf', got ${String(contentType)}`);
     }
     const limit = Math.min(opts.maxBytes ?? MAX_ENCODED_BYTES, MAX_ENCODED_BYTES);
     if (bytes.length > limit) {
-      throw new this.#codec.DecodeError('too_large', `message is ${bytes.length} bytes, the limit is ${limit}`);
+      throw new DecodeError('too_large', `message is ${bytes.length} bytes, the limit is ${limit}`);
     }
     const refused = this.#admit();
     if (refused) throw refused;
@@ -663,8 +660,8 @@ export class RouterPool {
 
   #rebuildError(e: TaskError | undefined): Error {
     if (!e) return new TinyDancerError('router pool: a task failed without an error report');
-    if (e.name === 'DecodeError' && this.#codec && e.kind) {
-      return new this.#codec.DecodeError(e.kind as ConstructorParameters<Codec['DecodeError']>[0], e.message);
+    if (e.name === 'DecodeError' && e.kind) {
+      return new DecodeError(e.kind as DecodeErrorKind, e.message);
     }
     if (e.name === 'InvalidInputError' || e.name === 'DecodeError') return new InvalidInputError(e.message);
     if (e.name === 'ModelError') return new ModelError(e.message);

@@ -3,7 +3,7 @@
 //
 // Guarantees the pool relies on:
 // - Messages are handled strictly one after another (an explicit promise chain, because
-//   decoding encoded tasks may first have to load the codec module asynchronously). So a batch
+//   decoding encoded tasks may first have to load the decoder module asynchronously). So a batch
 //   is scored wholly with the model that was current when it started, and a `commit` takes
 //   effect exactly between two batches: every request sees exactly one model.
 // - A task that fails (bad input decoded here, or an engine error) fails alone; the batch goes on.
@@ -68,8 +68,9 @@ try {
 
 let prepared: { reloadId: number; model: LoadedModel } | null = null;
 
-// Lazily loaded: only pools that receive encoded requests pay for the codec (and protobufjs).
-type Codec = typeof import('../../stream/codec.js');
+// Lazily loaded: only pools that receive encoded requests pay for the request decoder (and
+// protobufjs, which its schema check loads).
+type Codec = typeof import('../../wire/decode-request.js');
 let codec: Codec | null = null;
 
 /** Growable float64 output for one batch's results. */
@@ -137,7 +138,7 @@ async function onBatch(batch: RouteBatch): Promise<void> {
     if (index[o + T_KIND] === TaskKind.Reduced) estimate += RESULT_HEADER + index[o + T_N]! * (DECISION_STRIDE + (init.returnFeatures ? FEATURE_COUNT : 0));
     else needsCodec = true;
   }
-  if (needsCodec && !codec) codec = await import('../../stream/codec.js');
+  if (needsCodec && !codec) codec = await import('../../wire/decode-request.js');
 
   const out = batchOut;
   out.len = 0;

@@ -25,7 +25,7 @@ import { ModelRegistry } from '../../../src/feedback/registry.js';
 import { feedbackSettingsFromEnv } from '../../../src/feedback/service.js';
 import { createPool } from '../../../src/store/pg.js';
 import type pg from 'pg';
-import { CONTENT_TYPES, encodeRequest } from '../../../src/stream/codec.js';
+import { CONTENT_TYPES, encodeRequest } from '../../../src/wire/index.js';
 import type { SyntheticRequest } from '../../../src/train/synthetic.js';
 import {
   bufferLogger, deleteTopics, dropSchema, names, produce, startApp, testConfig, waitFor, type Names,

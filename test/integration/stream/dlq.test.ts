@@ -3,7 +3,7 @@
 import protobuf from 'protobufjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../../src/app.js';
-import { encodeRequest } from '../../../src/stream/codec.js';
+import { encodeRequest } from '../../../src/wire/index.js';
 import {
   collect,
   deleteTopics,

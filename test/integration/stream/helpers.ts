@@ -9,7 +9,7 @@ import { feedbackSettingsFromEnv } from '../../../src/feedback/service.js';
 import { loadConfig, withConfig, type Config } from '../../../src/config.js';
 import type { RoutingDecision, RoutingRequest } from '../../../src/engine/types.js';
 import { createLogger, type Logger } from '../../../src/observe/logger.js';
-import { CONTENT_TYPES, decodeDecision, encodeRequest, encodingOf, type Encoding } from '../../../src/stream/codec.js';
+import { CONTENT_TYPES, decodeDecision, encodeRequest, encodingOf, type Encoding } from '../../../src/wire/index.js';
 import { databaseUrl, kafkaBrokers, testKafka, uniqueName, uniqueSchema } from '../../support/infra.js';
 
 export { databaseUrl, kafkaBrokers, testKafka, uniqueName, uniqueSchema };

@@ -2,10 +2,11 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { ConfigError } from '../../../src/errors.js';
 import {
-  DEFAULT_FEATURE_CONFIG, FEATURE_NAMES, cosineBatch, extractFeatures, metadataOverlap, resolveFeatureConfig,
-  weightedScore, weightedScores,
+  DEFAULT_FEATURE_CONFIG, FEATURE_COUNT, FEATURE_NAMES, cosineBatch, decisionFeatures, extractFeatures, metadataOverlap,
+  resolveFeatureConfig, weightedScore, weightedScores,
 } from '../../../src/engine/features.js';
 import { validateRequest } from '../../../src/engine/validate.js';
+import { generateTraffic } from '../../../src/train/synthetic.js';
 
 function naiveCos(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let d = 0, na = 0, nb = 0;
@@ -141,5 +142,20 @@ describe('feature signals', () => {
     expect(() => resolveFeatureConfig({ nowSeconds: NaN })).toThrow(ConfigError);
     expect(resolveFeatureConfig().weights).toEqual([0.4, 0.2, 0.15, 0.15, 0.1]);
     expect(resolveFeatureConfig().recencyDecay).toBe(0.001);
+  });
+});
+
+describe('decisionFeatures', () => {
+  it("gives each candidate exactly the engine's feature row at the decision time", () => {
+    const [r] = [...generateTraffic({ requests: 1, seed: 3, dim: 16, minCandidates: 6, maxCandidates: 6 })];
+    const v = validateRequest(r);
+    const at = new Date(r!.now * 1000 + 1500);
+    const lookup = decisionFeatures(v, at);
+    const expected = new Float32Array(v.n * FEATURE_COUNT);
+    extractFeatures(v, DEFAULT_FEATURE_CONFIG, expected, at.getTime() / 1000);
+    for (let i = 0; i < v.n; i++) {
+      expect(Array.from(lookup(v.ids[i]!)!)).toEqual(Array.from(expected.subarray(i * FEATURE_COUNT, (i + 1) * FEATURE_COUNT)));
+    }
+    expect(lookup('no-such-candidate')).toBeUndefined();
   });
 });

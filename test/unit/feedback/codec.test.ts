@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decodeOutcome, encodeOutcome, validateOutcome } from '../../../src/feedback/codec.js';
-import { DecodeError } from '../../../src/stream/codec.js';
+import { DecodeError } from '../../../src/wire/index.js';
 import type { Outcome } from '../../../src/engine/types.js';
 
 const json = (v: unknown): Buffer => Buffer.from(JSON.stringify(v));

@@ -12,7 +12,7 @@ import { readSafetensors, writeSafetensors } from '../../../src/engine/safetenso
 import type { RoutingRequest, RoutingResponse } from '../../../src/engine/types.js';
 import { EMPTY_METADATA, validateRequest } from '../../../src/engine/validate.js';
 import { FEATURE_COUNT, extractFeatures, resolveFeatureConfig } from '../../../src/engine/features.js';
-import { encodeRequest } from '../../../src/stream/codec.js';
+import { encodeRequest } from '../../../src/wire/index.js';
 
 const NOW = 1_700_000_000;
 const features = { nowSeconds: NOW };

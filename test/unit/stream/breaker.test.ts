@@ -5,7 +5,7 @@ import { createLogger } from '../../../src/observe/logger.js';
 import { createMetrics } from '../../../src/observe/metrics.js';
 import { ScoringBreaker, breakerOpenResponse, type ScoreTask } from '../../../src/stream/breaker.js';
 import { InvalidInputError } from '../../../src/errors.js';
-import { DecodeError } from '../../../src/stream/codec.js';
+import { DecodeError } from '../../../src/wire/index.js';
 
 const request: ValidatedRequest = validateRequest({
   request_id: 'r1',

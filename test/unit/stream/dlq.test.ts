@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { DLQ_HEADERS, dlqMessage } from '../../../src/stream/dlq.js';
 import { DECISION_HEADERS, decisionMessages } from '../../../src/stream/producer.js';
 import { MessageLists, ROUTE } from '../../../src/stream/records.js';
-import { decodeDecision } from '../../../src/stream/codec.js';
+import { decodeDecision } from '../../../src/wire/index.js';
 
 describe('dlqMessage', () => {
   it('keeps the original key, value and headers byte for byte and adds the SPEC §2 headers', () => {

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../../src/cli/index.js';
 import { Router } from '../../../src/engine/router.js';
 import type { RoutingRequest } from '../../../src/engine/types.js';
-import { encodeRequest } from '../../../src/stream/codec.js';
+import { encodeRequest } from '../../../src/wire/index.js';
 import { encodeDelimited } from '../../../src/triage/delimited.js';
 import { ROOT } from '../engine/cli-run.js';
 

@@ -1,81 +1,12 @@
 import fc from 'fast-check';
 import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
-import type { RoutingDecision, RoutingRequest } from '../../../src/engine/types.js';
-import {
-  CONTENT_TYPES,
-  DecodeError,
-  decisionProtoBound,
-  decodeDecision,
-  decodeRequest,
-  encodeDecision,
-  encodeRequest,
-  encodingOf,
-  getHeader,
-  loadSchema,
-  readProtobufRequest,
-  writeDecisionProto,
-} from '../../../src/stream/codec.js';
-
-function request(n = 3, dim = 8, id = 'req-1'): RoutingRequest {
-  return {
-    request_id: id,
-    query_embedding: Array.from({ length: dim }, (_, i) => Math.fround(Math.sin(i + 1))),
-    candidates: Array.from({ length: n }, (_, c) => ({
-      id: `cand-${c}`,
-      embedding: Array.from({ length: dim }, (_, i) => Math.fround(Math.cos(c * dim + i))),
-      metadata: { tier: c % 2 ? 'small' : 'large', 'ключ': 'значение' },
-      created_at: 1_700_000_000 + c,
-      access_count: c * 7,
-      success_rate: Math.fround(c / n),
-    })),
-    metadata: { topic: 'billing' },
-  };
-}
-
-const decision: RoutingDecision = {
-  request_id: 'req-1',
-  candidate_id: 'cand-0',
-  confidence: 0.75,
-  uncertainty: 0.125,
-  use_lightweight: true,
-  rank: 0,
-  model_version: 'fastgrnn-v3',
-  reason: 'model',
-  metadata: { tier: 'small' },
-  inference_time_us: 42,
-};
-
-function expectDecodeError(fn: () => unknown, kind: string, pattern: RegExp): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(DecodeError);
-  const e = caught as DecodeError;
-  expect(e.kind).toBe(kind);
-  expect(e.message).toMatch(pattern);
-  expect(e.message).not.toMatch(/\n/);
-}
-
-describe('content type → encoding', () => {
-  it('is protobuf only for application/x-protobuf (parameters and case ignored)', () => {
-    expect(encodingOf('application/x-protobuf')).toBe('protobuf');
-    expect(encodingOf('Application/X-Protobuf; charset=binary')).toBe('protobuf');
-    expect(encodingOf('application/json')).toBe('json');
-    expect(encodingOf('application/protobuf')).toBe('json');
-    expect(encodingOf(undefined)).toBe('json');
-  });
-
-  it('reads headers by exact name, then case-insensitively, Buffer or string', () => {
-    expect(getHeader({ 'content-type': Buffer.from('application/x-protobuf') }, 'content-type')).toBe('application/x-protobuf');
-    expect(getHeader({ 'Content-Type': 'application/json' }, 'content-type')).toBe('application/json');
-    expect(getHeader({ x: ['a', 'b'] }, 'x')).toBe('a');
-    expect(getHeader(undefined, 'x')).toBeUndefined();
-  });
-});
+import { encodeRequest } from '../../../src/wire/client.js';
+import { decodeRequest } from '../../../src/wire/decode-request.js';
+import { DecodeError } from '../../../src/wire/errors.js';
+import { readProtobufRequest } from '../../../src/wire/protobuf-reader.js';
+import { loadSchema } from '../../../src/wire/schema.js';
+import { expectDecodeError, request } from './fixtures.js';
 
 describe('request decoding', () => {
   for (const encoding of ['json', 'protobuf'] as const) {
@@ -173,7 +104,7 @@ describe('bad requests are DecodeErrors with one-line reasons', () => {
     expectDecodeError(() => decodeRequest(json('"hi"'), 'json'), 'invalid', /not a JSON object.*string/);
   });
 
-  it('every §1 limit, through validateRequest', () => {
+  it('every request limit, through validateRequest', () => {
     const { request_id: _r, ...noId } = good;
     expectDecodeError(() => decodeRequest(json(noId), 'json'), 'invalid', /request_id.*required/);
     expectDecodeError(() => decodeRequest(json({ ...good, request_id: 'x'.repeat(257) }), 'json'), 'invalid', /257 bytes/);
@@ -254,85 +185,6 @@ describe('bad requests are DecodeErrors with one-line reasons', () => {
         }
       }),
       { numRuns: 2000 },
-    );
-  });
-});
-
-describe('decision encoding', () => {
-  for (const encoding of ['json', 'protobuf'] as const) {
-    it(`round-trips a decision through ${encoding}`, () => {
-      const back = decodeDecision(encodeDecision(decision, encoding), encoding);
-      // float32 on the wire: compare the floats approximately, everything else exactly.
-      expect({ ...back, confidence: 0, uncertainty: 0 }).toEqual({ ...decision, confidence: 0, uncertainty: 0 });
-      expect(back.confidence).toBeCloseTo(0.75, 6);
-      expect(back.uncertainty).toBeCloseTo(0.125, 6);
-      expect(back.reason).toBe('model');
-      expect(back.metadata).toEqual({ tier: 'small' });
-    });
-  }
-
-  it('JSON decisions have exactly the §1 fields, snake_case', () => {
-    const extra = { ...decision, secret: 'x' } as RoutingDecision;
-    const obj = JSON.parse(encodeDecision(extra, 'json').toString('utf8')) as Record<string, unknown>;
-    expect(Object.keys(obj)).toEqual([
-      'request_id',
-      'candidate_id',
-      'confidence',
-      'uncertainty',
-      'use_lightweight',
-      'rank',
-      'model_version',
-      'reason',
-      'metadata',
-      'inference_time_us',
-    ]);
-  });
-
-  it('protobuf decisions decode with protobufjs directly (what a foreign client does)', () => {
-    const s = loadSchema();
-    const m = s.RoutingDecision.toObject(s.RoutingDecision.decode(encodeDecision(decision, 'protobuf')), { longs: Number });
-    expect(m.candidate_id).toBe('cand-0');
-    expect(m.inference_time_us).toBe(42);
-    expect(m.use_lightweight).toBe(true);
-  });
-
-  it('content types are the two of SPEC §1', () => {
-    expect(CONTENT_TYPES).toEqual({ json: 'application/json', protobuf: 'application/x-protobuf' });
-  });
-});
-
-describe('writeDecisionProto (the hand-written RoutingDecision encoder)', () => {
-  const text = fc.string({ unit: 'grapheme', maxLength: 60 });
-  const decisionArb = fc.record({
-    request_id: text,
-    candidate_id: text,
-    confidence: fc.double({ min: 0, max: 1, noNaN: true }),
-    uncertainty: fc.double({ min: 0, max: 1, noNaN: true }),
-    use_lightweight: fc.boolean(),
-    rank: fc.integer({ min: 0, max: 2 ** 32 - 1 }),
-    model_version: text,
-    reason: fc.constantFrom('model', 'breaker_open', 'uncertain', 'below_threshold'),
-    metadata: fc.dictionary(text.filter((k) => k !== '__proto__'), text, { maxKeys: 4 }),
-    inference_time_us: fc.oneof(fc.double({ min: 0, max: 1e6, noNaN: true }), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER })),
-  });
-
-  it('writes the same bytes as protobufjs, within its bound, and decodes back', () => {
-    const RoutingDecision = loadSchema().RoutingDecision;
-    fc.assert(
-      fc.property(decisionArb, fc.integer({ min: 0, max: 7 }), (d, offset) => {
-        const reference = RoutingDecision.encode({ ...d, inference_time_us: Math.max(0, Math.round(d.inference_time_us)) }).finish();
-        const bound = decisionProtoBound(d);
-        const buf = Buffer.alloc(offset + bound);
-        const end = writeDecisionProto(buf, offset, d);
-        expect(end - offset).toBeLessThanOrEqual(bound);
-        expect(buf.subarray(offset, end).toString('hex')).toBe(Buffer.from(reference).toString('hex'));
-        expect(encodeDecision(d, 'protobuf').toString('hex')).toBe(Buffer.from(reference).toString('hex'));
-        const back = decodeDecision(buf.subarray(offset, end), 'protobuf');
-        expect(back.request_id).toBe(d.request_id);
-        expect(back.metadata).toEqual(d.metadata);
-        expect(back.rank).toBe(d.rank);
-      }),
-      { numRuns: 500 },
     );
   });
 });

@@ -1,25 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_FEATURE_CONFIG, FEATURE_COUNT, FEATURE_NAMES, extractFeatures } from '../../../src/engine/features.js';
+import { FEATURE_COUNT, FEATURE_NAMES } from '../../../src/engine/features.js';
 import { encodeModel, parseModel } from '../../../src/engine/model.js';
-import { validateRequest } from '../../../src/engine/validate.js';
 import { evaluateModel, scoreRows } from '../../../src/feedback/evaluate.js';
-import { decisionFeatures } from '../../../src/feedback/features.js';
-import { generateTraffic } from '../../../src/train/synthetic.js';
-
-describe('decisionFeatures', () => {
-  it("gives each candidate exactly the engine's feature row at the decision time", () => {
-    const [r] = [...generateTraffic({ requests: 1, seed: 3, dim: 16, minCandidates: 6, maxCandidates: 6 })];
-    const v = validateRequest(r);
-    const at = new Date(r!.now * 1000 + 1500);
-    const lookup = decisionFeatures(v, at);
-    const expected = new Float32Array(v.n * FEATURE_COUNT);
-    extractFeatures(v, DEFAULT_FEATURE_CONFIG, expected, at.getTime() / 1000);
-    for (let i = 0; i < v.n; i++) {
-      expect(Array.from(lookup(v.ids[i]!)!)).toEqual(Array.from(expected.subarray(i * FEATURE_COUNT, (i + 1) * FEATURE_COUNT)));
-    }
-    expect(lookup('no-such-candidate')).toBeUndefined();
-  });
-});
 
 describe('evaluateModel', () => {
   // A one-unit FastGRNN whose score rises with the sum of the features.
