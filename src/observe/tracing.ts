@@ -200,8 +200,9 @@ export class RequestTracer {
       span.setAttribute('messaging.destination.partition.id', String(origin.partition));
       span.setAttribute('messaging.kafka.offset', Number(origin.offset));
     }
-    // No SDK and no incoming context: the no-op API's span is invalid; nothing to carry.
-    if (!isSpanContextValid(span.spanContext())) return NOTHING;
+    // No SDK and no incoming context: the no-op API's span is invalid; nothing to carry. (With
+    // an incoming context, the span's is valid either way: the parent's, or a new child's.)
+    if (!incoming && !isSpanContextValid(span.spanContext())) return NOTHING;
     return new Spanned(span, incoming);
   }
 }
