@@ -40,12 +40,20 @@ export interface RequestTrace {
   readonly traceId: string | undefined;
   /**
    * Ends the span of a request that was decided: `decisions` are its decisions, `fallback` true
-   * when the breaker answered instead of the engine, `policy` the routing policy in force when
-   * the service has one to name.
+   * when the breaker answered instead of the engine.
    */
-  decided(decisions: readonly RoutingDecision[], fallback: boolean, policy?: string): void;
+  decided(decisions: readonly RoutingDecision[], fallback: boolean): void;
   /** Ends the span of a request that went to the dead-letter topic. */
   rejected(reason: string): void;
+}
+
+/**
+ * The policy that decided a request, when its decisions name one (a `policy` string field);
+ * read structurally so the span needs nothing more from the engine's types.
+ */
+function policyOf(d: RoutingDecision): string | undefined {
+  const p = (d as { policy?: unknown }).policy;
+  return typeof p === 'string' ? p : undefined;
 }
 
 const NOTHING: RequestTrace = Object.freeze({
@@ -84,7 +92,7 @@ class Spanned implements RequestTrace {
     }
   }
 
-  decided(decisions: readonly RoutingDecision[], fallback: boolean, policy?: string): void {
+  decided(decisions: readonly RoutingDecision[], fallback: boolean): void {
     const span = this.#span;
     if (span.isRecording()) {
       const a = SPAN_ATTRIBUTES;
@@ -95,9 +103,11 @@ class Spanned implements RequestTrace {
         reasons[d.reason] = (reasons[d.reason] ?? 0) + 1;
       }
       const first = decisions[0];
+      let policy: string | undefined;
       if (first) {
         span.setAttribute(a.requestId, first.request_id);
         span.setAttribute(a.modelVersion, first.model_version);
+        policy = policyOf(first);
       }
       span.setAttribute(a.candidateCount, decisions.length);
       span.setAttribute(a.lightweightCount, lightweight);

@@ -43,7 +43,7 @@ describe('RequestTracer with an SDK registered', () => {
   it('makes a child span of the incoming context, and the records carry the span', () => {
     const exporter = withSdk();
     const t = new RequestTracer({ enabled: true }).begin(INCOMING, 'rojo=1', origin);
-    t.decided(DECISIONS, false, 'default');
+    t.decided(DECISIONS, false);
     const [span, ...more] = exporter.getFinishedSpans();
     expect(more).toHaveLength(0);
     expect(span!.name).toBe('process routing.requests');
@@ -66,13 +66,15 @@ describe('RequestTracer with an SDK registered', () => {
 
   it('records the request id, counts, model version, policy and reason counts', () => {
     const exporter = withSdk();
-    new RequestTracer({ enabled: true }).begin(INCOMING, undefined, origin).decided(DECISIONS, false, 'cost-first');
+    // Decisions that name their policy (a field the span reads when it is there).
+    const withPolicy = DECISIONS.map((d) => ({ ...d, policy: 'tenant:acme' }) as RoutingDecision);
+    new RequestTracer({ enabled: true }).begin(INCOMING, undefined, origin).decided(withPolicy, false);
     const a = exporter.getFinishedSpans()[0]!.attributes;
     expect(a[SPAN_ATTRIBUTES.requestId]).toBe('req-1');
     expect(a[SPAN_ATTRIBUTES.candidateCount]).toBe(4);
     expect(a[SPAN_ATTRIBUTES.lightweightCount]).toBe(2);
     expect(a[SPAN_ATTRIBUTES.modelVersion]).toBe('m-7');
-    expect(a[SPAN_ATTRIBUTES.policy]).toBe('cost-first');
+    expect(a[SPAN_ATTRIBUTES.policy]).toBe('tenant:acme');
     expect(a[`${SPAN_ATTRIBUTES.reasonPrefix}model`]).toBe(2);
     expect(a[`${SPAN_ATTRIBUTES.reasonPrefix}uncertain`]).toBe(1);
     expect(a[`${SPAN_ATTRIBUTES.reasonPrefix}below_threshold`]).toBe(1);
@@ -89,6 +91,7 @@ describe('RequestTracer with an SDK registered', () => {
     const fallback = DECISIONS.map((d) => ({ ...d, reason: 'breaker_open' as const, use_lightweight: false }));
     tracer.begin(INCOMING, undefined, origin).decided(fallback, true);
     const [dlq, open] = exporter.getFinishedSpans();
+    expect(open!.attributes[SPAN_ATTRIBUTES.policy]).toBeUndefined();
     expect(dlq!.status).toEqual({ code: SpanStatusCode.ERROR, message: 'dead-lettered: query_embedding: expected a list' });
     expect(dlq!.attributes[SPAN_ATTRIBUTES.error]).toBe('query_embedding: expected a list');
     expect(dlq!.parentSpanContext?.spanId).toBe(PARENT);
