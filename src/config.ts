@@ -125,11 +125,11 @@ export interface Config {
   drainTimeoutMs: number;
   /** Consumer lag is sampled this often. */
   lagIntervalMs: number;
+  /** TD_TRACING: one OpenTelemetry span per request (on, the default) or none (off). */
+  tracing: boolean;
   /** /healthz fails when the event loop was blocked longer than this. */
   maxEventLoopDelayMs: number;
   logLevel: LogLevel;
-  /** TD_TRACING: one OpenTelemetry span per request (on, the default) or none (off). */
-  tracing: boolean;
 }
 
 export const CONFIG_DEFAULTS = Object.freeze({
@@ -357,9 +357,9 @@ export function loadConfig(env: Env = process.env): Config {
     // Kafka's brokers accept 6 s .. 5 min by default (group.min/max.session.timeout.ms).
     sessionTimeoutMs: intVar(env, 'TD_SESSION_TIMEOUT_MS', 30_000, 6000, 300_000),
     lagIntervalMs: intVar(env, 'TD_LAG_INTERVAL_MS', 5000, 100, 3_600_000),
+    tracing: onOffVar(env, 'TD_TRACING', true),
     maxEventLoopDelayMs: intVar(env, 'TD_MAX_EVENT_LOOP_DELAY_MS', 5000, 10, 600_000),
     logLevel: level as LogLevel,
-    tracing: onOffVar(env, 'TD_TRACING', true),
   };
   return freezeConfig(config);
 }

@@ -41,19 +41,19 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ TD_PRODUCER_THREAD: 'auto' })).toThrow(/^TD_PRODUCER_THREAD="auto" is invalid: expected true or false/);
   });
 
-  it('TD_TRACING: on by default, off, or refused naming the variable', () => {
-    expect(loadConfig({}).tracing).toBe(true);
-    expect(loadConfig({ TD_TRACING: 'off' }).tracing).toBe(false);
-    expect(loadConfig({ TD_TRACING: ' ON ' }).tracing).toBe(true);
-    expect(() => loadConfig({ TD_TRACING: 'false' })).toThrow(/^TD_TRACING="false" is invalid: expected on or off$/);
-  });
-
   it('TD_DECODE_IN_WORKERS: auto (the default) and true decode both encodings on the workers, false neither', () => {
     for (const encoding of ['json', 'protobuf'] as const) {
       expect(decodesInWorkers(loadConfig({}).decodeInWorkers, encoding)).toBe(true);
       expect(decodesInWorkers(loadConfig({ TD_DECODE_IN_WORKERS: 'true' }).decodeInWorkers, encoding)).toBe(true);
       expect(decodesInWorkers(loadConfig({ TD_DECODE_IN_WORKERS: 'false' }).decodeInWorkers, encoding)).toBe(false);
     }
+  });
+
+  it('TD_TRACING: on by default, off, or refused naming the variable', () => {
+    expect(loadConfig({}).tracing).toBe(true);
+    expect(loadConfig({ TD_TRACING: 'off' }).tracing).toBe(false);
+    expect(loadConfig({ TD_TRACING: ' ON ' }).tracing).toBe(true);
+    expect(() => loadConfig({ TD_TRACING: 'false' })).toThrow(/^TD_TRACING="false" is invalid: expected on or off$/);
   });
 
   it('TD_DECODE_IN_WORKERS: auto by default, or true/false', () => {
