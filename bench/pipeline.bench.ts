@@ -31,13 +31,12 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import kafkajs, { type Admin, type Kafka } from 'kafkajs';
+import type { Admin, Kafka } from 'kafkajs';
 import pg from 'pg';
 import type { RoutingRequest } from '../src/engine/types.js';
 import { CONTENT_TYPES, encodeRequest, type Encoding } from '../src/wire/index.js';
 import { Rng } from '../src/train/rng.js';
 
-const { Kafka: KafkaClient, logLevel } = kafkajs;
 const SELF = fileURLToPath(import.meta.url);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -507,7 +506,14 @@ async function orchestrate(): Promise<void> {
     brokers = (await up()).brokers;
   }
   const databaseUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-  const kafka = new KafkaClient({ clientId: 'bench-pipeline', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
+  // The same TLS/SASL settings (KAFKA_SSL_*, KAFKA_SASL_*) as the serve children it starts.
+  const { createKafka } = await import('../src/stream/kafka.js');
+  const { loadKafkaSecurity } = await import('../src/config-security.js');
+  const { createLogger } = await import('../src/observe/logger.js');
+  const kafka = createKafka(
+    { clientId: 'bench-pipeline', brokers: brokers.split(','), kafkaSecurity: loadKafkaSecurity(process.env) },
+    createLogger({ level: 'error', write: () => {} }),
+  );
   const admin = kafka.admin();
   await admin.connect();
   const num = (name: string, fallback: number) => Number(process.env[name] ?? fallback);

@@ -4,6 +4,10 @@
 // deploy/kafka and are cached under .cache/kafka (ignored by git), so only the first run pays.
 //
 //   node scripts/kafka.mjs up      start (or find) the broker; returns once it accepts clients
+//   node scripts/kafka.mjs up --secure
+//                                  the same broker with two more listeners: SASL_SSL (PLAIN,
+//                                  SCRAM-SHA-512, OAUTHBEARER with the unsecured-JWS validator)
+//                                  and mutual TLS; see ./kafka-secure.mjs
 //   node scripts/kafka.mjs down    stop it cleanly (SIGTERM, then SIGKILL after a grace period)
 //   node scripts/kafka.mjs status  print whether it runs
 //
@@ -15,6 +19,7 @@ import { existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, wri
 import { connect } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SECURE_MECHANISMS, describeSecure, prepareSecure, registerScram, secureProperties } from './kafka-secure.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const POM = join(ROOT, 'deploy', 'kafka', 'pom.xml');
@@ -28,12 +33,21 @@ function settings(env = process.env) {
   }
   const version = readFileSync(POM, 'utf8').match(/<kafka\.version>([^<]+)<\/kafka\.version>/)?.[1];
   if (!version) throw new Error(`cannot read kafka.version from ${POM}`);
+  const saslPort = Number(env.TD_KAFKA_SASL_PORT ?? port + 2);
+  const mtlsPort = Number(env.TD_KAFKA_MTLS_PORT ?? port + 3);
+  for (const [name, value] of [['TD_KAFKA_SASL_PORT', saslPort], ['TD_KAFKA_MTLS_PORT', mtlsPort]]) {
+    if (!Number.isInteger(value) || value < 1 || value > 65535) throw new Error(`${name} must be a TCP port, got '${value}'`);
+  }
   return {
     home,
     port,
     controllerPort,
+    saslPort,
+    mtlsPort,
+    secureDir: join(home, 'secure'),
     version,
-    libs: join(home, `libs-${version}`),
+    // A broker of its own (a test's temporary home) may share the jars of the default one.
+    libs: resolve(env.TD_KAFKA_LIBS ?? join(home, `libs-${version}`)),
     data: join(home, 'data'),
     pidFile: join(home, 'kafka.pid'),
     logFile: join(home, 'kafka.log'),
@@ -125,7 +139,7 @@ function ensureJars(s) {
   writeFileSync(marker, `${new Date().toISOString()}\n`);
 }
 
-function writeConfig(s) {
+function writeConfig(s, secure) {
   mkdirSync(s.data, { recursive: true });
   const props = {
     'process.roles': 'broker,controller',
@@ -156,6 +170,7 @@ function writeConfig(s) {
     'replica.fetch.max.bytes': String(32 * 1024 * 1024),
     'log.retention.hours': '24',
     'log.segment.bytes': String(64 * 1024 * 1024),
+    ...(secure ? secureProperties(s, secure) : {}),
   };
   writeFileSync(s.config, Object.entries(props).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
   writeFileSync(
@@ -193,16 +208,18 @@ function java(s, mainClass, args) {
   ];
 }
 
-function formatStorage(s) {
-  if (existsSync(join(s.data, 'meta.properties'))) return;
+/** Formats a new data directory; true when it did (SCRAM users given here exist from the start). */
+function formatStorage(s, extra = []) {
+  if (existsSync(join(s.data, 'meta.properties'))) return false;
   // A KRaft cluster id is 16 random bytes in URL-safe base64 without padding.
   const clusterId = randomBytes(16).toString('base64url');
   say(`formatting ${s.data} (cluster id ${clusterId})`);
-  const run = spawnSync('java', java(s, 'kafka.tools.StorageTool', ['format', '-t', clusterId, '-c', s.config]), {
+  const run = spawnSync('java', java(s, 'kafka.tools.StorageTool', ['format', '-t', clusterId, '-c', s.config, ...extra]), {
     encoding: 'utf8',
   });
   if (run.error) throw new Error(`cannot run java: ${run.error.message}; install Java 17+`);
   if (run.status !== 0) throw new Error(`kafka-storage format failed: ${(run.stderr || run.stdout).trim().split('\n').pop()}`);
+  return true;
 }
 
 async function waitReady(s, pid) {
@@ -218,23 +235,36 @@ async function waitReady(s, pid) {
   throw new Error(`the broker did not accept clients on localhost:${s.port} within ${s.startTimeoutMs} ms (see ${s.logFile})`);
 }
 
-export async function up(env = process.env) {
+/**
+ * Starts (or finds) the broker. With `{ secure: true }` it also has the SASL_SSL and mutual-TLS
+ * listeners, and the result carries `secure`: the addresses, files and client environments
+ * (also written to <home>/secure/client-env.json).
+ */
+export async function up(env = process.env, options = {}) {
   const s = settings(env);
+  const secure = options.secure ? prepareSecure(s) : undefined;
+  const result = (r) => (secure ? { ...r, secure: describeSecure(s, secure) } : r);
   const pid = readPid(s);
   if (pid !== undefined && alive(pid)) {
     await waitReady(s, pid);
+    if (secure && !readFileSync(s.config, 'utf8').includes('SASL_SSL://')) {
+      throw new Error(`the broker (pid ${pid}) runs without the secure listeners: run \`npm run kafka:down\` first`);
+    }
     say(`already running (pid ${pid}) on localhost:${s.port}`);
-    return { brokers: `localhost:${s.port}`, pid, started: false };
+    return result({ brokers: `localhost:${s.port}`, pid, started: false });
   }
   if (await kafkaAnswers(s.port)) {
+    if (secure && !(await portOpen(s.saslPort))) throw new Error(`a broker not started here answers on localhost:${s.port}, without a SASL_SSL listener on ${s.saslPort}`);
     say(`a broker already answers on localhost:${s.port}; leaving it alone`);
-    return { brokers: `localhost:${s.port}`, pid: undefined, started: false };
+    return result({ brokers: `localhost:${s.port}`, pid: undefined, started: false });
   }
   if (await portOpen(s.port)) throw new Error(`port ${s.port} is taken by something that is not Kafka`);
   mkdirSync(s.home, { recursive: true });
   ensureJars(s);
-  writeConfig(s);
-  formatStorage(s);
+  writeConfig(s, secure);
+  // SCRAM credentials live in the cluster metadata: given at format time for a new data
+  // directory, through the Admin API (kafka-configs) for one formatted before.
+  const scramAtFormat = secure ? formatStorage(s, ['--add-scram', `SCRAM-SHA-512=[name=${secure.scramUser},password=${secure.scramPassword}]`]) : formatStorage(s);
   const out = openSync(s.logFile, 'a');
   const child = spawn('java', java(s, 'kafka.Kafka', [s.config]), {
     detached: true,
@@ -247,8 +277,9 @@ export async function up(env = process.env) {
   say(`starting Apache Kafka ${s.version} (pid ${child.pid}), log ${s.logFile}`);
   const started = Date.now();
   await waitReady(s, child.pid);
-  say(`ready on localhost:${s.port} after ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  return { brokers: `localhost:${s.port}`, pid: child.pid, started: true };
+  if (secure && !scramAtFormat) registerScram(s, secure, (mainClass, args) => spawnSync('java', java(s, mainClass, args), { encoding: 'utf8' }));
+  say(`ready on localhost:${s.port} after ${((Date.now() - started) / 1000).toFixed(1)} s${secure ? ` (SASL_SSL ${SECURE_MECHANISMS.join(', ')} on localhost:${s.saslPort}, mutual TLS on localhost:${s.mtlsPort})` : ''}`);
+  return result({ brokers: `localhost:${s.port}`, pid: child.pid, started: true });
 }
 
 export async function down(env = process.env) {
@@ -280,10 +311,18 @@ export async function status(env = process.env) {
 
 const invokedDirectly = process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url);
 if (invokedDirectly) {
-  const command = process.argv[2];
-  const run = { up, down, status: async () => console.log(JSON.stringify(await status())) }[command];
-  if (!run) {
-    process.stderr.write('usage: node scripts/kafka.mjs <up|down|status>\n');
+  const [command, ...flags] = process.argv.slice(2);
+  const secure = flags.includes('--secure');
+  const run = {
+    up: async () => {
+      const r = await up(process.env, { secure });
+      if (r.secure) process.stdout.write(r.secure.instructions);
+    },
+    down,
+    status: async () => console.log(JSON.stringify(await status())),
+  }[command];
+  if (!run || flags.some((f) => f !== '--secure') || (secure && command !== 'up')) {
+    process.stderr.write('usage: node scripts/kafka.mjs <up [--secure]|down|status>\n');
     process.exit(2);
   }
   run().then(

@@ -1,7 +1,9 @@
-// The service, wired: config → decision log (Postgres, migrated) → router pool → circuit
-// breaker → Kafka processor → metrics/health HTTP. `App` is also the control plane's target
-// (src/control/target.ts): stats, hot reload, breaker, config view, thresholds, unary Route and
-// health all go through it, so the gRPC server knows nothing about Kafka or Postgres.
+// The service, wired: config → decision log (Postgres, migrated) → the fleet's desired state
+// (control topic) → router pool → circuit breaker → Kafka processor → metrics/health HTTP.
+// `App` is also the control plane's target (src/control/target.ts): routing, thresholds and the
+// breaker are the shared ControlCore (src/control/core.ts, the same one `serve --control-only`
+// uses); a reload or threshold change is written to the control topic (FleetControl) and comes
+// into force here, as on every replica, when the topic delivers it.
 //
 // Start-up order puts the cheap, failure-prone parts first (HTTP port, database, model), and
 // Kafka last, so a bad setting fails fast and no request is consumed before every part that
@@ -11,32 +13,36 @@ import { EventEmitter } from 'node:events';
 import type { Admin, Kafka } from 'kafkajs';
 import type pg from 'pg';
 import { decodesInWorkers, describeConfig, type Config } from './config.js';
-import { DEFAULT_THRESHOLDS } from './engine/decide.js';
-import type { LoadedModel } from './engine/model.js';
+import { hostname } from 'node:os';
 import { RouterPool } from './engine/pool/pool.js';
 import type { RoutingRequest, RoutingResponse } from './engine/types.js';
-import { validateRequest } from './engine/validate.js';
-import { ModelError, errorMessage, oneLine } from './errors.js';
-import { LatencyWindow } from './control/latency.js';
-import { modelNotes, modelView, prepareModel, type PreparedModel } from './control/reload.js';
-import { ModelRegistry } from './feedback/registry.js';
-import type { RoutingPool } from './control/standalone.js';
+import { errorMessage, oneLine } from './errors.js';
+import { ControlTopic } from './control/control-topic.js';
+import { ControlCore, type RoutingPool } from './control/core.js';
+import { DesiredState, type ApplyErrorView, type PoliciesListener } from './control/desired-state.js';
+import { FleetControl, type ConvergenceProbe } from './control/fleet-control.js';
+import { prepareModel, type PreparedModel } from './control/reload.js';
 import {
   ControlError,
   type BreakerView,
+  type ChangeOptions,
   type ConfigSnapshot,
   type ControlStats,
   type ControlTarget,
   type HealthStatus,
   type ModelSource,
-  type ModelView,
+  type PolicyChangeResult,
   type ReloadResult,
+  type SetThresholdsResult,
   type StoreAggregatesView,
+  type TenantPolicyView,
   type ThresholdsUpdate,
-  type ThresholdsView,
 } from './control/target.js';
 import { startHttpServer, type HttpServer, type ReadinessReport } from './observe/http.js';
 import { createLogger, type Logger } from './observe/logger.js';
+import { costFigures, registerCostMetrics } from './observe/cost.js';
+import { StatusTracker } from './observe/status.js';
+import { statusRoutes } from './observe/status-page.js';
 import { createMetrics, setModelVersion, type Metrics } from './observe/metrics.js';
 import {
   DecisionLog,
@@ -47,14 +53,19 @@ import {
   resolveDatabase,
   type ResolvedDatabase,
 } from './store/index.js';
-import { ScoringBreaker, type Scorer } from './stream/breaker.js';
+import type { Scorer } from './resilience/breaker.js';
 import { createKafka, ensureTopics } from './stream/kafka.js';
+import { preflightKafka } from './stream/preflight.js';
+import { securityFailure } from './stream/security-errors.js';
 import { decisionLogPort } from './stream/log-port.js';
+import { isRetriableKafkaError } from './stream/kafka-errors.js';
+import { StartupPatience } from './startup.js';
+import { classifyPgError } from './store/errors.js';
 import { Processor, type DecisionLogPort, type ProcessorEvent, type ProcessorOptions } from './stream/processor.js';
 // FEEDBACK (issue 8): outcomes consumer, calibration monitor, model registry.
 import { FeedbackService, type FeedbackSettings } from './feedback/service.js';
 
-export type { Scorer } from './stream/breaker.js';
+export type { Scorer } from './resilience/breaker.js';
 
 export interface AppOptions {
   config: Config;
@@ -86,7 +97,9 @@ export type AppEvent =
   | { type: 'breaker'; state: 'closed' | 'half_open' | 'open' }
   | { type: 'model'; version: string; previousVersion: string }
   | { type: 'health'; status: HealthStatus }
-  | { type: 'stopped'; clean: boolean };
+  | { type: 'stopped'; clean: boolean }
+  /** The service cannot go on (the consumer stopped for good); the process should exit 1. */
+  | { type: 'fatal'; reason: string };
 
 /** Starts (or finds) the local development broker: `up()` of scripts/kafka.mjs. */
 export async function startLocalBroker(): Promise<{ brokers: string; started: boolean }> {
@@ -119,7 +132,11 @@ export class App extends EventEmitter implements ControlTarget {
   #log: DecisionLog | undefined;
   #logPort: DecisionLogPort | undefined;
   #pool: RoutingPool | undefined;
-  #breaker: ScoringBreaker | undefined;
+  #core: ControlCore | undefined;
+  /** The fleet's desired state (control topic), read before the engine starts. */
+  readonly #desired: DesiredState;
+  #controlTopic: ControlTopic | undefined;
+  #fleet: FleetControl | undefined;
   #kafka: Kafka | undefined;
   #admin: Admin | undefined;
   #processor: Processor | undefined;
@@ -127,23 +144,30 @@ export class App extends EventEmitter implements ControlTarget {
   #feedback: FeedbackService | undefined;
   #lagTimer: NodeJS.Timeout | undefined;
   #healthTimer: NodeJS.Timeout | undefined;
+  /** Waits for Postgres and the broker at start; aborted by a stop during start-up. */
+  readonly #startupAbort = new AbortController();
+  #patience: StartupPatience | undefined;
+  /** Why the service cannot go on, once it cannot (start-up stops at the next step). */
+  #fatal: string | undefined;
 
-  #model: LoadedModel | undefined;
-  #modelView: ModelView | undefined;
-  #overrides: ThresholdsUpdate;
   #startedAt = Date.now();
   #started = false;
   #draining = false;
   #stopping: Promise<{ clean: boolean }> | undefined;
   #health: HealthStatus = 'NOT_SERVING';
   readonly #healthListeners = new Set<(s: HealthStatus) => void>();
-  readonly #engineLatency = new LatencyWindow();
-  readonly #e2eLatency = new LatencyWindow();
-  #route = { requests: 0, decisions: 0, lightweight: 0, rejected: 0, reasons: {} as Record<string, number> };
   #lag: { total: number; at: number } | undefined;
   #store: StoreAggregatesView | undefined;
   #storeRefreshing = false;
   #logFailedBatches = 0;
+  readonly #status = new StatusTracker({
+    stats: () => this.stats(),
+    counters: () => {
+      const r = this.#routeCounts();
+      return { decisions: r.lightweight + r.heavyweight, lightweight: r.lightweight, dlq: this.#processor?.counters.dlq ?? 0 };
+    },
+    meta: () => ({ mode: this.mode, health: this.#health }),
+  });
 
   constructor(opts: AppOptions) {
     super();
@@ -151,7 +175,9 @@ export class App extends EventEmitter implements ControlTarget {
     this.settings = opts.config;
     this.logger = opts.logger ?? createLogger({ level: opts.config.logLevel, secrets: [opts.config.adminToken] });
     this.metrics = createMetrics();
-    this.#overrides = { ...opts.config.thresholds };
+    const prices = opts.config.cost;
+    if (prices) registerCostMetrics(this.metrics.registry, prices, () => this.#routeCounts());
+    this.#desired = new DesiredState({ logger: this.logger.child({ component: 'desired-state' }) });
   }
 
   #emitEvent(e: AppEvent): void {
@@ -165,22 +191,24 @@ export class App extends EventEmitter implements ControlTarget {
     if (this.#started) throw new Error('App.start() called twice');
     this.#started = true;
     const t0 = Date.now();
+    this.#patience = new StartupPatience({ timeoutMs: this.settings.startupTimeoutMs, logger: this.logger, signal: this.#startupAbort.signal });
     try {
       await this.#startParts();
     } catch (err) {
-      await this.#shutdown(1000).catch(() => {});
+      await this.stop({ timeoutMs: 1000 }).catch(() => {});
       throw err;
     }
     this.#startedAt = Date.now();
     this.#healthTimer = setInterval(() => this.#refreshHealth(), 500);
     this.#healthTimer.unref();
+    this.#status.start();
     this.logger.info('tiny-dancer serving', {
       ms: Date.now() - t0,
       brokers: this.settings.brokers,
       requests: this.settings.topics.requests,
       group: this.settings.groupId,
       exactlyOnce: this.settings.exactlyOnce,
-      model: this.#model?.version,
+      model: this.#core?.model.version,
       http: this.#http?.url,
     });
     this.#emitEvent({ type: 'started', ms: Date.now() - t0 });
@@ -199,6 +227,7 @@ export class App extends EventEmitter implements ControlTarget {
         maxEventLoopDelayMs: c.maxEventLoopDelayMs,
         onEventLoopDelay: (p99) => this.metrics.eventLoopDelay.set(p99),
         logger: log,
+        routes: statusRoutes(this.#status),
       });
     }
 
@@ -220,8 +249,14 @@ export class App extends EventEmitter implements ControlTarget {
       log,
       ...(this.#opts.defaultDatabaseUrl ? { defaultUrl: this.#opts.defaultDatabaseUrl } : {}),
     });
-    this.#pg = createPool({ url: this.#db.url, max: c.logConcurrency + 2, log, applicationName: 'tiny-dancer serve' });
-    const migrated = await migrate(this.#pg, { schema: c.dbSchema, log });
+    this.#pg = createPool({ url: this.#db.url, tls: c.pgTls, max: c.logConcurrency + 2, log, applicationName: 'tiny-dancer serve' });
+    const pgPool = this.#pg;
+    const migrated = await this.#patience!.until(
+      'postgres',
+      `Postgres at ${redactUrl(this.#db.url)}`,
+      () => migrate(pgPool, { schema: c.dbSchema, log }),
+      (err) => classifyPgError(err) === 'retriable',
+    );
     log.info('decision log ready', {
       database: redactUrl(this.#db.url),
       embedded: this.#db.embedded,
@@ -249,17 +284,32 @@ export class App extends EventEmitter implements ControlTarget {
     this.#log.on('breaker', (s) => log.info(`decision log breaker ${s}`));
 
     this.#checkNotStopped();
+    // The fleet's desired state, read to the end of the control topic before the engine starts,
+    // so this replica starts with the model and thresholds the fleet runs.
+    this.#kafka = createKafka(c, log);
+    await this.#waitForBroker();
+    this.#controlTopic = new ControlTopic({
+      kafka: this.#kafka,
+      topic: c.topics.control,
+      replicationFactor: c.replicationFactor,
+      state: this.#desired,
+      instanceId: `${hostname()}.${process.pid}`,
+      logger: log,
+      registry: this.metrics.registry,
+    });
+    await this.#controlTopic.start();
+
+    this.#checkNotStopped();
     // Engine: validate the model here first, so a bad file fails start-up with a precise message.
     const prepared = await this.#startupModel(log);
-    this.#model = prepared.model;
-    this.#modelView = modelView(prepared.model, Date.now(), prepared.source);
+    const thresholds = { ...c.thresholds, ...(this.#desired.thresholds ?? {}) };
     if (this.#opts.pool) this.#pool = this.#opts.pool;
     else {
       this.#pool = await RouterPool.create({
         model: { bytes: prepared.bytes, source: prepared.source },
         ...(c.workers === undefined ? {} : { workers: c.workers }),
-        ...(c.thresholds.confidence === undefined ? {} : { confidenceThreshold: c.thresholds.confidence }),
-        ...(c.thresholds.maxUncertainty === undefined ? {} : { maxUncertainty: c.thresholds.maxUncertainty }),
+        ...(thresholds.confidence === undefined ? {} : { confidenceThreshold: thresholds.confidence }),
+        ...(thresholds.maxUncertainty === undefined ? {} : { maxUncertainty: thresholds.maxUncertainty }),
         // The processor never has more than maxInFlight requests out, plus Route calls.
         maxQueue: c.maxInFlight + 1024,
         // The decision log stores each decision's features (retraining); the workers have them.
@@ -267,43 +317,54 @@ export class App extends EventEmitter implements ControlTarget {
       });
     }
     setModelVersion(this.metrics, this.#pool.modelVersion);
-    const pool = this.#pool as RoutingPool & { routeEncoded?: (bytes: Uint8Array, contentType: 'json' | 'protobuf') => Promise<RoutingResponse> };
-    const routeEncoded = pool.routeEncoded?.bind(pool);
-    const scorer: Scorer = (task) =>
-      task.kind === 'validated' ? pool.route(task.request) : routeEncoded ? routeEncoded(task.bytes, task.encoding) : Promise.reject(new Error('the pool cannot decode records'));
-    this.#breaker = new ScoringBreaker(this.#opts.wrapScorer ? this.#opts.wrapScorer(scorer) : scorer, {
-      ...c.breaker,
-      logger: log,
+    const pool = this.#pool as RoutingPool & { routeEncoded?: unknown };
+    const core = (this.#core = new ControlCore({
+      pool: this.#pool,
+      model: prepared.model,
+      modelSource: prepared.source,
+      thresholds,
+      breaker: c.breaker,
+      ...(this.#opts.wrapScorer ? { wrapScorer: this.#opts.wrapScorer } : {}),
       metrics: this.metrics,
-      modelVersion: () => pool.modelVersion,
-      onStateChange: (state) => this.#emitEvent({ type: 'breaker', state }),
-    });
+      logger: log,
+      onBreakerState: (state) => this.#emitEvent({ type: 'breaker', state }),
+    }));
+    this.#fleet = new FleetControl({ writer: this.#controlTopic, state: this.#desired, core: () => core });
 
     this.#checkNotStopped();
-    // Kafka last: nothing is consumed before the parts that decide and log are up.
-    this.#kafka = createKafka(c, log);
+    // Requests last: nothing is consumed before the parts that decide and log are up.
     this.#admin = this.#kafka.admin();
-    await this.#admin.connect();
+    await this.#admin.connect().catch((err: unknown) => Promise.reject(securityFailure(err, c.brokers) ?? err));
     await ensureTopics(this.#admin, c, log);
     const port = (this.#logPort = decisionLogPort(this.#log, () => !this.#draining));
     this.#processor = new Processor({
       kafka: this.#kafka,
       config: c,
-      breaker: this.#breaker,
+      breaker: core.breaker,
       log: port,
       logger: log,
       metrics: this.metrics,
-      onEngineLatency: (us) => this.#engineLatency.record(us),
-      onEndToEnd: (us) => this.#e2eLatency.record(us),
-      encodedScoring: routeEncoded === undefined ? undefined : (encoding) => decodesInWorkers(c.decodeInWorkers, encoding),
+      onEngineLatency: (us) => core.engineLatency.record(us),
+      onEndToEnd: (us) => core.endToEndLatency.record(us),
+      encodedScoring: pool.routeEncoded === undefined ? undefined : (encoding) => decodesInWorkers(c.decodeInWorkers, encoding),
       producerThread: c.producerThread,
       ...(this.#opts.processor ?? {}),
     });
     this.#processor.on('event', (e: ProcessorEvent) => {
       this.#emitEvent(e);
       this.#refreshHealth();
+      // kafkajs does not restart its consumer after a non-retriable error: without this the
+      // process would live on, never ready, consuming nothing. Exiting lets a supervisor start
+      // a fresh one, and the uncommitted records are redelivered to it.
+      if (e.type === 'crashed' && !e.restart && !this.#draining) {
+        const reason = `the Kafka consumer stopped and will not restart: ${e.error}`;
+        this.#fatal ??= reason;
+        log.error(`${reason}; stopping so the process can be restarted`);
+        this.#emitEvent({ type: 'fatal', reason });
+      }
     });
     await this.#processor.start();
+    this.#checkNotStopped();
     // FEEDBACK (issue 8): the outcomes topic in its own group, the calibration monitor (metrics
     // on this registry, a section of GetStats) and the registry's record of the serving model.
     this.#feedback = new FeedbackService({
@@ -317,45 +378,75 @@ export class App extends EventEmitter implements ControlTarget {
       logger: log,
       ...(this.#opts.feedback ? { settings: this.#opts.feedback } : {}),
     });
-    await this.#feedback.modelLoaded(prepared.model, prepared.bytes, prepared.source, { activate: true, by: 'serve' });
+    await this.#feedback.modelLoaded(prepared.model, prepared.bytes, prepared.source, { activate: true, by: this.#desired.model?.meta.writtenBy || 'serve' });
     await this.#feedback.start();
+    // From here on, control records come into force as they arrive.
+    this.#desired.attach({
+      model: async (m) => {
+        const previousVersion = core.pool.modelVersion;
+        await core.applyModel(m.prepared);
+        setModelVersion(this.metrics, core.pool.modelVersion);
+        // The registry keeps the audit history: every model record, mirrored.
+        await this.#feedback?.modelLoaded(m.prepared.model, m.prepared.bytes, m.prepared.source, { activate: true, by: m.meta.writtenBy || 'control topic' });
+        this.#emitEvent({ type: 'model', version: core.pool.modelVersion, previousVersion });
+      },
+      thresholds: async (t) => {
+        await core.setThresholds(t);
+      },
+    });
     this.#lagTimer = setInterval(() => void this.#sampleLag(), c.lagIntervalMs);
     this.#lagTimer.unref();
   }
 
   /**
-   * The model `serve` starts with: TD_MODEL_PATH when it is set (explicit configuration wins);
-   * otherwise the registry's active version — what `retrain --promote` or `admin rollback` last
-   * made current, so a restart does not silently go back to the packaged model — read from its
-   * stored file and checked against its recorded SHA-256; otherwise (no registry entry, or its
-   * file missing or changed: said in a warning) models/default.safetensors.
+   * Start-up's patience with the broker: a client with no retries of its own and no logs asks
+   * for the cluster's metadata until it answers, so the wait is one backoff and one log line per
+   * window (kafkajs would log every failed connection).
+   */
+  async #waitForBroker(): Promise<void> {
+    const c = this.settings;
+    await this.#patience!.until(
+      'kafka',
+      `the Kafka broker at ${c.brokers.join(',')}`,
+      async () => {
+        // A secured cluster is checked first, so a wrong CA or mechanism fails at once, in words.
+        await preflightKafka(c.brokers, c.kafkaSecurity, this.logger);
+        const probe = createKafka(c, this.logger, { logLevel: 0 /* NOTHING */, retry: { retries: 0 } }).admin();
+        try {
+          await probe.connect();
+          await probe.listTopics();
+        } catch (err) {
+          throw securityFailure(err, c.brokers) ?? err;
+        } finally {
+          await probe.disconnect().catch(() => {});
+        }
+      },
+      isRetriableKafkaError,
+    );
+  }
+
+  /**
+   * The model `serve` starts with: the fleet's active model from the control topic — what the
+   * last ReloadModel, `retrain --promote` or `admin rollback` made current through any replica,
+   * already validated (hash, parse, features) when it was read; otherwise TD_MODEL_PATH, or
+   * models/default.safetensors. The Postgres registry is the audit history, not consulted here.
    */
   async #startupModel(log: Logger): Promise<PreparedModel> {
     const c = this.settings;
-    const { defaultModelPath } = await import('./engine/model.js');
-    if (c.modelPath === undefined && this.#pg) {
-      let version: string | undefined;
-      try {
-        const registry = new ModelRegistry(this.#pg, c.dbSchema);
-        const active = await registry.active();
-        version = active?.version;
-        if (active?.path) {
-          const { entry, bytes } = await registry.readVerifiedFile(active.version);
-          const prepared = await prepareModel({ bytes });
-          if (prepared.model.version !== entry.version) {
-            throw new ModelError(`${entry.path} holds model ${prepared.model.version}, the registry says ${entry.version}`);
-          }
-          log.info('serving the model registry\'s active version (TD_MODEL_PATH not set)', { version: entry.version, path: entry.path, promotedBy: entry.promoted_by });
-          return { ...prepared, source: entry.path! };
-        }
-      } catch (err) {
-        log.warn('the model registry\'s active version cannot be served; starting with the default model', { version, err });
+    const desired = this.#desired.model;
+    if (desired) {
+      if (c.modelPath !== undefined) {
+        log.warn('TD_MODEL_PATH is set, but the fleet\'s control topic names the active model; serving the fleet\'s', { modelPath: c.modelPath, version: desired.prepared.model.version });
       }
+      log.info('serving the fleet\'s active model (control topic)', { version: desired.prepared.model.version, sha256: desired.sha256, by: desired.meta.writtenBy });
+      return desired.prepared;
     }
+    const { defaultModelPath } = await import('./engine/model.js');
     return prepareModel({ path: c.modelPath ?? defaultModelPath() });
   }
 
   #checkNotStopped(): void {
+    if (this.#fatal !== undefined) throw new ControlError('unavailable', this.#fatal);
     if (this.#draining) throw new ControlError('aborted', 'stopped during start-up');
   }
 
@@ -397,12 +488,21 @@ export class App extends EventEmitter implements ControlTarget {
     const started = Date.now();
     const left = () => Math.max(500, timeoutMs - (Date.now() - started));
     this.#draining = true;
+    this.#startupAbort.abort();
     this.#setHealth('NOT_SERVING');
     if (this.#lagTimer) clearInterval(this.#lagTimer);
     if (this.#healthTimer) clearInterval(this.#healthTimer);
+    this.#status.stop();
     let clean = true;
-    if (this.#processor) clean = await this.#processor.stop(timeoutMs);
+    // A consumer kafkajs gave up on cannot be stopped cleanly; the rest must still close.
+    if (this.#processor) {
+      clean = await this.#processor.stop(timeoutMs).catch((err: unknown) => {
+        this.logger.warn('stream processor stop failed', { err });
+        return false;
+      });
+    }
     await this.#feedback?.stop().catch((err: unknown) => this.logger.warn('outcome consumer stop failed', { err })); // FEEDBACK (issue 8)
+    await this.#controlTopic?.stop();
     if (this.#log) {
       const r = await this.#log.close({ timeout: left() }).catch((err: unknown) => {
         this.logger.warn('decision log close failed', { err });
@@ -411,7 +511,7 @@ export class App extends EventEmitter implements ControlTarget {
       if (r.unwritten !== 0) clean = false;
     }
     await this.#pool?.close({ timeout: Math.min(5000, left()) }).catch((err: unknown) => this.logger.warn('router pool close failed', { err }));
-    this.#breaker?.shutdown();
+    this.#core?.shutdown();
     await this.#admin?.disconnect().catch(() => {});
     await this.#pg?.end().catch(() => {});
     await this.#db?.close().catch((err: unknown) => this.logger.warn('embedded Postgres close failed', { err }));
@@ -428,10 +528,11 @@ export class App extends EventEmitter implements ControlTarget {
     const checks: Record<string, true | string> = {};
     const st = this.#processor?.status();
     checks.consumer = st?.joined ? true : this.#processor ? 'not (yet) a member of the consumer group' : 'not started';
-    checks.engine = this.#pool && this.#model ? true : 'model not loaded';
+    checks.engine = this.#pool && this.#core ? true : 'model not loaded';
     if (!this.#log || !this.#logPort) checks.decisionLog = 'not started';
     else checks.decisionLog = this.#logPort.underPressure() ? `full: backlog ${this.#log.backlog()} of at most ${this.#log.maxBuffered} rows` : true;
     if (this.#draining) checks.draining = 'draining';
+    Object.assign(checks, this.#patience?.checks());
     return { ready: Object.values(checks).every((v) => v === true), checks };
   }
 
@@ -462,71 +563,37 @@ export class App extends EventEmitter implements ControlTarget {
     return v;
   }
 
-  #thresholds(): ThresholdsView {
-    const m = this.#model?.thresholds ?? {};
-    return {
-      confidence: this.#overrides.confidence ?? m.confidence ?? DEFAULT_THRESHOLDS.confidence,
-      maxUncertainty: this.#overrides.maxUncertainty ?? m.maxUncertainty ?? DEFAULT_THRESHOLDS.maxUncertainty,
-    };
+  #coreOrFail(): ControlCore {
+    return this.#require(this.#core, 'the router');
   }
 
-  async reload(source: ModelSource): Promise<ReloadResult> {
-    if (this.#draining) throw new ControlError('failed_precondition', 'the service is draining; no model reload now');
-    const pool = this.#require(this.#pool, 'the router pool');
-    const prepared = await prepareModel(source);
-    const previousVersion = pool.modelVersion;
-    try {
-      await pool.reload({ bytes: prepared.bytes });
-    } catch (err) {
-      throw err instanceof ControlError
-        ? err
-        : new ControlError('unavailable', `the worker pool could not swap the model: ${errorMessage(err)}`, { cause: err });
-    }
-    this.#model = prepared.model;
-    this.#modelView = modelView(prepared.model, Date.now(), prepared.source);
-    setModelVersion(this.metrics, pool.modelVersion);
-    this.logger.info('model reloaded', { version: pool.modelVersion, previousVersion, source: prepared.source });
-    // FEEDBACK (issue 8): the monitor learns the new calibration, the registry the new version.
-    await this.#feedback?.modelLoaded(prepared.model, prepared.bytes, prepared.source, { activate: true, by: 'control-plane reload' });
-    this.#emitEvent({ type: 'model', version: pool.modelVersion, previousVersion });
-    return { model: { ...this.#modelView }, previousVersion, notes: modelNotes(prepared.model) };
+  #fleetOrFail(): FleetControl {
+    if (this.#draining) throw new ControlError('failed_precondition', 'the service is draining; no changes now');
+    return this.#require(this.#fleet, 'the control topic');
+  }
+
+  /** Validated, written to the control topic, returned once in force here (see FleetControl). */
+  reload(source: ModelSource, opts: ChangeOptions = {}): Promise<ReloadResult> {
+    return this.#fleetOrFail().reload(source, opts);
   }
 
   breaker(): BreakerView {
-    const s = this.#require(this.#breaker, 'the circuit breaker').snapshot();
-    const view: BreakerView = {
-      state: s.state,
-      trips: s.trips,
-      fallbacks: s.fallbacks,
-      window: { successes: s.window.successes, failures: s.window.failures, timeouts: s.window.timeouts, rejects: s.window.rejects, fallbacks: s.window.fallbacks },
-      settings: {
-        timeoutMs: s.options.timeoutMs,
-        errorThresholdPercentage: s.options.errorThresholdPercentage,
-        volumeThreshold: s.options.volumeThreshold,
-        resetTimeoutMs: s.options.resetTimeoutMs,
-        rollingWindowMs: s.options.rollingCountTimeoutMs,
-      },
-    };
-    if (s.openedAt !== undefined) view.openedAt = s.openedAt;
-    return view;
+    return this.#coreOrFail().breakerView();
   }
 
   resetBreaker(): BreakerView {
-    this.#require(this.#breaker, 'the circuit breaker').reset();
-    this.logger.info('circuit breaker reset by an operator');
-    return this.breaker();
+    return this.#coreOrFail().resetBreaker();
   }
 
   /** Opens the breaker by hand (every candidate heavyweight until reset or the reset timeout). */
   tripBreaker(): BreakerView {
-    this.#require(this.#breaker, 'the circuit breaker').trip();
-    return this.breaker();
+    return this.#coreOrFail().tripBreaker();
   }
 
   config(): ConfigSnapshot {
     const c = this.settings;
     const snap: ConfigSnapshot = {
-      thresholds: this.#thresholds(),
+      thresholds: this.#core?.thresholds() ?? { confidence: c.thresholds.confidence ?? 0, maxUncertainty: c.thresholds.maxUncertainty ?? 0 },
       breaker: {
         timeoutMs: c.breaker.timeoutMs,
         errorThresholdPercentage: c.breaker.errorThresholdPercentage,
@@ -540,76 +607,93 @@ export class App extends EventEmitter implements ControlTarget {
         database: this.#db ? redactUrl(this.#db.url) : undefined,
         embeddedDatabase: this.#db?.embedded ?? false,
         workers: this.#pool?.stats().workers,
+        controlRevision: this.#desired.revision,
+        controlApplyError: this.#desired.lastApplyError?.message,
       },
     };
-    const path = this.#modelView?.source ?? c.modelPath;
-    if (path !== undefined && path !== 'bytes') snap.modelPath = path;
+    const path = this.#core?.modelView().source ?? c.modelPath;
+    if (path !== undefined && path !== 'bytes' && path !== 'control-topic') snap.modelPath = path;
     return snap;
   }
 
-  async setThresholds(update: ThresholdsUpdate): Promise<ThresholdsView> {
-    if (this.#draining) throw new ControlError('failed_precondition', 'the service is draining; thresholds are not changed now');
-    await this.#require(this.#pool, 'the router pool').setThresholds(update);
-    if (update.confidence !== undefined) this.#overrides.confidence = update.confidence;
-    if (update.maxUncertainty !== undefined) this.#overrides.maxUncertainty = update.maxUncertainty;
-    const t = this.#thresholds();
-    this.logger.info('thresholds changed', { ...t });
-    return t;
+  setThresholds(update: ThresholdsUpdate, opts: ChangeOptions = {}): Promise<SetThresholdsResult> {
+    return this.#fleetOrFail().setThresholds(update, opts);
+  }
+
+  setPolicy(policy: TenantPolicyView, opts: ChangeOptions = {}): Promise<PolicyChangeResult> {
+    return this.#fleetOrFail().setPolicy(policy, opts);
+  }
+
+  deletePolicy(tenant: string, opts: ChangeOptions = {}): Promise<PolicyChangeResult> {
+    return this.#fleetOrFail().deletePolicy(tenant, opts);
+  }
+
+  listPolicies(): TenantPolicyView[] {
+    return this.#require(this.#fleet, 'the control topic').listPolicies();
   }
 
   /** Routes one request through the same breaker as the stream (not logged, not published). */
-  async route(request: RoutingRequest | unknown): Promise<RoutingResponse> {
-    const breaker = this.#require(this.#breaker, 'the router');
-    let req;
-    try {
-      req = validateRequest(request);
-    } catch (err) {
-      this.#route.rejected++;
-      throw err;
-    }
-    let scored;
-    try {
-      scored = await breaker.score({ kind: 'validated', request: req });
-    } catch (err) {
-      this.#route.rejected++;
-      throw err;
-    }
-    const r = this.#route;
-    r.requests++;
-    for (const d of scored.response.decisions) {
-      r.decisions++;
-      if (d.use_lightweight) r.lightweight++;
-      r.reasons[d.reason] = (r.reasons[d.reason] ?? 0) + 1;
-    }
-    if (!scored.fallback) this.#engineLatency.record(scored.response.inference_time_us);
-    return scored.response;
+  route(request: RoutingRequest | unknown): Promise<RoutingResponse> {
+    return this.#coreOrFail().route(request);
+  }
+
+  // ---- the fleet's desired state: hooks for the fleet view and the per-tenant decision path ----
+
+  /** Offset of the last control record this replica processed (its "policy revision"). */
+  get controlRevision(): number {
+    return this.#desired.revision;
+  }
+
+  /** The last control record this replica refused or could not apply. */
+  get lastApplyError(): ApplyErrorView | undefined {
+    return this.#desired.lastApplyError;
+  }
+
+  /** Tenant policies in force; `listener` is called at once with them and on every change. */
+  onPoliciesChanged(listener: PoliciesListener): () => void {
+    listener(this.#desired.policies);
+    return this.#desired.onPoliciesChanged(listener);
+  }
+
+  /** How state-changing calls learn how many live replicas have applied a revision. */
+  setConvergenceProbe(probe: ConvergenceProbe | undefined): void {
+    this.#require(this.#fleet, 'the control topic').setConvergenceProbe(probe);
+  }
+
+  /** Decisions by route, from the stream and from Route calls. */
+  #routeCounts(): { lightweight: number; heavyweight: number } {
+    const k = this.#processor?.counters;
+    const r = this.#core?.routeTotals();
+    const lightweight = (k?.lightweight ?? 0) + (r?.lightweight ?? 0);
+    return { lightweight, heavyweight: (k?.decisions ?? 0) + (r?.decisions ?? 0) - lightweight };
   }
 
   stats(): ControlStats {
-    const model = this.#require(this.#modelView, 'the engine');
+    const core = this.#require(this.#core, 'the engine');
     const k = this.#processor?.counters;
-    const r = this.#route;
+    const r = core.routeTotals();
     const reasons: Record<string, number> = { model: 0, breaker_open: 0, uncertain: 0, below_threshold: 0 };
     for (const src of [k?.reasons ?? {}, r.reasons]) for (const [key, v] of Object.entries(src)) reasons[key] = (reasons[key] ?? 0) + v;
-    const decisions = (k?.decisions ?? 0) + r.decisions;
-    const lightweight = (k?.lightweight ?? 0) + r.lightweight;
+    const routes = this.#routeCounts();
+    const lightweight = routes.lightweight;
+    const decisions = routes.lightweight + routes.heavyweight;
     const st = this.#processor?.status();
     const stats: ControlStats = {
       startedAt: this.#startedAt,
-      model: { ...model },
-      thresholds: this.#thresholds(),
+      model: core.modelView(),
+      thresholds: core.thresholds(),
       totals: {
         requests: (k?.decided ?? 0) + r.requests,
         decisions,
         lightweight,
         heavyweight: decisions - lightweight,
-        failed: 0,
+        failed: r.failed,
         rejected: (k?.rejected ?? 0) + r.rejected,
         reasons,
       },
-      engineLatency: this.#engineLatency.summary(),
-      endToEndLatency: this.#e2eLatency.summary(),
-      breaker: this.breaker(),
+      engineLatency: core.engineLatency.summary(),
+      endToEndLatency: core.endToEndLatency.summary(),
+      breaker: core.breakerView(),
     };
     if (this.#pool) stats.pool = { ...this.#pool.stats() };
     if (k && st) {
@@ -631,6 +715,7 @@ export class App extends EventEmitter implements ControlTarget {
     this.#refreshStoreStats();
     if (this.#store) stats.store = { ...this.#store };
     if (this.#feedback) stats.feedback = this.#feedback.snapshot(); // FEEDBACK (issue 8)
+    if (this.settings.cost) stats.cost = costFigures(this.settings.cost, routes);
     return stats;
   }
 

@@ -8,6 +8,7 @@
 import { availableParallelism, hostname } from 'node:os';
 import { inspect } from 'node:util';
 import { ConfigError } from './errors.js';
+import { loadKafkaSecurity, loadPgTls, type KafkaSecurity, type PgTlsSettings } from './config-security.js';
 
 const REDACTED = '[redacted]';
 
@@ -58,12 +59,16 @@ export interface TopicsConfig {
   heavyweight: string;
   dlq: string;
   outcomes: string;
+  /** The fleet's desired state (compacted, one partition). */
+  control: string;
 }
 
 export interface Config {
   brokers: string[];
   /** False when KAFKA_BROKERS was not set: `serve` may then start the local development broker. */
   brokersFromEnv: boolean;
+  /** TLS and SASL for every Kafka client (KAFKA_SSL_*, KAFKA_SASL_*); prints without secrets. */
+  kafkaSecurity: KafkaSecurity;
   clientId: string;
   topics: TopicsConfig;
   exactlyOnce: boolean;
@@ -73,6 +78,8 @@ export interface Config {
   databaseUrl: string;
   /** False when DATABASE_URL was not set: the embedded Postgres may stand in if nothing answers. */
   databaseUrlFromEnv: boolean;
+  /** TD_PG_SSL_CA_FILE: the CA for Postgres TLS (sslmode in DATABASE_URL). */
+  pgTls: PgTlsSettings;
   /** Where the embedded Postgres keeps its data when it is used. */
   pgliteDir: string;
   grpcAddr: HostPort;
@@ -111,6 +118,8 @@ export interface Config {
   maxMessageBytes: number;
   breaker: BreakerConfig;
   thresholds: { confidence?: number; maxUncertainty?: number };
+  /** Price per decision on each route (any unit); undefined: no cost is reported. */
+  cost: { lightweight: number; heavyweight: number } | undefined;
   /** Postgres schema of the decision log (migrated at start). */
   dbSchema: string;
   /** Decision log: rows per insert, rows buffered at most (consumption pauses before that), */
@@ -123,6 +132,8 @@ export interface Config {
   sessionTimeoutMs: number;
   /** SIGTERM: stop fetching, finish in-flight work and commit within this time, then exit. */
   drainTimeoutMs: number;
+  /** How long start-up waits for Postgres and the broker to answer; 0 waits forever. */
+  startupTimeoutMs: number;
   /** Consumer lag is sampled this often. */
   lagIntervalMs: number;
   /** TD_TRACING: one OpenTelemetry span per request (on, the default) or none (off). */
@@ -140,6 +151,7 @@ export const CONFIG_DEFAULTS = Object.freeze({
     heavyweight: 'routing.heavyweight',
     dlq: 'routing.dlq',
     outcomes: 'routing.outcomes',
+    control: 'routing.control',
   }),
   groupId: 'tiny-dancer',
   databaseUrl: 'postgres://postgres@127.0.0.1:5432/postgres',
@@ -183,6 +195,27 @@ function numberVar(env: Env, name: string, min: number, max: number): number | u
   const n = Number(v);
   if (!Number.isFinite(n) || n < min || n > max) bad(name, v, `expected a number in [${min}, ${max}]`);
   return n;
+}
+
+/**
+ * TD_COST_LIGHTWEIGHT and TD_COST_HEAVYWEIGHT: both or neither (then undefined). The heavyweight
+ * price may not be below the lightweight one: savings against all-heavyweight are a counter.
+ */
+export function costPrices(env: Env): { lightweight: number; heavyweight: number } | undefined {
+  const price = (name: string): number | undefined => {
+    const v = raw(env, name);
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) bad(name, v, 'expected a cost per decision: a number, 0 or more');
+    return n;
+  };
+  const light = price('TD_COST_LIGHTWEIGHT');
+  const heavy = price('TD_COST_HEAVYWEIGHT');
+  if (light === undefined && heavy === undefined) return undefined;
+  if (heavy === undefined) throw new ConfigError('TD_COST_HEAVYWEIGHT is required when TD_COST_LIGHTWEIGHT is set: give the price of both routes');
+  if (light === undefined) throw new ConfigError('TD_COST_LIGHTWEIGHT is required when TD_COST_HEAVYWEIGHT is set: give the price of both routes');
+  if (light > heavy) bad('TD_COST_LIGHTWEIGHT', raw(env, 'TD_COST_LIGHTWEIGHT')!, `must not exceed TD_COST_HEAVYWEIGHT (${heavy})`);
+  return { lightweight: light, heavyweight: heavy };
 }
 
 /** A boolean; with fallback 'auto' the variable may also say `auto`. */
@@ -305,6 +338,7 @@ export function loadConfig(env: Env = process.env): Config {
   const config: Config = {
     brokers,
     brokersFromEnv: brokersRaw !== undefined,
+    kafkaSecurity: loadKafkaSecurity(env),
     clientId: raw(env, 'TD_CLIENT_ID') ?? 'tiny-dancer',
     topics: {
       requests: topicVar(env, 'TD_TOPIC_REQUESTS', CONFIG_DEFAULTS.topics.requests),
@@ -312,6 +346,7 @@ export function loadConfig(env: Env = process.env): Config {
       heavyweight: topicVar(env, 'TD_TOPIC_HEAVYWEIGHT', CONFIG_DEFAULTS.topics.heavyweight),
       dlq: topicVar(env, 'TD_TOPIC_DLQ', CONFIG_DEFAULTS.topics.dlq),
       outcomes: topicVar(env, 'TD_TOPIC_OUTCOMES', CONFIG_DEFAULTS.topics.outcomes),
+      control: topicVar(env, 'TD_TOPIC_CONTROL', CONFIG_DEFAULTS.topics.control),
     },
     exactlyOnce: boolVar(env, 'TD_EXACTLY_ONCE', false),
     // Stable across restarts of one instance, so a restart fences (and aborts) the transaction a
@@ -321,6 +356,7 @@ export function loadConfig(env: Env = process.env): Config {
     groupId,
     databaseUrl: databaseUrlVar(env),
     databaseUrlFromEnv: raw(env, 'DATABASE_URL') !== undefined,
+    pgTls: loadPgTls(env),
     pgliteDir: raw(env, 'TD_PGLITE_DIR') ?? '.tiny-dancer/pgdata',
     grpcAddr: hostPort('TD_GRPC_ADDR', raw(env, 'TD_GRPC_ADDR') ?? CONFIG_DEFAULTS.grpcAddr),
     adminToken,
@@ -348,12 +384,14 @@ export function loadConfig(env: Env = process.env): Config {
       ...(confidence === undefined ? {} : { confidence }),
       ...(maxUncertainty === undefined ? {} : { maxUncertainty }),
     },
+    cost: costPrices(env),
     dbSchema: schemaVar(env),
     logBatchSize,
     logMaxBuffered,
     logFlushIntervalMs: intVar(env, 'TD_LOG_FLUSH_MS', 20, 1, 60_000),
     logConcurrency: intVar(env, 'TD_LOG_CONCURRENCY', 2, 1, 64),
     drainTimeoutMs: intVar(env, 'TD_DRAIN_TIMEOUT_MS', 15_000, 100, 600_000),
+    startupTimeoutMs: intVar(env, 'TD_STARTUP_TIMEOUT_MS', 300_000, 0, 86_400_000),
     // Kafka's brokers accept 6 s .. 5 min by default (group.min/max.session.timeout.ms).
     sessionTimeoutMs: intVar(env, 'TD_SESSION_TIMEOUT_MS', 30_000, 6000, 300_000),
     lagIntervalMs: intVar(env, 'TD_LAG_INTERVAL_MS', 5000, 100, 3_600_000),
@@ -378,6 +416,8 @@ export function describeConfig(config: Config): Record<string, unknown> {
     ...config,
     adminToken: config.adminToken === undefined ? null : REDACTED,
     databaseUrl: redactUrl(config.databaseUrl),
+    kafkaSecurity: config.kafkaSecurity.describe(),
+    pgTls: { caFile: config.pgTls.caFile ?? null },
     grpcAddr: `${config.grpcAddr.host}:${config.grpcAddr.port}`,
     httpAddr: `${config.httpAddr.host}:${config.httpAddr.port}`,
   };
@@ -404,6 +444,7 @@ export function withConfig(base: Config, overrides: Partial<Config>): Config {
   merged.topics = { ...merged.topics };
   merged.breaker = { ...merged.breaker };
   merged.thresholds = { ...merged.thresholds };
+  if (merged.cost) merged.cost = { ...merged.cost };
   merged.brokers = [...merged.brokers];
   return freezeConfig(merged);
 }

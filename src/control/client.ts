@@ -10,9 +10,28 @@ import { clientCredentials, DEFAULT_MAX_MESSAGE_BYTES, type ClientTlsFiles } fro
 
 // ---- message shapes as received (proto-loader: snake_case, defaults filled, sub-messages null when absent)
 
+export interface ConvergenceMessage {
+  revision: number;
+  converged: number;
+  /** 0 when the replica cannot see the fleet. */
+  live: number;
+}
 export interface ThresholdsMessage {
   confidence: number;
   max_uncertainty: number;
+  /** Only in a SetThresholds reply that went through the control topic. */
+  convergence?: ConvergenceMessage | null;
+}
+export interface TenantPolicyMessage {
+  tenant: string;
+  confidence: number;
+  max_uncertainty: number;
+}
+export interface TenantPolicyChangeMessage {
+  tenant: string;
+  policy: TenantPolicyMessage | null;
+  changed: boolean;
+  convergence: ConvergenceMessage | null;
 }
 export interface ModelInfoMessage {
   version: string;
@@ -118,6 +137,17 @@ export interface StatsMessage {
     pending_joins: number;
     consumer_joined: boolean;
   } | null;
+  /** Estimated spend and savings; absent (null) when the server has no prices configured. */
+  cost?: {
+    lightweight_price: number;
+    heavyweight_price: number;
+    lightweight_spend: number;
+    heavyweight_spend: number;
+    spend: number;
+    all_heavyweight_spend: number;
+    savings: number;
+    savings_share: number;
+  } | null;
   store: {
     available: boolean;
     error: string;
@@ -142,6 +172,8 @@ export interface ReloadMessage {
   calibrated: boolean;
   notes: string[];
   duration_ms: number;
+  /** Set when the model went through the fleet's control topic. */
+  convergence?: ConvergenceMessage | null;
 }
 export interface ConfigMessage {
   mode: string;
@@ -222,9 +254,10 @@ export class ControlClient {
     return this.#unary(this.#client, 'GetStats', {});
   }
 
-  reloadModel(source: { path: string } | { bytes: Uint8Array }): Promise<ReloadMessage> {
+  /** `waitMs`: wait up to that long for every live replica of the fleet to apply it. */
+  reloadModel(source: { path: string } | { bytes: Uint8Array }, opts: { waitMs?: number } = {}): Promise<ReloadMessage> {
     const req = 'path' in source ? { path: source.path } : { model: Buffer.from(source.bytes.buffer, source.bytes.byteOffset, source.bytes.byteLength) };
-    return this.#unary(this.#client, 'ReloadModel', req);
+    return this.#unary(this.#client, 'ReloadModel', { ...req, wait_ms: opts.waitMs ?? 0 });
   }
 
   getCircuitBreaker(): Promise<CircuitBreakerMessage> {
@@ -239,11 +272,26 @@ export class ControlClient {
     return this.#unary(this.#client, 'GetConfig', {});
   }
 
-  setThresholds(t: { confidence?: number; maxUncertainty?: number }): Promise<ThresholdsMessage> {
-    const req: Record<string, number> = {};
+  async setThresholds(t: { confidence?: number; maxUncertainty?: number }, opts: { waitMs?: number } = {}): Promise<ThresholdsMessage> {
+    const req: Record<string, number> = { wait_ms: opts.waitMs ?? 0 };
     if (t.confidence !== undefined) req.confidence = t.confidence;
     if (t.maxUncertainty !== undefined) req.max_uncertainty = t.maxUncertainty;
-    return this.#unary(this.#client, 'SetThresholds', req);
+    // The reply reads as Thresholds; `convergence` only when the change went through the fleet.
+    const res = await this.#unary<ThresholdsMessage>(this.#client, 'SetThresholds', req);
+    if (res.convergence == null) delete res.convergence;
+    return res;
+  }
+
+  setTenantPolicy(p: { tenant: string; confidence: number; maxUncertainty: number }, opts: { waitMs?: number } = {}): Promise<TenantPolicyChangeMessage> {
+    return this.#unary(this.#client, 'SetTenantPolicy', { policy: { tenant: p.tenant, confidence: p.confidence, max_uncertainty: p.maxUncertainty }, wait_ms: opts.waitMs ?? 0 });
+  }
+
+  deleteTenantPolicy(tenant: string, opts: { waitMs?: number } = {}): Promise<TenantPolicyChangeMessage> {
+    return this.#unary(this.#client, 'DeleteTenantPolicy', { tenant, wait_ms: opts.waitMs ?? 0 });
+  }
+
+  listTenantPolicies(): Promise<{ policies: TenantPolicyMessage[] }> {
+    return this.#unary(this.#client, 'ListTenantPolicies', {});
   }
 
   route(request: RoutingRequest): Promise<RoutingResponse> {

@@ -6,11 +6,14 @@ import type {
   BreakerView,
   ConfigSnapshot,
   ControlStats,
+  ConvergenceView,
   HealthStatus,
   LatencyView,
   ModelView,
+  PolicyChangeResult,
   RatesView,
   ReloadResult,
+  TenantPolicyView,
   ThresholdsView,
   TotalsView,
 } from './target.js';
@@ -54,8 +57,25 @@ export function modelMsg(m: ModelView): Msg {
   };
 }
 
-export function thresholdsMsg(t: ThresholdsView): Msg {
-  return { confidence: d(t.confidence), max_uncertainty: d(t.maxUncertainty) };
+export function thresholdsMsg(t: ThresholdsView & { convergence?: ConvergenceView }): Msg {
+  const msg: Msg = { confidence: d(t.confidence), max_uncertainty: d(t.maxUncertainty) };
+  if (t.convergence) msg.convergence = convergenceMsg(t.convergence);
+  return msg;
+}
+
+export function convergenceMsg(c: ConvergenceView): Msg {
+  return { revision: c.revision, converged: u(c.converged), live: u(c.live) };
+}
+
+export function tenantPolicyMsg(p: TenantPolicyView): Msg {
+  return { tenant: p.tenant, confidence: d(p.confidence), max_uncertainty: d(p.maxUncertainty) };
+}
+
+export function policyChangeMsg(r: PolicyChangeResult): Msg {
+  const msg: Msg = { tenant: r.tenant, changed: r.changed };
+  if (r.policy) msg.policy = tenantPolicyMsg(r.policy);
+  if (r.convergence) msg.convergence = convergenceMsg(r.convergence);
+  return msg;
 }
 
 export function breakerSettingsMsg(s: BreakerSettingsView): Msg {
@@ -209,6 +229,19 @@ export function statsMsg(s: ControlStats, ctx: StatsContext): Msg {
     };
   }
   if (s.feedback) msg.feedback = feedbackStatsMsg(s.feedback); // FEEDBACK (issue 8)
+  if (s.cost) {
+    const c = s.cost;
+    msg.cost = {
+      lightweight_price: d(c.prices.lightweight),
+      heavyweight_price: d(c.prices.heavyweight),
+      lightweight_spend: d(c.lightweightSpend),
+      heavyweight_spend: d(c.heavyweightSpend),
+      spend: d(c.spend),
+      all_heavyweight_spend: d(c.allHeavyweightSpend),
+      savings: d(c.savings),
+      savings_share: d(c.savingsShare),
+    };
+  }
   return msg;
 }
 
@@ -223,6 +256,7 @@ export function reloadMsg(r: ReloadResult, durationMs: number): Msg {
     calibrated: r.model.calibration !== undefined,
     notes,
     duration_ms: d(durationMs),
+    ...(r.convergence ? { convergence: convergenceMsg(r.convergence) } : {}),
   };
 }
 

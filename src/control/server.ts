@@ -21,10 +21,11 @@ import type { RoutingRequest } from '../engine/types.js';
 import type { Logger } from '../observe/logger.js';
 import { VERSION } from '../version.js';
 import { AdminAuth, type TokenSource } from './auth.js';
-import { breakerMsg, configMsg, ratesBetween, reloadMsg, statsMsg, thresholdsMsg } from './convert.js';
+import { breakerMsg, configMsg, policyChangeMsg, ratesBetween, reloadMsg, statsMsg, tenantPolicyMsg, thresholdsMsg } from './convert.js';
 import { serviceError, statusName, toServiceError } from './errors.js';
+import { reflectionPackage } from './descriptors.js';
 import { CONTROL_SERVICE, controlPackageDefinition } from './proto.js';
-import { ControlError, type ControlStats, type ControlTarget, type HealthStatus, type ModelSource, type ThresholdsUpdate, type TotalsView } from './target.js';
+import { ControlError, type ChangeOptions, type ControlStats, type ControlTarget, type HealthStatus, type ModelSource, type ThresholdsUpdate, type TotalsView } from './target.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, serverCredentials, type ServerTlsFiles } from './tls.js';
 
 export const DEFAULT_CONTROL_ADDR = '127.0.0.1:50051';
@@ -191,7 +192,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
 
   // ---- reload: one at a time ----------------------------------------------------------------
   let reloading = false;
-  const reload = async (req: { source?: string; path?: string; model?: Buffer }): Promise<Msg> => {
+  const reload = async (req: { source?: string; path?: string; model?: Buffer; wait_ms?: number }): Promise<Msg> => {
     let source: ModelSource;
     if (req.source === 'path') {
       if (!req.path) throw new ControlError('invalid_argument', 'path is empty');
@@ -208,7 +209,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     reloading = true;
     const t0 = performance.now();
     try {
-      const result = await target.reload(source);
+      const result = await target.reload(source, changeOptions(req));
       const ms = performance.now() - t0;
       log?.info('model reloaded', {
         version: result.model.version,
@@ -301,7 +302,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
       }
       return configMsg(c, { mode: target.mode, serviceVersion, modelVersion });
     }),
-    SetThresholds: unary('SetThresholds', true, async (req: { confidence?: number; max_uncertainty?: number }) => {
+    SetThresholds: unary('SetThresholds', true, async (req: { confidence?: number; max_uncertainty?: number; wait_ms?: number }) => {
       const update: ThresholdsUpdate = {};
       const confidence = checkThreshold('confidence', req.confidence);
       const maxUncertainty = checkThreshold('max_uncertainty', req.max_uncertainty);
@@ -310,15 +311,35 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
       if (confidence === undefined && maxUncertainty === undefined) {
         throw new ControlError('invalid_argument', 'set at least one of confidence and max_uncertainty');
       }
-      const t = await target.setThresholds(update);
+      const t = await target.setThresholds(update, changeOptions(req));
       log?.info('thresholds changed', { confidence: t.confidence, maxUncertainty: t.maxUncertainty });
       return thresholdsMsg(t);
     }),
     Route: unary('Route', false, async (req: RoutingRequest) => (await target.route(req)) as unknown as Msg),
+    SetTenantPolicy: unary('SetTenantPolicy', true, async (req: { policy?: { tenant?: string; confidence?: number; max_uncertainty?: number } | null; wait_ms?: number }) => {
+      if (!target.setPolicy) throw noPolicies();
+      const p = req.policy;
+      if (!p) throw new ControlError('invalid_argument', 'policy is required');
+      const confidence = checkThreshold('confidence', p.confidence);
+      const maxUncertainty = checkThreshold('max_uncertainty', p.max_uncertainty);
+      const r = await target.setPolicy({ tenant: p.tenant ?? '', confidence: confidence ?? 0, maxUncertainty: maxUncertainty ?? 0 }, changeOptions(req));
+      log?.info('tenant policy set', { tenant: r.tenant, confidence, maxUncertainty });
+      return policyChangeMsg(r);
+    }),
+    DeleteTenantPolicy: unary('DeleteTenantPolicy', true, async (req: { tenant?: string; wait_ms?: number }) => {
+      if (!target.deletePolicy) throw noPolicies();
+      const r = await target.deletePolicy(req.tenant ?? '', changeOptions(req));
+      log?.info('tenant policy deleted', { tenant: r.tenant, changed: r.changed });
+      return policyChangeMsg(r);
+    }),
+    ListTenantPolicies: unary('ListTenantPolicies', false, () => {
+      if (!target.listPolicies) throw noPolicies();
+      return { policies: target.listPolicies().map(tenantPolicyMsg) };
+    }),
   };
   server.addService(pkg[CONTROL_SERVICE] as ServiceDefinition, impl);
   health.addToServer(server);
-  new ReflectionService(pkg).addToServer(server);
+  new ReflectionService(reflectionPackage()).addToServer(server);
 
   const bindHost = host.includes(':') ? `[${host}]` : host;
   let port: number;
@@ -370,4 +391,14 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
       return closed;
     },
   };
+}
+
+/** A call's wait for the whole fleet, bounded so a client cannot hold a handler forever. */
+function changeOptions(req: { wait_ms?: number }): ChangeOptions {
+  const w = Number(req.wait_ms ?? 0);
+  return Number.isFinite(w) && w > 0 ? { waitMs: Math.min(w, 600_000) } : {};
+}
+
+function noPolicies(): ControlError {
+  return new ControlError('failed_precondition', 'tenant policies live in the fleet\'s control topic; this deployment has none (serve --control-only)');
 }

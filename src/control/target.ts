@@ -12,6 +12,7 @@
 import { TinyDancerError } from '../errors.js';
 import type { RoutingRequest, RoutingResponse } from '../engine/types.js';
 import type { FeedbackSnapshot } from '../feedback/service.js';
+import type { CostFigures } from '../observe/cost.js';
 
 export type HealthStatus = 'SERVING' | 'NOT_SERVING';
 
@@ -159,6 +160,8 @@ export interface ControlStats {
   store?: StoreAggregatesView;
   /** FEEDBACK (issue 8): live calibration monitoring from outcomes; absent when the loop is off. */
   feedback?: FeedbackSnapshot;
+  /** Estimated spend and savings over `totals`; absent when no prices are configured. */
+  cost?: CostFigures;
 }
 
 export interface ConfigSnapshot {
@@ -174,12 +177,50 @@ export interface ConfigSnapshot {
 
 export type ModelSource = { path: string } | { bytes: Uint8Array };
 
+/**
+ * How far a fleet-wide change had spread when the call returned. `revision` is the change's
+ * offset on the control topic; `live` is 0 when this replica cannot see the fleet (then only
+ * `converged: 1`, itself, is known).
+ */
+export interface ConvergenceView {
+  revision: number;
+  converged: number;
+  live: number;
+}
+
+/** Options of a state-changing call. */
+export interface ChangeOptions {
+  /** Wait up to this long for every live replica to apply the change (0: this replica only). */
+  waitMs?: number;
+}
+
 export interface ReloadResult {
   /** The model now serving. */
   model: ModelView;
   previousVersion: string;
   /** Remarks for the operator, e.g. that the model has no calibration. */
   notes?: string[];
+  /** Set when the change went through the fleet's control topic. */
+  convergence?: ConvergenceView;
+}
+
+export interface SetThresholdsResult extends ThresholdsView {
+  convergence?: ConvergenceView;
+}
+
+export interface TenantPolicyView {
+  tenant: string;
+  confidence: number;
+  maxUncertainty: number;
+}
+
+export interface PolicyChangeResult {
+  tenant: string;
+  /** The policy now in force; absent after a delete. */
+  policy?: TenantPolicyView;
+  /** False when a delete found no such policy. */
+  changed: boolean;
+  convergence?: ConvergenceView;
 }
 
 /**
@@ -197,12 +238,19 @@ export interface ControlTarget {
    * ControlError('not_found' | 'invalid_argument' | 'failed_precondition', message) — or
    * ModelError / an fs error, which the server maps the same way.
    */
-  reload(source: ModelSource): Promise<ReloadResult>;
+  reload(source: ModelSource, opts?: ChangeOptions): Promise<ReloadResult>;
   breaker(): BreakerView;
   resetBreaker(): BreakerView | Promise<BreakerView>;
   config(): ConfigSnapshot;
   /** Values are already checked to be in [0, 1] and at least one is set. Returns the effective thresholds. */
-  setThresholds(update: ThresholdsUpdate): Promise<ThresholdsView>;
+  setThresholds(update: ThresholdsUpdate, opts?: ChangeOptions): Promise<SetThresholdsResult>;
+  /**
+   * Tenant policies (fleet desired state). Absent in a deployment without a control topic;
+   * the server then answers FAILED_PRECONDITION.
+   */
+  setPolicy?(policy: TenantPolicyView, opts?: ChangeOptions): Promise<PolicyChangeResult>;
+  deletePolicy?(tenant: string, opts?: ChangeOptions): Promise<PolicyChangeResult>;
+  listPolicies?(): TenantPolicyView[];
   /** Routes one request; InvalidInputError for a request that breaks SPEC §1. */
   route(request: RoutingRequest): Promise<RoutingResponse>;
   /** SERVING only when every part the deployment needs is usable; NOT_SERVING while draining. */

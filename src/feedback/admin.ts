@@ -85,13 +85,14 @@ export async function runFeedbackAdmin(argv: string[], env: Env): Promise<number
   }
   const limit = intArg('limit', v.limit, 1000, 1, 1_000_000);
   const { createPool, redactUrl } = await import('../store/index.js');
+  const { loadPgTls } = await import('../config-security.js');
   const url = databaseUrl(v['database-url'], env, redactUrl);
   const schema = schemaName(v.schema, env);
   const { ModelRegistry } = await import('./registry.js');
   const out = (s: string) => void process.stdout.write(`${s}\n`);
 
   if (command === 'models') {
-    const pool = createPool({ url, max: 1, applicationName: 'tiny-dancer admin models' });
+    const pool = createPool({ url, tls: loadPgTls(env), max: 1, applicationName: 'tiny-dancer admin models' });
     try {
       const entries = await new ModelRegistry(pool, schema).list(limit).catch((err: unknown) => {
         const hint = (err as { code?: string }).code === '42P01' ? " (no model registry there yet: run 'tiny-dancer migrate' or start serve)" : '';
@@ -114,7 +115,7 @@ export async function runFeedbackAdmin(argv: string[], env: Env): Promise<number
   const by = actor(v['promoted-by'], env);
   const { ControlClient } = await import('../control/client.js');
   const { activateVersion } = await import('./promote.js');
-  const pool = createPool({ url, max: 1, applicationName: 'tiny-dancer admin rollback' });
+  const pool = createPool({ url, tls: loadPgTls(env), max: 1, applicationName: 'tiny-dancer admin rollback' });
   const client = new ControlClient({ address, token, ...(tls ? { tls } : {}), deadlineMs: timeoutS * 1000 });
   try {
     const registry = new ModelRegistry(pool, schema);

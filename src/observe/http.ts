@@ -26,6 +26,16 @@ export interface HttpServerOptions {
   logger?: Logger;
   /** Sampling window of the loop-delay histogram. */
   sampleIntervalMs?: number;
+  /** More GET paths (e.g. the status page), each answering a body, its type and extra headers. */
+  routes?: Record<string, () => HttpReply | Promise<HttpReply>>;
+}
+
+export interface HttpReply {
+  /** Default 200. */
+  status?: number;
+  body: string;
+  type: string;
+  headers?: Record<string, string>;
 }
 
 export interface HttpServer {
@@ -37,8 +47,8 @@ export interface HttpServer {
   close(): Promise<void>;
 }
 
-function send(res: ServerResponse, status: number, body: string, type = 'application/json'): void {
-  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
+function send(res: ServerResponse, status: number, body: string, type = 'application/json', headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body), 'x-content-type-options': 'nosniff', ...headers });
   res.end(body);
 }
 
@@ -94,8 +104,14 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
         }
         return send(res, report.ready ? 200 : 503, JSON.stringify({ status: report.ready ? 'ready' : 'not ready', checks: report.checks }));
       }
-      default:
-        return send(res, 404, JSON.stringify({ error: 'not found', paths: ['/metrics', '/healthz', '/readyz'] }));
+      default: {
+        const route = path === undefined ? undefined : opts.routes?.[path];
+        if (route) {
+          const r = await route();
+          return send(res, r.status ?? 200, r.body, r.type, r.headers);
+        }
+        return send(res, 404, JSON.stringify({ error: 'not found', paths: [...Object.keys(opts.routes ?? {}), '/metrics', '/healthz', '/readyz'] }));
+      }
     }
   };
 

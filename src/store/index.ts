@@ -1,5 +1,6 @@
 // The store: everything the service keeps in Postgres. Import from here.
 export { DEFAULT_DATABASE_URL, createPool, quoteSchema, redactUrl, withClient } from './pg.js';
+export { pgConnection, type PgTls } from './tls.js';
 export type { PoolOptions, Queryable, StoreLog } from './pg.js';
 export { MIGRATIONS, migrate, migrationChecksum, migrationLockKey } from './migrations.js';
 export type { AppliedMigration, Migration, MigrateOptions, MigrateResult } from './migrations.js';

@@ -3,6 +3,7 @@
 import pg from 'pg';
 import { ConfigError } from '../errors.js';
 import { classifyPgError } from './errors.js';
+import { pgConnection, type PgTls } from './tls.js';
 
 /** SPEC §2: the Postgres used when DATABASE_URL is not set. */
 export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -69,6 +70,8 @@ export interface PoolOptions {
   queryTimeoutMs?: number;
   applicationName?: string;
   log?: StoreLog;
+  /** The CA for TLS (TD_PG_SSL_CA_FILE); `sslmode` in the URL says whether and how to verify. */
+  tls?: PgTls;
 }
 
 /**
@@ -79,7 +82,7 @@ export interface PoolOptions {
 export function createPool(options: PoolOptions): pg.Pool {
   const log = options.log ?? silentLog;
   const pool = new pg.Pool({
-    connectionString: options.url,
+    ...pgConnection(options.url, options.tls),
     max: options.max ?? 4,
     connectionTimeoutMillis: options.connectionTimeoutMs ?? 5_000,
     idleTimeoutMillis: 30_000,

@@ -7,6 +7,7 @@ import { resolveDatabase } from './embedded.js';
 import { StoreError, classifyPgError, errorMessageWithCode } from './errors.js';
 import { migrate, type MigrateResult } from './migrations.js';
 import { createPool, redactUrl, silentLog, type StoreLog } from './pg.js';
+import type { PgTls } from './tls.js';
 import { decisionStats, type DecisionStats, type StatsWindow } from './stats.js';
 import type pg from 'pg';
 
@@ -18,6 +19,8 @@ export interface OpenStoreOptions {
   /** Schema of the tables. Default 'public'. */
   schema?: string;
   log?: StoreLog;
+  /** The CA for Postgres TLS (TD_PG_SSL_CA_FILE); sslmode in the URL decides the rest. */
+  tls?: PgTls;
   /** Keep retrying the migrations this long while Postgres is unreachable. Default 30 s. */
   startTimeoutMs?: number;
   /** Decision-log tuning (batch size, maxBuffered, ...). */
@@ -46,7 +49,7 @@ export async function openStore(options: OpenStoreOptions): Promise<Store> {
   const schema = options.schema ?? 'public';
   const db = await resolveDatabase({ databaseUrl: options.databaseUrl, dataDir: options.dataDir, log });
   const redactedUrl = redactUrl(db.url);
-  const pool = createPool({ url: db.url, max: options.poolMax ?? (options.decisionLog?.concurrency ?? 2) + 2, log });
+  const pool = createPool({ url: db.url, ...(options.tls ? { tls: options.tls } : {}), max: options.poolMax ?? (options.decisionLog?.concurrency ?? 2) + 2, log });
   let migrations: MigrateResult;
   try {
     migrations = await migrateWithPatience(pool, schema, options.startTimeoutMs ?? 30_000, redactedUrl, log);

@@ -3,6 +3,7 @@
 import kafkajs, { type Admin, type ICustomPartitioner, type ITopicConfig, type Kafka, type KafkaConfig, type ProducerConfig, type logCreator } from 'kafkajs';
 import type { Config } from '../config.js';
 import type { Logger } from '../observe/logger.js';
+import { clientSecurity } from './security.js';
 
 const { Kafka: KafkaClient, logLevel, Partitioners } = kafkajs;
 
@@ -67,10 +68,15 @@ function bridge(logger: Logger): logCreator {
     };
 }
 
-export function createKafka(config: Pick<Config, 'brokers' | 'clientId'>, logger: Logger, overrides: Partial<KafkaConfig> = {}): Kafka {
+/**
+ * Every Kafka client of the project is built here, so the TLS and SASL settings
+ * (config.kafkaSecurity) reach each one: consumers, producers, the producer thread, admin.
+ */
+export function createKafka(config: Pick<Config, 'brokers' | 'clientId' | 'kafkaSecurity'>, logger: Logger, overrides: Partial<KafkaConfig> = {}): Kafka {
   return new KafkaClient({
     clientId: config.clientId,
     brokers: config.brokers,
+    ...clientSecurity(config.kafkaSecurity, logger),
     logLevel: logger.isLevelEnabled('debug') ? logLevel.INFO : logLevel.WARN,
     logCreator: bridge(logger.child({ component: 'kafkajs' })),
     connectionTimeout: 5000,

@@ -36,7 +36,7 @@ import type { RoutingDecision } from '../engine/types.js';
 import { InvalidInputError, errorMessage, oneLine } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
-import type { ScoreResult, ScoreTask, ScoringBreaker } from './breaker.js';
+import type { ScoreResult, ScoreTask, ScoringBreaker } from '../resilience/breaker.js';
 import { decodeRequest } from '../wire/decode-request.js';
 import { DecodeError } from '../wire/errors.js';
 import { encodingOf, getHeader, type Encoding, type Headers } from '../wire/headers.js';
@@ -297,6 +297,7 @@ export class Processor extends EventEmitter {
       const opts: ProducerThreadOptions = {
         brokers: c.brokers,
         clientId: c.clientId,
+        kafkaSecurity: c.kafkaSecurity,
         topics: this.#routeTopics,
         logger: this.#logger,
         onUnexpectedExit: () => this.#o.metrics.producerThreadExits.inc(),

@@ -8,6 +8,7 @@ import type {
   CircuitBreakerMessage,
   ConfigMessage,
   ControlClient,
+  ConvergenceMessage,
   LatencyMessage,
   ReloadMessage,
   StatsMessage,
@@ -15,21 +16,35 @@ import type {
 import type { ClientTlsFiles } from '../../control/tls.js';
 import { FEEDBACK_ADMIN_USAGE, feedbackAdminCommand, runFeedbackAdmin } from '../../feedback/admin.js';
 
-export const summary = 'drive a running router over gRPC: stats, reload, breaker, thresholds, config';
+export const summary = 'drive a running router (and its fleet) over gRPC: stats, reload, breaker, thresholds, policies, config';
 export const usage = `usage: tiny-dancer admin <command> [options]
 
 commands:
   stats [--watch [--interval S] [--count N]]
                         counters, rates, latency percentiles, breaker, model, Kafka lag,
-                        decision-log backlog and Postgres aggregates; --watch streams them
-                        every S seconds (default 1, at least 0.25) until Ctrl-C or N updates
-  reload PATH [--bytes] hot-reload a model: PATH is a file on the SERVER; with --bytes the
+                        decision-log backlog, Postgres aggregates and, with prices set,
+                        estimated spend and savings; --watch streams them every S seconds
+                        (default 1, at least 0.25) until Ctrl-C or N updates
+  stats --since D [--database-url URL] [--schema S]
+                        the decision log over the last D (e.g. 24h, 7d) from Postgres, no
+                        server needed: decisions and lightweight share per model version,
+                        with spend and savings when TD_COST_LIGHTWEIGHT and
+                        TD_COST_HEAVYWEIGHT are set (DATABASE_URL, TD_DB_SCHEMA by default)
+  reload PATH [--bytes] [--wait]
+                        hot-reload a model: PATH is a file on the SERVER; with --bytes the
                         local file's content is sent instead (bounded by the server's
-                        message limit). Validated before the swap; on failure the old model
-                        stays and the reason is printed
+                        message limit). Validated first; on failure the old model stays and
+                        the reason is printed. With \`serve\` the model becomes the whole
+                        fleet's (every replica, and after restarts): one call, through any
+                        replica or the Kubernetes Service
   breaker [--reset]     circuit breaker state; --reset closes it
-  thresholds [--confidence X] [--max-uncertainty Y]
-                        set the decision thresholds (either or both, each in [0, 1])
+  thresholds [--confidence X] [--max-uncertainty Y] [--wait]
+                        set the decision thresholds (either or both, each in [0, 1]),
+                        fleet-wide like reload
+  policy set TENANT --confidence X --max-uncertainty Y [--wait]
+  policy delete TENANT [--wait]
+  policy list           per-tenant thresholds (tenant: request metadata key TD_TENANT_KEY),
+                        fleet-wide; tenants without a policy use the global thresholds
   config                the effective configuration (secrets redacted)
   health                the grpc.health.v1 status (SERVING / NOT_SERVING); exits 1
                         when not SERVING, for scripts and probes
@@ -44,8 +59,11 @@ options:
   --tls-cert FILE       client certificate for mutual TLS (with --tls-key)
   --tls-key FILE        its private key
   --tls-server-name N   name expected in the server certificate (e.g. when dialling an IP)
+  --wait                wait until every live replica applied the change (up to --timeout);
+                        exits 1 when some had not. Without it the call returns once the
+                        replica that took it applied it (the others follow within moments)
 
-reload, breaker --reset and thresholds need the admin token in TD_ADMIN_TOKEN.
+reload, breaker --reset, thresholds and policy set|delete need the admin token in TD_ADMIN_TOKEN.
 Exit status: 0 ok, 2 bad arguments, 1 the call failed (the message names the gRPC status).`;
 
 const OPTIONS = {
@@ -64,15 +82,20 @@ const OPTIONS = {
   reset: { type: 'boolean' },
   confidence: { type: 'string' },
   'max-uncertainty': { type: 'string' },
+  since: { type: 'string' },
+  'database-url': { type: 'string' },
+  schema: { type: 'string' },
+  wait: { type: 'boolean' },
 } as const;
 
 type Values = ReturnType<typeof parseCommandArgs<typeof OPTIONS>>['values'];
 
 const COMMAND_OPTIONS: Record<string, readonly (keyof typeof OPTIONS)[]> = {
-  stats: ['watch', 'interval', 'count'],
-  reload: ['bytes'],
+  stats: ['watch', 'interval', 'count', 'since', 'database-url', 'schema'],
+  reload: ['bytes', 'wait'],
   breaker: ['reset'],
-  thresholds: ['confidence', 'max-uncertainty'],
+  thresholds: ['confidence', 'max-uncertainty', 'wait'],
+  policy: ['confidence', 'max-uncertainty', 'wait'],
   config: [],
   health: [],
 };
@@ -164,6 +187,10 @@ function formatStats(s: StatsMessage): string {
       row('feedback', `${f.version}: ${cov} over ${int(f.labeled)}, ${f.drifting ? 'DRIFTING, ' : ''}lightweight ok ${f.lightweight_success_rate == null ? '—' : pct(f.lightweight_success_rate)}`);
     }
   }
+  if (s.cost) {
+    const c = s.cost;
+    row('cost', `spend ${c.spend} (lightweight ${c.lightweight_spend} at ${c.lightweight_price}, heavyweight ${c.heavyweight_spend} at ${c.heavyweight_price}); all-heavyweight ${c.all_heavyweight_spend}; saved ${c.savings} (${pct(c.savings_share)})`);
+  }
   if (s.decision_log) row('decision log', `${s.decision_log.healthy ? 'healthy' : 'UNHEALTHY'}, backlog ${int(s.decision_log.backlog)}, written ${int(s.decision_log.written)}, failed batches ${int(s.decision_log.failed_batches)}`);
   if (s.store) {
     if (!s.store.available) row('postgres', `unavailable: ${s.store.error}`);
@@ -180,6 +207,14 @@ function formatReload(r: ReloadMessage): string {
   if (r.model) lines.push(`  ${r.model.input_dim} inputs [${r.model.features.join(', ')}], hidden ${r.model.hidden_dim}, ${r.calibrated ? 'calibrated' : 'NOT calibrated'}`);
   for (const n of r.notes) lines.push(`  note: ${n}`);
   return lines.join('\n');
+}
+
+/** One line on how far a fleet change spread; `ok` false when --wait ended with replicas behind. */
+function convergenceLine(c: ConvergenceMessage | null | undefined, waited: boolean): { line: string; ok: boolean } {
+  if (!c) return { line: '', ok: true };
+  if (c.live === 0) return { line: `fleet: revision ${c.revision} applied by this replica; the fleet view is not available, others follow the control topic`, ok: true };
+  const all = c.converged >= c.live;
+  return { line: `fleet: revision ${c.revision} applied by ${c.converged} of ${c.live} live replicas${all ? '' : waited ? ' when the wait ended' : ' so far'}`, ok: all || !waited };
 }
 
 function formatConfig(c: ConfigMessage): string {
@@ -231,19 +266,50 @@ export async function run(argv: string[]): Promise<number> {
   if (feedbackAdminCommand(argv)) return runFeedbackAdmin(argv, process.env);
   const { values, positionals } = parseCommandArgs(argv, OPTIONS, true);
   const [command, ...rest] = positionals;
-  if (!command) throw new UsageError('a command is required: stats, reload, breaker, thresholds, config or health');
+  if (!command) throw new UsageError('a command is required: stats, reload, breaker, thresholds, policy, config or health');
   const allowed = COMMAND_OPTIONS[command];
-  if (!allowed) throw new UsageError(`unknown admin command '${command}' (stats, reload, breaker, thresholds, config, health)`);
+  if (!allowed) throw new UsageError(`unknown admin command '${command}' (stats, reload, breaker, thresholds, policy, config, health)`);
   for (const [k, v] of Object.entries(values)) {
     if (v !== undefined && !COMMON.includes(k as keyof typeof OPTIONS) && !allowed.includes(k as keyof typeof OPTIONS)) {
       throw new UsageError(`--${k} does not apply to 'admin ${command}'`);
     }
   }
-  if (command === 'reload' ? rest.length !== 1 : rest.length !== 0) {
+  let policy: { action: 'set' | 'delete' | 'list'; tenant?: string; confidence?: number; maxUncertainty?: number } | undefined;
+  if (command === 'policy') {
+    const [action, tenant, ...extra] = rest;
+    if (action !== 'set' && action !== 'delete' && action !== 'list') throw new UsageError("'admin policy' takes set TENANT, delete TENANT or list");
+    if (action === 'list' ? tenant !== undefined : tenant === undefined || extra.length > 0) {
+      throw new UsageError(action === 'list' ? "'admin policy list' takes no arguments" : `'admin policy ${action}' takes exactly one TENANT`);
+    }
+    if (action !== 'set' && (values.confidence !== undefined || values['max-uncertainty'] !== undefined)) throw new UsageError(`--confidence and --max-uncertainty go with 'admin policy set'`);
+    if (action === 'list' && values.wait) throw new UsageError("--wait does not apply to 'admin policy list'");
+    policy = { action, ...(tenant === undefined ? {} : { tenant }) };
+    if (action === 'set') {
+      if (values.confidence === undefined || values['max-uncertainty'] === undefined) throw new UsageError("'admin policy set' needs --confidence X and --max-uncertainty Y");
+      policy.confidence = numberArg('confidence', values.confidence, 0, 0, 1);
+      policy.maxUncertainty = numberArg('max-uncertainty', values['max-uncertainty'], 0, 0, 1);
+    }
+  } else if (command === 'reload' ? rest.length !== 1 : rest.length !== 0) {
     throw new UsageError(command === 'reload' ? "'admin reload' takes exactly one PATH" : `'admin ${command}' takes no arguments, got '${rest.join(' ')}'`);
   }
   if (command === 'stats' && !values.watch && (values.interval !== undefined || values.count !== undefined)) {
     throw new UsageError('--interval and --count go with --watch');
+  }
+  if (command === 'stats' && values.since === undefined && (values['database-url'] !== undefined || values.schema !== undefined)) {
+    throw new UsageError('--database-url and --schema go with --since');
+  }
+  if (command === 'stats' && values.since !== undefined) {
+    if (values.watch) throw new UsageError('--since reads Postgres once: it does not go with --watch');
+    const { runWindowStats } = await import('./admin-window.js');
+    return runWindowStats(
+      {
+        since: values.since,
+        json: values.json === true,
+        ...(values['database-url'] !== undefined ? { databaseUrl: values['database-url'] } : {}),
+        ...(values.schema !== undefined ? { schema: values.schema } : {}),
+      },
+      process.env,
+    );
   }
 
   const addr = checkAddress(values.addr ?? (process.env.TD_GRPC_ADDR?.trim() || '127.0.0.1:50051'));
@@ -251,6 +317,9 @@ export async function run(argv: string[]): Promise<number> {
   const tls = clientTls(values);
   const token = process.env.TD_ADMIN_TOKEN?.trim() || undefined;
   const json = values.json === true;
+  // The server waits for the fleet a second less than the call's deadline, so its answer (how
+  // many replicas had converged) arrives before the deadline does.
+  const change = values.wait ? { waitMs: Math.max(100, timeoutS * 1000 - 1000) } : {};
 
   // Argument checks before connecting, so bad arguments are exit 2 without network.
   let thresholds: { confidence?: number; maxUncertainty?: number } | undefined;
@@ -312,9 +381,10 @@ export async function run(argv: string[]): Promise<number> {
         return 0;
       }
       case 'reload': {
-        const r = await call('reload', client.reloadModel(reloadSource!));
-        out(json ? JSON.stringify(r) : formatReload(r));
-        return 0;
+        const r = await call('reload', client.reloadModel(reloadSource!, change));
+        const c = convergenceLine(r.convergence, values.wait === true);
+        out(json ? JSON.stringify(r) : [formatReload(r), c.line].filter(Boolean).join('\n'));
+        return c.ok ? 0 : 1;
       }
       case 'breaker': {
         const b = await call(values.reset ? 'breaker --reset' : 'breaker', values.reset ? client.resetCircuitBreaker() : client.getCircuitBreaker());
@@ -322,9 +392,28 @@ export async function run(argv: string[]): Promise<number> {
         return 0;
       }
       case 'thresholds': {
-        const t = await call('thresholds', client.setThresholds(thresholds!));
-        out(json ? JSON.stringify(t) : `thresholds now: confidence ≥ ${t.confidence}, uncertainty ≤ ${t.max_uncertainty}`);
-        return 0;
+        const t = await call('thresholds', client.setThresholds(thresholds!, change));
+        const c = convergenceLine(t.convergence, values.wait === true);
+        out(json ? JSON.stringify(t) : [`thresholds now: confidence ≥ ${t.confidence}, uncertainty ≤ ${t.max_uncertainty}`, c.line].filter(Boolean).join('\n'));
+        return c.ok ? 0 : 1;
+      }
+      case 'policy': {
+        const p = policy!;
+        if (p.action === 'list') {
+          const l = await call('policy list', client.listTenantPolicies());
+          if (json) out(JSON.stringify(l));
+          else if (l.policies.length === 0) out('no tenant policies: every request uses the global thresholds');
+          else for (const x of l.policies) out(`${x.tenant.padEnd(24)} confidence ≥ ${x.confidence}, uncertainty ≤ ${x.max_uncertainty}`);
+          return 0;
+        }
+        const r =
+          p.action === 'set'
+            ? await call('policy set', client.setTenantPolicy({ tenant: p.tenant!, confidence: p.confidence!, maxUncertainty: p.maxUncertainty! }, change))
+            : await call('policy delete', client.deleteTenantPolicy(p.tenant!, change));
+        const c = convergenceLine(r.convergence, values.wait === true);
+        const what = p.action === 'set' ? `policy of ${r.tenant}: confidence ≥ ${r.policy?.confidence ?? p.confidence}, uncertainty ≤ ${r.policy?.max_uncertainty ?? p.maxUncertainty}` : r.changed ? `policy of ${r.tenant} deleted: it uses the global thresholds` : `no policy for ${r.tenant}; nothing changed`;
+        out(json ? JSON.stringify(r) : [what, c.line].filter(Boolean).join('\n'));
+        return c.ok ? 0 : 1;
       }
       case 'config': {
         const c = await call('config', client.getConfig());

@@ -73,7 +73,7 @@ function fmtMs(us: number): string {
 export async function startDemoTraffic(app: App, opts: DemoOptions, onDone: () => void): Promise<{ stop(): Promise<void> }> {
   const { generateTraffic } = await import('../../train/synthetic.js');
   const config = app.settings;
-  const kafka = createKafka({ brokers: config.brokers, clientId: 'tiny-dancer-demo' }, app.logger.child({ component: 'demo' }));
+  const kafka = createKafka({ brokers: config.brokers, clientId: 'tiny-dancer-demo', kafkaSecurity: config.kafkaSecurity }, app.logger.child({ component: 'demo' }));
   // A plain client producer (acks=-1 per send): the demo stands for someone else's application.
   const producer: Producer = kafka.producer({ createPartitioner: partitioner });
   await producer.connect();
@@ -147,7 +147,7 @@ export async function startDemoTraffic(app: App, opts: DemoOptions, onDone: () =
   const endTimer = opts.seconds !== undefined ? setTimeout(onDone, opts.seconds * 1000) : undefined;
   process.stdout.write(
     `demo: sending ~${opts.rate} synthetic requests/s (${opts.encoding}) to ${config.topics.requests}; decisions on ${config.topics.lightweight} / ${config.topics.heavyweight}, broken records on ${config.topics.dlq}` +
-      `${app.httpUrl ? `; metrics ${app.httpUrl}/metrics` : ''}. Ctrl-C to stop.\n`,
+      `${app.httpUrl ? `; status page ${app.httpUrl}/ (metrics ${app.httpUrl}/metrics)` : ''}. Ctrl-C to stop.\n`,
   );
 
   return {

@@ -35,7 +35,8 @@ export async function run(argv: string[]): Promise<number> {
   const schema = values.schema ?? (process.env.TD_DB_SCHEMA?.trim() || 'public');
   quoteSchema(schema); // bad names are a usage error (exit 2), before connecting
 
-  const pool = createPool({ url, max: 1, applicationName: 'tiny-dancer migrate' });
+  const { loadPgTls } = await import('../../config-security.js');
+  const pool = createPool({ url, tls: loadPgTls(process.env), max: 1, applicationName: 'tiny-dancer migrate' });
   const target = `${redactUrl(url)} schema ${schema}`;
   try {
     let result: Awaited<ReturnType<typeof migrate>>;

@@ -166,7 +166,8 @@ export async function run(argv: string[]): Promise<number> {
   const { describeVerdict } = await import('../../feedback/gate.js');
   const { ControlClient } = await import('../../control/client.js');
 
-  const pool = createPool({ url, max: 2, applicationName: 'tiny-dancer retrain' });
+  const { loadPgTls } = await import('../../config-security.js');
+  const pool = createPool({ url, tls: loadPgTls(env), max: 2, applicationName: 'tiny-dancer retrain' });
   let client: InstanceType<typeof ControlClient> | undefined;
   try {
     // The same migrations `serve` runs, but only when the tables are missing (a new database):

@@ -26,7 +26,11 @@ decisions are logged to an embedded Postgres in .tiny-dancer/pgdata.
   --rate N         demo requests per second (default 20)
   --control-only   serve only the gRPC control plane over a router pool (no Kafka, no Postgres)
 
-Exit status: 0 after a clean stop (SIGTERM/SIGINT), 2 bad configuration, 1 start-up failure.`;
+Start-up waits for Postgres and the Kafka broker to answer (not ready meanwhile) for at most
+TD_STARTUP_TIMEOUT_MS (default 300000; 0 waits forever).
+
+Exit status: 0 after a clean stop (SIGTERM/SIGINT), 2 bad configuration, 1 start-up failure
+(including the start-up timeout) or a consumer that stopped for good.`;
 
 export interface ServiceOptions {
   config: Config;
@@ -59,6 +63,14 @@ export async function runService(opts: ServiceOptions): Promise<number> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // The app gives up for good (its consumer stopped): stop as for a signal, then exit 1.
+  let fatal: string | undefined;
+  app.on('event', (e: { type: string; reason?: string }) => {
+    if (e.type !== 'fatal' || stopping) return;
+    stopping = true;
+    fatal = e.reason;
+    resolveStop(`fatal: ${e.reason}`);
+  });
 
   // The control plane listens first: a port conflict fails at once, before Kafka and Postgres
   // are touched, and gRPC answers (NOT_SERVING, then SERVING; calls that need the engine say
@@ -95,7 +107,8 @@ export async function runService(opts: ServiceOptions): Promise<number> {
     await app.stop();
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
-    setTimeout(() => process.exit(0), 3000).unref();
+    setTimeout(() => process.exit(fatal === undefined ? 0 : 1), 3000).unref();
+    if (fatal !== undefined) throw new Error(fatal);
     return 0;
   }
 
@@ -113,8 +126,9 @@ export async function runService(opts: ServiceOptions): Promise<number> {
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
   // Whatever a library left scheduled must not hold the process after a drain.
-  setTimeout(() => process.exit(0), 3000).unref();
+  setTimeout(() => process.exit(fatal === undefined ? 0 : 1), 3000).unref();
   if (!clean) logger.warn('stopped before everything was committed; the rest will be redelivered');
+  if (fatal !== undefined) throw new Error(fatal);
   return 0;
 }
 

@@ -7,6 +7,11 @@ import type { RouteTopics } from '../records.js';
 export interface ProducerInit {
   brokers: string[];
   clientId: string;
+  /**
+   * KAFKA_SSL_* / KAFKA_SASL_* as given: the thread builds its own security settings (and its
+   * own OAuth token provider) from them, since those objects cannot cross threads.
+   */
+  security: Record<string, string>;
   /** [lightweight, heavyweight, dlq]: where the packed records' routes point. */
   topics: RouteTopics;
   logLevel: Level;

@@ -12,6 +12,7 @@
 // send starts a new thread. Either way the chunk's offsets are not committed until a retry
 // succeeds (the processor's produce stage retries with backoff), so nothing is lost.
 import { Worker } from 'node:worker_threads';
+import type { KafkaSecurity } from '../../config-security.js';
 import { TinyDancerError, errorMessage } from '../../errors.js';
 import type { Fields, Level, Logger } from '../../observe/logger.js';
 import { workerScript } from '../../worker-script.js';
@@ -23,6 +24,7 @@ export class ProducerThreadError extends TinyDancerError {}
 export interface ProducerThreadOptions {
   brokers: string[];
   clientId: string;
+  kafkaSecurity: KafkaSecurity;
   topics: RouteTopics;
   logger: Logger;
   /** Called when the running thread ends unasked (not by close()). */
@@ -61,7 +63,7 @@ export class ProducerThread {
     this.#logger = opts.logger.child({ component: 'producer-thread' });
     this.#onUnexpectedExit = opts.onUnexpectedExit;
     const level = (['debug', 'info', 'warn', 'error'] as const).find((l) => opts.logger.isLevelEnabled(l)) ?? 'error';
-    this.#init = { brokers: [...opts.brokers], clientId: opts.clientId, topics: opts.topics, logLevel: level };
+    this.#init = { brokers: [...opts.brokers], clientId: opts.clientId, security: opts.kafkaSecurity.source(), topics: opts.topics, logLevel: level };
   }
 
   /** Sends posted and not yet answered. */

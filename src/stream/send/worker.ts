@@ -2,6 +2,7 @@
 // consuming thread (see thread.ts for why). It decides nothing: every send is answered with
 // sent or failed, and retrying is the consuming thread's business.
 import { parentPort, workerData } from 'node:worker_threads';
+import { loadKafkaSecurity } from '../../config-security.js';
 import { createLogger } from '../../observe/logger.js';
 import { DECISION_PRODUCER, createKafka } from '../kafka.js';
 import { unpackRecords } from '../records.js';
@@ -21,7 +22,8 @@ function wire(err: unknown): WireError {
   return { name: e.name, message: e.message + cause, retriable: retriable !== false };
 }
 
-const kafka = createKafka({ brokers: init.brokers, clientId: init.clientId }, logger);
+// The main thread validated these settings already; read again here, files included.
+const kafka = createKafka({ brokers: init.brokers, clientId: init.clientId, kafkaSecurity: loadKafkaSecurity(init.security) }, logger);
 const producer = kafka.producer(DECISION_PRODUCER);
 
 let closing = false;

@@ -1,8 +1,8 @@
-// Which model `serve` starts with, against the real Postgres registry and broker: the registry's
-// active version (what `retrain --promote` / `admin rollback` last made current) when
-// TD_MODEL_PATH is not set; TD_MODEL_PATH when it is; and the packaged default — with a warning —
-// when the active version's stored file no longer matches its recorded hash.
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+// Which model `serve` starts with, against the real Postgres registry and broker: the fleet's
+// active model from the control topic (what the last reload, `retrain --promote` or `admin
+// rollback` made current), over TD_MODEL_PATH; the registry is only the audit history (a
+// version marked active there, never written to the topic, is not served).
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
@@ -54,25 +54,33 @@ afterAll(async () => {
 });
 
 describe('serve start-up model', () => {
-  it('serves the registry\'s active version when TD_MODEL_PATH is not set', async () => {
+  it('ignores the registry at start-up: with an empty control topic it serves TD_MODEL_PATH or the default', async () => {
+    app = await startApp(testConfig(n, { modelPath: undefined }));
+    expect(app.stats().model.version).toBe(defaultVersion);
+  });
+
+  it('comes back with the model a reload made the fleet\'s, even over TD_MODEL_PATH, and mirrors it into the registry', async () => {
+    app = await startApp(testConfig(n, { modelPath: undefined }));
+    const r = await app.reload({ path: promotedPath });
+    expect(r.model.version).toBe(PROMOTED);
+    expect(r.convergence?.revision).toBeGreaterThanOrEqual(0);
+    await app.stop();
     const { logger, lines } = bufferLogger();
-    app = await startApp(testConfig(n, { modelPath: undefined }), { logger });
+    app = await startApp(testConfig(n, { modelPath: defaultModelPath() }), { logger });
     expect(app.stats().model.version).toBe(PROMOTED);
-    expect(lines.join('')).toMatch(/serving the model registry's active version/);
-    expect((await registry.active())?.version).toBe(PROMOTED);
+    expect(lines.join('')).toMatch(/TD_MODEL_PATH is set, but the fleet's control topic names the active model/);
+    const active = await registry.active();
+    expect(active?.version).toBe(PROMOTED);
+    expect(active?.promoted_by).toMatch(/^serve@/);
   });
 
-  it('serves TD_MODEL_PATH when it is set, whatever the registry says', async () => {
-    app = await startApp(testConfig(n, { modelPath: defaultModelPath() }));
-    expect(app.stats().model.version).toBe(defaultVersion);
-  });
-
-  it('falls back to the default model, with a warning, when the stored file was changed', async () => {
-    await registry.markActive(PROMOTED, 'test'); // the previous case made the default active
-    await writeFile(promotedPath, Buffer.concat([await readFile(promotedPath), Buffer.from(' ')]));
-    const { logger, lines } = bufferLogger();
-    app = await startApp(testConfig(n, { modelPath: undefined }), { logger });
-    expect(app.stats().model.version).toBe(defaultVersion);
-    expect(lines.join('')).toMatch(/active version cannot be served.*refusing a changed file/);
+  it('refuses a model over 4 MiB with a clear error, and nothing changes', async () => {
+    app = await startApp(testConfig(n, { modelPath: undefined }));
+    const before = app.stats().model.version;
+    const packaged = await readFile(defaultModelPath());
+    const { tensors, metadata } = readSafetensors(packaged);
+    const big = writeSafetensors(tensors, { ...metadata, version: 'too-big', padding: 'x'.repeat(4 * 1024 * 1024) });
+    await expect(app.reload({ bytes: big })).rejects.toThrow(/at most 4194304 bytes \(4 MiB\)/);
+    expect(app.stats().model.version).toBe(before);
   });
 });

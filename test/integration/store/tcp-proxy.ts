@@ -1,10 +1,11 @@
 // A small TCP proxy between a client and Postgres that a test can break: `refuse` destroys every
 // connection and stops listening (like a crashed server or a closed port), `blackhole` keeps
 // accepting and holding connections but forwards nothing (like a partitioned network), `restore`
-// listens and forwards again on the same port.
+// `slam` accepts every connection and closes it at once (like a pgbouncer or a load balancer
+// whose server is down), `restore` listens and forwards again on the same port.
 import net from 'node:net';
 
-type Mode = 'up' | 'refuse' | 'blackhole';
+type Mode = 'up' | 'refuse' | 'blackhole' | 'slam';
 
 export class TcpProxy {
   #server: net.Server | undefined;
@@ -50,6 +51,10 @@ export class TcpProxy {
   #accept(client: net.Socket): void {
     this.connections++;
     this.#track(client);
+    if (this.#mode === 'slam') {
+      client.destroy();
+      return;
+    }
     if (this.#mode === 'blackhole') {
       client.pause(); // hold it: read nothing, answer nothing
       return;
@@ -78,6 +83,13 @@ export class TcpProxy {
       s.unpipe();
       s.pause();
     }
+  }
+
+  /** Connections are accepted and closed at once, existing ones included; the port stays open. */
+  async slam(): Promise<void> {
+    this.#mode = 'slam';
+    for (const s of this.#sockets) s.destroy();
+    if (!this.#server) await this.#listen(this.port);
   }
 
   /** Back to forwarding; connections held by a blackhole are reset so clients reconnect. */

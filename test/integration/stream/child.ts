@@ -1,6 +1,6 @@
 // Spawns `serve` as a child process on free ports and waits until it is ready.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +10,7 @@ import { deleteTopics, dropSchema, envFor, names, type Names } from './helpers.j
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const ENTRY = fileURLToPath(new URL('./serve-child.ts', import.meta.url));
+const BIN = join(ROOT, 'bin', 'tiny-dancer.js');
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -31,11 +32,21 @@ export interface ServeChild {
   kill(signal: NodeJS.Signals): void;
 }
 
-export async function startServe(env: Record<string, string>, logFile: string, readyTimeoutMs = 60_000): Promise<ServeChild> {
+export interface SpawnOptions {
+  /**
+   * Run the built command (bin/tiny-dancer.js over dist/, as an operator does) instead of the
+   * sources through tsx. The build must be current: `npm run build`.
+   */
+  dist?: boolean;
+}
+
+/** Starts `serve` on free ports without waiting for it (see waitReady). */
+export async function spawnServe(env: Record<string, string>, logFile: string, opts: SpawnOptions = {}): Promise<ServeChild> {
+  if (opts.dist && !existsSync(join(ROOT, 'dist', 'startup.js'))) throw new Error('dist/ is missing or stale: run `npm run build` first');
   const httpPort = await freePort();
   const grpcPort = await freePort();
   const out = createWriteStream(logFile, { flags: 'a' });
-  const proc = spawn(process.execPath, ['--import', 'tsx', ENTRY], {
+  const proc = spawn(process.execPath, opts.dist ? [BIN, 'serve'] : ['--import', 'tsx', ENTRY], {
     cwd: ROOT,
     env: { ...process.env, ...env, TD_HTTP_ADDR: `127.0.0.1:${httpPort}`, TD_GRPC_ADDR: `127.0.0.1:${grpcPort}` },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -46,24 +57,34 @@ export async function startServe(env: Record<string, string>, logFile: string, r
     proc.once('exit', (code, signal) => resolve({ code, signal }));
   });
   const httpUrl = `http://127.0.0.1:${httpPort}`;
+  return { proc, httpUrl, grpcAddr: `127.0.0.1:${grpcPort}`, exited, kill: (s) => proc.kill(s) };
+}
+
+/** Polls /readyz until 200; throws (and kills the child) when it exits or the time runs out. */
+export async function waitReady(child: ServeChild, logFile: string, readyTimeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + readyTimeoutMs;
   let dead = false;
-  void exited.then(() => (dead = true));
+  void child.exited.then(() => (dead = true));
   for (;;) {
     if (dead) throw new Error(`serve exited during start-up; see ${logFile}`);
     if (Date.now() > deadline) {
-      proc.kill('SIGKILL');
+      child.kill('SIGKILL');
       throw new Error(`serve did not become ready within ${readyTimeoutMs} ms; see ${logFile}`);
     }
     try {
-      const r = await fetch(`${httpUrl}/readyz`);
-      if (r.status === 200) break;
+      const r = await fetch(`${child.httpUrl}/readyz`);
+      if (r.status === 200) return;
     } catch {
       /* not listening yet */
     }
     await new Promise((r) => setTimeout(r, 250));
   }
-  return { proc, httpUrl, grpcAddr: `127.0.0.1:${grpcPort}`, exited, kill: (s) => proc.kill(s) };
+}
+
+export async function startServe(env: Record<string, string>, logFile: string, readyTimeoutMs = 60_000, opts: SpawnOptions = {}): Promise<ServeChild> {
+  const child = await spawnServe(env, logFile, opts);
+  await waitReady(child, logFile, readyTimeoutMs);
+  return child;
 }
 
 /** `serve` children of one test file, on names of its own, logging to one file. */

@@ -41,6 +41,7 @@ describe('tiny-dancer demo', () => {
     const dlq = Number(/dlq (\d+)/.exec(last)?.[1]);
     expect(decided).toBeGreaterThan(20);
     expect(dlq).toBeGreaterThan(0);
+    expect(stdout).toContain(`status page http://${env.TD_HTTP_ADDR}/`);
     // Stats moved between the first and the last summary line.
     expect(Number(/decided (\d+) requests/.exec(summaries[0]!)?.[1])).toBeLessThan(decided);
     // Every request the summary counted is in Postgres (the drain after the last line may add a

@@ -20,6 +20,7 @@ export interface Names {
   heavyweight: string;
   dlq: string;
   outcomes: string;
+  control: string;
   group: string;
   schema: string;
 }
@@ -32,6 +33,7 @@ export function names(prefix = 'st'): Names {
     heavyweight: `${id}.heavy`,
     dlq: `${id}.dlq`,
     outcomes: `${id}.outcomes`,
+    control: `${id}.control`,
     group: `${id}.group`,
     schema: uniqueSchema('td_stream'),
   };
@@ -48,6 +50,7 @@ export function envFor(n: Names, extra: Record<string, string> = {}): Record<str
     TD_TOPIC_HEAVYWEIGHT: n.heavyweight,
     TD_TOPIC_DLQ: n.dlq,
     TD_TOPIC_OUTCOMES: n.outcomes,
+    TD_TOPIC_CONTROL: n.control,
     TD_GROUP_ID: n.group,
     TD_WORKERS: '1',
     TD_REQUEST_PARTITIONS: '3',
@@ -272,7 +275,7 @@ export async function deleteTopics(n: Names): Promise<void> {
   const admin = testKafka().admin();
   await admin.connect();
   try {
-    await admin.deleteTopics({ topics: [n.requests, n.lightweight, n.heavyweight, n.dlq, n.outcomes] }).catch(() => {});
+    await admin.deleteTopics({ topics: [n.requests, n.lightweight, n.heavyweight, n.dlq, n.outcomes, n.control] }).catch(() => {});
   } finally {
     await admin.disconnect();
   }

@@ -3,6 +3,7 @@
 // and the next send starts a new thread; a corrupt pack is refused and the thread goes on.
 import kafkajs, { type Admin } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { noKafkaSecurity } from '../../../src/config-security.js';
 import { RecordPacker, ROUTE, type Route, type RouteTopics } from '../../../src/stream/records.js';
 import { ProducerThread, ProducerThreadError } from '../../../src/stream/send/thread.js';
 import { bufferLogger, collect, kafkaBrokers, testKafka, uniqueName } from './helpers.js';
@@ -20,7 +21,7 @@ describe('ProducerThread (real broker)', () => {
     admin = testKafka().admin();
     await admin.connect();
     await admin.createTopics({ topics: topics.map((topic) => ({ topic, numPartitions: PARTITIONS })), waitForLeaders: true });
-    thread = new ProducerThread({ brokers: kafkaBrokers(), clientId: id, topics, logger });
+    thread = new ProducerThread({ brokers: kafkaBrokers(), clientId: id, kafkaSecurity: noKafkaSecurity(), topics, logger });
     await thread.start();
   });
 
@@ -113,7 +114,7 @@ describe('ProducerThread (real broker)', () => {
   });
 
   it('after close(), sends are refused (not retriable)', async () => {
-    const t = new ProducerThread({ brokers: kafkaBrokers(), clientId: `${id}-2`, topics, logger });
+    const t = new ProducerThread({ brokers: kafkaBrokers(), clientId: `${id}-2`, kafkaSecurity: noKafkaSecurity(), topics, logger });
     await t.start();
     await t.close(5000);
     const { pack: p } = pack('e', 1, 1);

@@ -157,3 +157,30 @@ describe('tiny-dancer admin', () => {
     expect(r.err).toMatch(/^tiny-dancer admin: stats: (UNAVAILABLE|DEADLINE_EXCEEDED): /);
   });
 });
+
+describe('admin policy', () => {
+  it('checks its arguments before connecting (exit 2, one line)', async () => {
+    vi.stubEnv('TD_ADMIN_TOKEN', TOKEN);
+    for (const args of [
+      ['policy'],
+      ['policy', 'set', 'acme'],
+      ['policy', 'set', 'acme', '--confidence', '0.9'],
+      ['policy', 'set', 'acme', '--confidence', '1.5', '--max-uncertainty', '0.1'],
+      ['policy', 'delete'],
+      ['policy', 'list', 'acme'],
+      ['policy', 'delete', 'acme', '--confidence', '0.5'],
+    ]) {
+      const r = await admin(...args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.err.trim().split('\n'), args.join(' ')).toHaveLength(1);
+    }
+    expect(target.changes).toEqual([]);
+  });
+
+  it('says plainly when the deployment has no control topic (FAILED_PRECONDITION, exit 1)', async () => {
+    vi.stubEnv('TD_ADMIN_TOKEN', TOKEN);
+    const r = await admin('policy', 'set', 'acme', '--confidence', '0.9', '--max-uncertainty', '0.1');
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/FAILED_PRECONDITION: tenant policies live in the fleet's control topic/);
+  });
+});

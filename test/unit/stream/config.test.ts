@@ -24,6 +24,7 @@ describe('loadConfig', () => {
       heavyweight: 'routing.heavyweight',
       dlq: 'routing.dlq',
       outcomes: 'routing.outcomes',
+      control: 'routing.control',
     });
     expect(c.exactlyOnce).toBe(false);
     expect(c.groupId).toBe('tiny-dancer');
@@ -71,6 +72,7 @@ describe('loadConfig', () => {
       TD_TOPIC_HEAVYWEIGHT: 'h',
       TD_TOPIC_DLQ: 'd',
       TD_TOPIC_OUTCOMES: 'o',
+      TD_TOPIC_CONTROL: 'ctl',
       TD_EXACTLY_ONCE: 'true',
       TD_GROUP_ID: 'g',
       DATABASE_URL: 'postgresql://u:pw@db:5433/x',
@@ -90,6 +92,7 @@ describe('loadConfig', () => {
     expect(c.brokers).toEqual(['a:1', 'b:2']);
     expect(c.brokersFromEnv).toBe(true);
     expect(c.topics.requests).toBe('in');
+    expect(c.topics.control).toBe('ctl');
     expect(c.exactlyOnce).toBe(true);
     expect(c.databaseUrlFromEnv).toBe(true);
     expect(c.grpcAddr).toEqual({ host: '0.0.0.0', port: 1234 });

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { noKafkaSecurity } from '../../../src/config-security.js';
 import { OUTCOME_DLQ_PRODUCER } from '../../../src/feedback/consumer.js';
 import { createLogger } from '../../../src/observe/logger.js';
 import { DECISION_PRODUCER, createKafka } from '../../../src/stream/kafka.js';
@@ -6,7 +7,7 @@ import { DECISION_PRODUCER, createKafka } from '../../../src/stream/kafka.js';
 function capture(level: 'debug' | 'info') {
   const lines: { level: string; msg: string }[] = [];
   const logger = createLogger({ level, write: (l) => void lines.push(JSON.parse(l) as { level: string; msg: string }) });
-  return { lines, kafka: createKafka({ brokers: ['localhost:1'], clientId: 't' }, logger) };
+  return { lines, kafka: createKafka({ brokers: ['localhost:1'], clientId: 't', kafkaSecurity: noKafkaSecurity() }, logger) };
 }
 
 describe("kafkajs's logs in the service's logger", () => {

@@ -3,7 +3,7 @@ import { validateRequest, type ValidatedRequest } from '../../../src/engine/vali
 import type { RoutingResponse } from '../../../src/engine/types.js';
 import { createLogger } from '../../../src/observe/logger.js';
 import { createMetrics } from '../../../src/observe/metrics.js';
-import { ScoringBreaker, breakerOpenResponse, type ScoreTask } from '../../../src/stream/breaker.js';
+import { ScoringBreaker, breakerOpenResponse, type ScoreTask } from '../../../src/resilience/breaker.js';
 import { InvalidInputError } from '../../../src/errors.js';
 import { DecodeError } from '../../../src/wire/index.js';
 
