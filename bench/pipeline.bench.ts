@@ -5,8 +5,11 @@
 //   npm run bench:pipeline                 (≈ 1–3 minutes)
 //   BENCH_QUICK=1 npm run bench:pipeline   (smaller N, for a smoke run)
 //
-// Workload: requests of 10 candidates × 384 dims, protobuf and JSON, generated from a fixed
-// seed. Each mode runs as its own child process (so its RSS is its own) on fresh topics:
+// Workload: requests of 10 candidates × 384 dims, protobuf and JSON, and of 100 candidates
+// (protobuf), generated from a fixed seed. The modes: the passthrough; serve at-least-once (the
+// default); serve exactly-once (TD_EXACTLY_ONCE=true: the latency consumer reads committed, so
+// its latency includes the commit interval); serve decoding on the workers. Each mode runs as
+// its own child process (so its RSS is its own) on fresh topics:
 //   throughput  N requests are produced first; the child is started; the time from its joining
 //               the group to the group's committed offsets reaching the end of the input is
 //               measured (for serve that means: decisions acknowledged by Kafka AND rows
@@ -18,8 +21,10 @@
 //               /metrics (td_decision_log_backlog), sampled every 250 ms.
 // Environment: KAFKA_BROKERS (default: the local broker, started if needed), DATABASE_URL
 // (default postgres://postgres@127.0.0.1:5432/postgres), BENCH_N_PROTOBUF, BENCH_N_JSON,
-// BENCH_RATE_PROTOBUF, BENCH_RATE_JSON, BENCH_LATENCY_SECONDS, BENCH_ROUNDS, BENCH_MODES,
-// BENCH_ENCODINGS, BENCH_SERVE_NODE_ARGS (node flags for the serve child, e.g. --cpu-prof).
+// BENCH_N_PROTOBUF_100, BENCH_RATE_PROTOBUF, BENCH_RATE_JSON, BENCH_RATE_PROTOBUF_100,
+// BENCH_LATENCY_SECONDS, BENCH_ROUNDS, BENCH_MODES (passthrough,serve,eos,workers),
+// BENCH_ENCODINGS, BENCH_CANDIDATES (10,100), BENCH_SERVE_NODE_ARGS (node flags for the serve
+// child, e.g. --cpu-prof).
 // Tracing cost: BENCH_MODES=passthrough,workers,untraced runs serve as deployed (decoding on the
 // workers) with TD_TRACING on and off, interleaved; BENCH_TRACEPARENT=1 gives every request
 // record a traceparent and tracestate of its own, so the traced path does its full work (no SDK
@@ -41,7 +46,6 @@ const SELF = fileURLToPath(import.meta.url);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const QUICK = process.env.BENCH_QUICK === '1';
 const DIM = 384;
-const CANDIDATES = 10;
 
 // =============================================================================================
 // Children
@@ -102,7 +106,7 @@ async function childPassthrough(): Promise<void> {
 // Orchestrator
 
 /** `count` encoded requests with ids `${prefix}-${i}`; with BENCH_TRACEPARENT=1 each in a trace of its own. */
-function makeRecords(prefix: string, count: number, encoding: Encoding, seed: number): { key: string; value: Buffer; headers: Record<string, string> }[] {
+function makeRecords(prefix: string, count: number, encoding: Encoding, seed: number, candidates: number): { key: string; value: Buffer; headers: Record<string, string> }[] {
   // Trace ids from a generator of their own: the requests are the same with or without them.
   const ids = process.env.BENCH_TRACEPARENT === '1' ? new Rng(seed + 1_000_003) : undefined;
   const rng = new Rng(seed);
@@ -118,7 +122,7 @@ function makeRecords(prefix: string, count: number, encoding: Encoding, seed: nu
     const req: RoutingRequest = {
       request_id: `${prefix}-${i}`,
       query_embedding: vec(),
-      candidates: Array.from({ length: CANDIDATES }, (_, c) => ({
+      candidates: Array.from({ length: candidates }, (_, c) => ({
         id: `c${c}`,
         embedding: vec(),
         metadata: { model: c % 2 ? 'small' : 'large' },
@@ -275,11 +279,12 @@ async function metricValue(url: string, name: string): Promise<number | undefine
   }
 }
 
-type Mode = 'passthrough' | 'serve' | 'serve, decode in workers' | 'serve, decode in workers, tracing off';
+type Mode = 'passthrough' | 'serve' | 'serve, exactly-once' | 'serve, decode in workers' | 'serve, decode in workers, tracing off';
 
 interface Result {
   mode: Mode;
   encoding: Encoding;
+  candidates: number;
   n: number;
   seconds: number;
   rate: number;
@@ -324,6 +329,7 @@ async function runMode(
   admin: Admin,
   mode: Mode,
   encoding: Encoding,
+  candidates: number,
   n: number,
   latencyRate: number,
   latencySeconds: number,
@@ -350,7 +356,7 @@ async function runMode(
       await new Promise((r) => setTimeout(r, 500));
     }
   }
-  const records = makeRecords(`${id}-t`, n, encoding, 42);
+  const records = makeRecords(`${id}-t`, n, encoding, 42, candidates);
   await produceAll(kafka, topics.requests, records);
 
   const httpPort = await freePort();
@@ -369,7 +375,8 @@ async function runMode(
     TD_FEEDBACK: 'false',
     TD_LOG_LEVEL: 'info',
     BENCH_PASSTHROUGH_OUT: topics.passthrough,
-    TD_DECODE_IN_WORKERS: mode === 'serve' ? 'false' : 'true',
+    TD_DECODE_IN_WORKERS: mode === 'serve, decode in workers' || mode === 'serve, decode in workers, tracing off' ? 'true' : 'false',
+    TD_EXACTLY_ONCE: mode === 'serve, exactly-once' ? 'true' : 'false',
     TD_TRACING: mode === 'serve, decode in workers, tracing off' ? 'off' : 'on',
   };
   const child = spawnChild(kind, env);
@@ -446,7 +453,7 @@ async function runMode(
     });
     await ready;
     await new Promise((r) => setTimeout(r, 1000)); // let its first fetch position settle
-    const latRecords = makeRecords(`${id}-l`, Math.max(1, Math.round(latencyRate * latencySeconds)), encoding, 7);
+    const latRecords = makeRecords(`${id}-l`, Math.max(1, Math.round(latencyRate * latencySeconds)), encoding, 7, candidates);
     // Not idempotent: each request is sent on its own (acks=1) so it leaves at its due time.
     const producer = kafka.producer({ maxInFlightRequests: 32 });
     await producer.connect();
@@ -477,6 +484,7 @@ async function runMode(
     return {
       mode,
       encoding,
+      candidates,
       n,
       seconds,
       rate: n / seconds,
@@ -517,17 +525,21 @@ async function orchestrate(): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   const num = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
-  const plan: { encoding: Encoding; n: number; rate: number }[] = [
-    { encoding: 'protobuf', n: num('BENCH_N_PROTOBUF', QUICK ? 1000 : 10_000), rate: num('BENCH_RATE_PROTOBUF', 100) },
-    { encoding: 'json', n: num('BENCH_N_JSON', QUICK ? 300 : 2400), rate: num('BENCH_RATE_JSON', 50) },
-  ];
+  const wantedCandidates = (process.env.BENCH_CANDIDATES ?? '10,100').split(',').map((c) => Number(c.trim()));
+  const plan: { encoding: Encoding; candidates: number; n: number; rate: number }[] = [
+    { encoding: 'protobuf' as const, candidates: 10, n: num('BENCH_N_PROTOBUF', QUICK ? 1000 : 10_000), rate: num('BENCH_RATE_PROTOBUF', 100) },
+    { encoding: 'json' as const, candidates: 10, n: num('BENCH_N_JSON', QUICK ? 300 : 2400), rate: num('BENCH_RATE_JSON', 50) },
+    // A request of 100 candidates is ~155 KB of protobuf: fewer of them.
+    { encoding: 'protobuf' as const, candidates: 100, n: num('BENCH_N_PROTOBUF_100', QUICK ? 100 : 600), rate: num('BENCH_RATE_PROTOBUF_100', 20) },
+  ].filter((x) => wantedCandidates.includes(x.candidates));
   const latencySeconds = num('BENCH_LATENCY_SECONDS', QUICK ? 3 : 5);
   const rounds = num('BENCH_ROUNDS', QUICK ? 1 : 3);
-  const allModes = ['passthrough', 'serve', 'serve, decode in workers', 'serve, decode in workers, tracing off'] as const;
-  const modeKey: Record<Mode, string> = { passthrough: 'passthrough', serve: 'serve', 'serve, decode in workers': 'workers', 'serve, decode in workers, tracing off': 'untraced' };
-  // BENCH_MODES=serve (comma list: passthrough, serve, workers, untraced) and BENCH_ENCODINGS=protobuf narrow a run.
-  const wanted = (process.env.BENCH_MODES ?? 'passthrough,serve,workers').split(',').map((m) => m.trim());
-  const modes = allModes.filter((m) => wanted.includes(modeKey[m]));
+  const allModes = ['passthrough', 'serve', 'serve, exactly-once', 'serve, decode in workers', 'serve, decode in workers, tracing off'] as const;
+  const modeKey = (m: Mode) =>
+    m === 'serve, decode in workers' ? 'workers' : m === 'serve, exactly-once' ? 'eos' : m === 'serve, decode in workers, tracing off' ? 'untraced' : m;
+  // BENCH_MODES=serve,eos (comma list: passthrough, serve, eos, workers, untraced) and BENCH_ENCODINGS=protobuf narrow a run.
+  const wanted = (process.env.BENCH_MODES ?? 'passthrough,serve,eos,workers').split(',').map((m) => m.trim());
+  const modes = allModes.filter((m) => wanted.includes(modeKey(m)));
   const encodings = (process.env.BENCH_ENCODINGS ?? 'protobuf,json').split(',').map((e) => e.trim());
   const results: Result[] = [];
   try {
@@ -536,8 +548,8 @@ async function orchestrate(): Promise<void> {
       // shared machine hits them alike; the table reports medians over the rounds.
       for (let round = 1; round <= rounds; round++) {
         for (const mode of modes) {
-          process.stderr.write(`pipeline bench: round ${round}/${rounds}, ${mode}, ${p.encoding}, N=${p.n} ...\n`);
-          const r = await runMode(kafka, admin, mode, p.encoding, p.n, p.rate, latencySeconds, databaseUrl, brokers);
+          process.stderr.write(`pipeline bench: round ${round}/${rounds}, ${mode}, ${p.encoding}, ${p.candidates} candidates, N=${p.n} ...\n`);
+          const r = await runMode(kafka, admin, mode, p.encoding, p.candidates, p.n, p.rate, latencySeconds, databaseUrl, brokers);
           results.push(r);
           process.stderr.write(`  ${r.rate.toFixed(0)} req/s, CPU ${r.cpuMsPerRequest.toFixed(2)} ms/req, p50 ${r.p50ms.toFixed(1)} ms, p99 ${r.p99ms.toFixed(1)} ms, RSS ${r.maxRssMb.toFixed(0)} MB (heap ${r.maxHeapMb.toFixed(0)}, external ${r.maxExternalMb.toFixed(0)})\n`);
         }
@@ -554,35 +566,39 @@ async function orchestrate(): Promise<void> {
   };
   const rows = plan.filter((x) => encodings.includes(x.encoding)).flatMap((p) =>
     modes.map((mode) => {
-      const rs = results.filter((r) => r.mode === mode && r.encoding === p.encoding);
-      const base = median(results.filter((r) => r.mode === 'passthrough' && r.encoding === p.encoding).map((r) => r.rate)) || NaN;
+      const same = (r: Result) => r.encoding === p.encoding && r.candidates === p.candidates;
+      const rs = results.filter((r) => r.mode === mode && same(r));
+      const base = median(results.filter((r) => r.mode === 'passthrough' && same(r)).map((r) => r.rate)) || NaN;
+      const alo = median(results.filter((r) => r.mode === 'serve' && same(r)).map((r) => r.rate)) || NaN;
       const rate = median(rs.map((r) => r.rate));
       return {
         mode,
         encoding: p.encoding,
+        candidates: p.candidates,
         n: p.n,
         rounds: rs.length,
         rate,
         rates: rs.map((r) => Math.round(r.rate)),
         ratio: rate / base,
+        vsServe: rate / alo,
         latencyRate: p.rate,
         p50ms: median(rs.map((r) => r.p50ms)),
         p99ms: median(rs.map((r) => r.p99ms)),
         maxRssMb: Math.max(...rs.map((r) => r.maxRssMb)),
         cpuMs: median(rs.map((r) => r.cpuMsPerRequest)),
         maxBacklog: rs[0]?.maxBacklog === undefined ? undefined : Math.max(...rs.map((r) => r.maxBacklog ?? 0)),
-        rowsOk: rs[0]?.rowsAtCommit === undefined ? undefined : rs.every((r) => r.rowsAtCommit === r.n * CANDIDATES),
+        rowsOk: rs[0]?.rowsAtCommit === undefined ? undefined : rs.every((r) => r.rowsAtCommit === r.n * r.candidates),
       };
     }),
   );
   const table = [
-    `pipeline benchmark — ${CANDIDATES} candidates × ${DIM} dims per request; ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}, node ${process.version}`,
+    `pipeline benchmark — ${DIM}-dim embeddings; ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}, node ${process.version}`,
     `serve ran ${serveEntry().label}; the passthrough through tsx. Medians of ${rounds} interleaved round(s).${process.env.BENCH_TRACEPARENT === '1' ? ' Every request carried a traceparent (BENCH_TRACEPARENT=1).' : ''}`,
     '',
-    '| mode | encoding | N | throughput, req/s (rounds) | vs passthrough | CPU ms/req | latency p50 / p99 ms (at rate) | max RSS MB | log backlog max | all rows durable at commit |',
-    '| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |',
+    '| mode | encoding | candidates | N | throughput, req/s (rounds) | vs passthrough | vs serve (at-least-once) | CPU ms/req | latency p50 / p99 ms (at rate) | max RSS MB | log backlog max | all rows durable at commit |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |',
     ...rows.map((r) =>
-      `| ${r.mode} | ${r.encoding} | ${r.n} | ${r.rate.toFixed(0)} (${r.rates.join(', ')}) | ${(100 * r.ratio).toFixed(0)} % | ${r.cpuMs.toFixed(2)} | ${r.p50ms.toFixed(0)} / ${r.p99ms.toFixed(0)} (${r.latencyRate}/s) | ${r.maxRssMb.toFixed(0)} | ${r.maxBacklog ?? '–'} | ${r.rowsOk === undefined ? '–' : r.rowsOk ? 'yes' : 'NO'} |`,
+      `| ${r.mode} | ${r.encoding} | ${r.candidates} | ${r.n} | ${r.rate.toFixed(0)} (${r.rates.join(', ')}) | ${(100 * r.ratio).toFixed(0)} % | ${Number.isFinite(r.vsServe) ? `${(100 * r.vsServe).toFixed(0)} %` : '–'} | ${r.cpuMs.toFixed(2)} | ${r.p50ms.toFixed(0)} / ${r.p99ms.toFixed(0)} (${r.latencyRate}/s) | ${r.maxRssMb.toFixed(0)} | ${r.maxBacklog ?? '–'} | ${r.rowsOk === undefined ? '–' : r.rowsOk ? 'yes' : 'NO'} |`,
     ),
   ].join('\n');
   process.stdout.write(`${table}\n`);

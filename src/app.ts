@@ -10,11 +10,13 @@
 // decides or logs it is ready. Shutdown runs the other way: stop consuming and drain (decisions
 // acknowledged, rows durable, offsets committed), then close the log, the pool and the rest.
 import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
 import type { Admin, Kafka } from 'kafkajs';
 import type pg from 'pg';
 import { decodesInWorkers, describeConfig, type Config } from './config.js';
-import { hostname } from 'node:os';
+import { DEFAULT_THRESHOLDS } from './engine/decide.js';
 import { RouterPool } from './engine/pool/pool.js';
+import { PolicyTable, type TenantPolicies } from './engine/policy.js';
 import type { RoutingRequest, RoutingResponse } from './engine/types.js';
 import { errorMessage, oneLine } from './errors.js';
 import { ControlTopic } from './control/control-topic.js';
@@ -39,6 +41,10 @@ import {
   type ThresholdsUpdate,
 } from './control/target.js';
 import { startHttpServer, type HttpServer, type ReadinessReport } from './observe/http.js';
+import { FleetView } from './control/fleet-view.js';
+import type { FleetViewSnapshot } from './control/fleet-table.js';
+import type { ReplicaSample } from './observe/heartbeat.js';
+import { VERSION } from './version.js';
 import { createLogger, type Logger } from './observe/logger.js';
 import { costFigures, registerCostMetrics } from './observe/cost.js';
 import { StatusTracker } from './observe/status.js';
@@ -143,6 +149,11 @@ export class App extends EventEmitter implements ControlTarget {
   /** FEEDBACK (issue 8). */
   #feedback: FeedbackService | undefined;
   #lagTimer: NodeJS.Timeout | undefined;
+  /** The fleet view: this replica's heartbeats, and every replica's from the status topic. */
+  #fleetView: FleetView | undefined;
+  #fleetStarting: Promise<void> | undefined;
+  /** Lag per partition of the requests topic, as last sampled. */
+  #lagByPartition = new Map<number, number>();
   #healthTimer: NodeJS.Timeout | undefined;
   /** Waits for Postgres and the broker at start; aborted by a stop during start-up. */
   readonly #startupAbort = new AbortController();
@@ -150,6 +161,8 @@ export class App extends EventEmitter implements ControlTarget {
   /** Why the service cannot go on, once it cannot (start-up stops at the next step). */
   #fatal: string | undefined;
 
+  /** Per-tenant thresholds (the workers hold the same table; this one labels breaker fallbacks). */
+  #policies: PolicyTable;
   #startedAt = Date.now();
   #started = false;
   #draining = false;
@@ -178,6 +191,7 @@ export class App extends EventEmitter implements ControlTarget {
     const prices = opts.config.cost;
     if (prices) registerCostMetrics(this.metrics.registry, prices, () => this.#routeCounts());
     this.#desired = new DesiredState({ logger: this.logger.child({ component: 'desired-state' }) });
+    this.#policies = new PolicyTable(opts.config.tenantKey);
   }
 
   #emitEvent(e: AppEvent): void {
@@ -314,6 +328,8 @@ export class App extends EventEmitter implements ControlTarget {
         maxQueue: c.maxInFlight + 1024,
         // The decision log stores each decision's features (retraining); the workers have them.
         returnFeatures: true,
+        tenantKey: c.tenantKey,
+        tenantPolicies: this.#policies.size > 0 ? new Map(this.#policies.entries()) : undefined,
       });
     }
     setModelVersion(this.metrics, this.#pool.modelVersion);
@@ -327,6 +343,7 @@ export class App extends EventEmitter implements ControlTarget {
       ...(this.#opts.wrapScorer ? { wrapScorer: this.#opts.wrapScorer } : {}),
       metrics: this.metrics,
       logger: log,
+      policyOf: (req) => this.#policies.choose(req.metadata, DEFAULT_THRESHOLDS).policy,
       onBreakerState: (state) => this.#emitEvent({ type: 'breaker', state }),
     }));
     this.#fleet = new FleetControl({ writer: this.#controlTopic, state: this.#desired, core: () => core });
@@ -394,8 +411,68 @@ export class App extends EventEmitter implements ControlTarget {
         await core.setThresholds(t);
       },
     });
+    // The workers decide with the fleet's tenant policies, kept in step with the control topic.
+    this.onPoliciesChanged((policies) => {
+      this.setTenantPolicies(policies).catch((err: unknown) => log.warn('tenant policies not applied', { err: errorMessage(err) }));
+    });
     this.#lagTimer = setInterval(() => void this.#sampleLag(), c.lagIntervalMs);
     this.#lagTimer.unref();
+    this.#startFleetView();
+  }
+
+  /**
+   * Starts the fleet view in the background: it does not hold up readiness (a replica decides
+   * requests without it), and a failure to start it is logged, not fatal.
+   */
+  #startFleetView(): void {
+    const c = this.settings;
+    const host = c.grpcAddr.host.includes(':') ? `[${c.grpcAddr.host}]` : c.grpcAddr.host;
+    const fleet = (this.#fleetView = new FleetView({
+      kafka: this.#kafka!,
+      admin: this.#admin!,
+      topic: c.topics.status,
+      groupId: c.groupId,
+      replicationFactor: c.replicationFactor,
+      identity: { instance: c.instanceId, host: hostname(), version: VERSION, startedAt: Date.now(), controlAddress: `${host}:${c.grpcAddr.port}` },
+      source: { sample: () => this.#replicaSample() },
+      heartbeatMs: c.heartbeatMs,
+      logger: this.logger,
+    }));
+    // State-changing calls report how many live replicas have applied their record.
+    this.#fleet?.setConvergenceProbe((revision) => {
+      const live = fleet.snapshot(false).replicas;
+      return { live: live.length, converged: live.filter((r) => r.status.policyRevision >= revision).length };
+    });
+    this.#fleetStarting = fleet.start().catch((err: unknown) => {
+      this.logger.warn('the fleet view could not start; GetFleet will not list the fleet', { err: errorMessage(err), topic: c.topics.status });
+    });
+  }
+
+  /** The heartbeat's sample of this replica. */
+  #replicaSample(): ReplicaSample {
+    const st = this.#processor?.status();
+    const k = this.#processor?.counters;
+    const r = this.#core?.routeTotals() ?? { requests: 0, decisions: 0, lightweight: 0 };
+    const partitions = st?.assignment[this.settings.topics.requests] ?? [];
+    let lag: number | undefined;
+    if (this.#lag) {
+      lag = 0;
+      for (const p of partitions) lag += this.#lagByPartition.get(p) ?? 0;
+    }
+    const d = this.#desired;
+    return {
+      modelVersion: this.#pool?.modelVersion ?? '',
+      policyRevision: Math.max(0, d.revision),
+      lastApplyError: d.lastApplyError?.message,
+      partitions: [...partitions],
+      requests: (k?.decided ?? 0) + r.requests,
+      decisions: (k?.decisions ?? 0) + r.decisions,
+      lightweight: (k?.lightweight ?? 0) + r.lightweight,
+      consumerLag: lag,
+      logBacklog: this.#log?.backlog() ?? 0,
+      breaker: this.#core?.breaker.state ?? 'closed',
+      ready: this.readiness().ready,
+    };
   }
 
   /**
@@ -466,6 +543,7 @@ export class App extends EventEmitter implements ControlTarget {
         const start = c >= 0 ? c : Number(e.low);
         const lag = Math.max(0, Number(e.high) - start);
         total += lag;
+        this.#lagByPartition.set(e.partition, lag);
         this.metrics.consumerLag.set({ topic, partition: String(e.partition) }, lag);
       }
       this.#lag = { total, at: Date.now() };
@@ -492,6 +570,9 @@ export class App extends EventEmitter implements ControlTarget {
     this.#setHealth('NOT_SERVING');
     if (this.#lagTimer) clearInterval(this.#lagTimer);
     if (this.#healthTimer) clearInterval(this.#healthTimer);
+    // Leave the fleet first: a tombstone, so other replicas stop listing this one at once.
+    if (this.#fleetStarting) await Promise.race([this.#fleetStarting, new Promise((r) => setTimeout(r, 2000).unref())]);
+    await this.#fleetView?.stop({ tombstone: true });
     this.#status.stop();
     let clean = true;
     // A consumer kafkajs gave up on cannot be stopped cleanly; the rest must still close.
@@ -632,6 +713,28 @@ export class App extends EventEmitter implements ControlTarget {
     return this.#require(this.#fleet, 'the control topic').listPolicies();
   }
 
+  /**
+   * Replaces the per-tenant policies (tenant → thresholds) on every worker; requests decided
+   * after it resolves use them. The desired-state store calls it with the fleet's table.
+   * InvalidInputError for a bad policy (nothing changes).
+   */
+  async setTenantPolicies(policies: TenantPolicies): Promise<void> {
+    if (this.#draining) throw new ControlError('failed_precondition', 'the service is draining; tenant policies are not changed now');
+    const table = new PolicyTable(this.settings.tenantKey, policies);
+    const pool = this.#pool as (RoutingPool & { setTenantPolicies?: (p: TenantPolicies, key?: string) => Promise<void> }) | undefined;
+    if (pool) {
+      if (!pool.setTenantPolicies) throw new ControlError('failed_precondition', 'this router pool does not support tenant policies');
+      await pool.setTenantPolicies(policies, table.tenantKey);
+    }
+    this.#policies = table;
+    this.logger.info('tenant policies changed', { tenants: table.size });
+  }
+
+  /** The per-tenant policies in force. */
+  tenantPolicies(): PolicyTable {
+    return this.#policies;
+  }
+
   /** Routes one request through the same breaker as the stream (not logged, not published). */
   route(request: RoutingRequest | unknown): Promise<RoutingResponse> {
     return this.#coreOrFail().route(request);
@@ -716,6 +819,7 @@ export class App extends EventEmitter implements ControlTarget {
     if (this.#store) stats.store = { ...this.#store };
     if (this.#feedback) stats.feedback = this.#feedback.snapshot(); // FEEDBACK (issue 8)
     if (this.settings.cost) stats.cost = costFigures(this.settings.cost, routes);
+    if (this.#fleetView) stats.fleet = this.#fleetView.totals();
     return stats;
   }
 
@@ -767,6 +871,11 @@ export class App extends EventEmitter implements ControlTarget {
       .finally(() => {
         this.#storeRefreshing = false;
       });
+  }
+
+  /** Every replica of the fleet (GetFleet): any replica answers for all. */
+  fleet(opts: { includeStale: boolean }): FleetViewSnapshot {
+    return this.#require(this.#fleetView, 'the fleet view').snapshot(opts.includeStale);
   }
 
   // ---- introspection for the CLI, tests and the demo ----------------------------------------

@@ -61,6 +61,8 @@ export interface TopicsConfig {
   outcomes: string;
   /** The fleet's desired state (compacted, one partition). */
   control: string;
+  /** Replica heartbeats (compacted, keyed by instance id): the fleet view. */
+  status: string;
 }
 
 export interface Config {
@@ -72,8 +74,13 @@ export interface Config {
   clientId: string;
   topics: TopicsConfig;
   exactlyOnce: boolean;
-  /** Transactional id of the exactly-once producer: stable per instance, unique in the group. */
+  /**
+   * Prefix of the exactly-once producers' transactional ids (one per owned request partition,
+   * `<prefix>-<topic>-<partition>`); the same on every instance of the group.
+   */
   transactionalId: string;
+  /** Exactly-once: how long a partition's transaction gathers decisions before it commits. */
+  eosCommitIntervalMs: number;
   groupId: string;
   databaseUrl: string;
   /** False when DATABASE_URL was not set: the embedded Postgres may stand in if nothing answers. */
@@ -141,6 +148,12 @@ export interface Config {
   /** /healthz fails when the event loop was blocked longer than this. */
   maxEventLoopDelayMs: number;
   logLevel: LogLevel;
+  /** The request metadata key naming the tenant whose policy decides it (TD_TENANT_KEY). */
+  tenantKey: string;
+  /** This replica's name in the fleet view (TD_INSTANCE_ID; default host-pid). */
+  instanceId: string;
+  /** A heartbeat on the status topic this often (TD_HEARTBEAT_MS); stale after 3 missed. */
+  heartbeatMs: number;
 }
 
 export const CONFIG_DEFAULTS = Object.freeze({
@@ -152,6 +165,7 @@ export const CONFIG_DEFAULTS = Object.freeze({
     dlq: 'routing.dlq',
     outcomes: 'routing.outcomes',
     control: 'routing.control',
+    status: 'routing.status',
   }),
   groupId: 'tiny-dancer',
   databaseUrl: 'postgres://postgres@127.0.0.1:5432/postgres',
@@ -284,6 +298,19 @@ function schemaVar(env: Env): string {
   return v;
 }
 
+function tenantKeyVar(env: Env): string {
+  const v = raw(env, 'TD_TENANT_KEY') ?? 'tenant';
+  if (v.length > 256) bad('TD_TENANT_KEY', v, 'at most 256 characters');
+  return v;
+}
+
+function instanceIdVar(env: Env): string {
+  const v = raw(env, 'TD_INSTANCE_ID') ?? `${hostname()}-${process.pid}`;
+  // The Kafka key of this replica's heartbeats and its name in `admin fleet`.
+  if (!/^[A-Za-z0-9._:@-]{1,200}$/.test(v)) bad('TD_INSTANCE_ID', v, 'use 1-200 characters of letters, digits and . _ : @ -');
+  return v;
+}
+
 /**
  * Reads and validates the configuration. Throws ConfigError naming the variable and the bad
  * value. The result is deeply frozen; print it with `describeConfig` (or JSON.stringify, which
@@ -347,12 +374,13 @@ export function loadConfig(env: Env = process.env): Config {
       dlq: topicVar(env, 'TD_TOPIC_DLQ', CONFIG_DEFAULTS.topics.dlq),
       outcomes: topicVar(env, 'TD_TOPIC_OUTCOMES', CONFIG_DEFAULTS.topics.outcomes),
       control: topicVar(env, 'TD_TOPIC_CONTROL', CONFIG_DEFAULTS.topics.control),
+      status: topicVar(env, 'TD_TOPIC_STATUS', CONFIG_DEFAULTS.topics.status),
     },
     exactlyOnce: boolVar(env, 'TD_EXACTLY_ONCE', false),
-    // Stable across restarts of one instance, so a restart fences (and aborts) the transaction a
-    // crashed predecessor left open instead of leaving it to time out. Several instances on one
-    // host must set it each to their own value.
-    transactionalId: raw(env, 'TD_TRANSACTIONAL_ID') ?? `${groupId}-${hostname()}`,
+    // The prefix of the per-partition transactional ids (`<prefix>-<topic>-<partition>`): the
+    // same for every instance of a group, so whoever takes a partition fences its previous owner.
+    transactionalId: raw(env, 'TD_TRANSACTIONAL_ID') ?? groupId,
+    eosCommitIntervalMs: intVar(env, 'TD_EOS_COMMIT_INTERVAL_MS', 100, 1, 60_000),
     groupId,
     databaseUrl: databaseUrlVar(env),
     databaseUrlFromEnv: raw(env, 'DATABASE_URL') !== undefined,
@@ -398,6 +426,9 @@ export function loadConfig(env: Env = process.env): Config {
     tracing: onOffVar(env, 'TD_TRACING', true),
     maxEventLoopDelayMs: intVar(env, 'TD_MAX_EVENT_LOOP_DELAY_MS', 5000, 10, 600_000),
     logLevel: level as LogLevel,
+    tenantKey: tenantKeyVar(env),
+    instanceId: instanceIdVar(env),
+    heartbeatMs: intVar(env, 'TD_HEARTBEAT_MS', 2000, 100, 600_000),
   };
   return freezeConfig(config);
 }

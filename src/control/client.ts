@@ -5,6 +5,7 @@ import { Metadata, status as GrpcStatus, type Client, type ClientReadableStream,
 import { TinyDancerError } from '../errors.js';
 import type { RoutingRequest, RoutingResponse } from '../engine/types.js';
 import { statusName } from './errors.js';
+import type { FleetMessage, FleetTotalsMessage } from './fleet-status.js';
 import { controlClientConstructor, healthClientConstructor } from './proto.js';
 import { clientCredentials, DEFAULT_MAX_MESSAGE_BYTES, type ClientTlsFiles } from './tls.js';
 
@@ -165,7 +166,11 @@ export interface StatsMessage {
     last_decided_at_unix_ms: number;
     computed_at_unix_ms: number;
   } | null;
+  /** Sums over the fleet's live replicas; absent in a route-only deployment. */
+  fleet?: FleetTotalsMessage | null;
 }
+
+export type { FleetMessage, FleetTotalsMessage, ReplicaStatusMessage } from './fleet-status.js';
 export interface ReloadMessage {
   model: ModelInfoMessage | null;
   previous_version: string;
@@ -301,6 +306,11 @@ export class ControlClient {
       candidates: request.candidates.map((c) => ({ ...c, embedding: Array.from(c.embedding) })),
     };
     return this.#unary(this.#client, 'Route', req);
+  }
+
+  /** GetFleet: the live replicas (and the stale ones with `includeStale`), with their sums. */
+  getFleet(includeStale = false): Promise<FleetMessage> {
+    return this.#unary(this.#client, 'GetFleet', { include_stale: includeStale });
   }
 
   /** grpc.health.v1.Health/Check: 'SERVING', 'NOT_SERVING', ... */

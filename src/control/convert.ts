@@ -18,6 +18,7 @@ import type {
   TotalsView,
 } from './target.js';
 import { feedbackStatsMsg } from '../feedback/stats.js';
+import { fleetTotalsMsg } from './fleet-status.js';
 
 type Msg = Record<string, unknown>;
 
@@ -242,6 +243,7 @@ export function statsMsg(s: ControlStats, ctx: StatsContext): Msg {
       savings_share: d(c.savingsShare),
     };
   }
+  if (s.fleet) msg.fleet = fleetTotalsMsg(s.fleet);
   return msg;
 }
 

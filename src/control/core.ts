@@ -67,6 +67,8 @@ export interface ControlCoreOptions {
   /** Wraps the scorer the breaker protects (failure injection in tests). */
   wrapScorer?: (scorer: Scorer) => Scorer;
   onBreakerState?: (state: BreakerStateName) => void;
+  /** The policy a request is decided under, for the breaker's fallback decisions. */
+  policyOf?: (req: ValidatedRequest) => string;
   metrics?: Metrics;
   logger?: Logger;
   now?: () => number;
@@ -111,6 +113,7 @@ export class ControlCore {
       ...(opts.metrics ? { metrics: opts.metrics } : {}),
       modelVersion: () => this.#pool.modelVersion,
       ...(opts.onBreakerState ? { onStateChange: opts.onBreakerState } : {}),
+      ...(opts.policyOf ? { policyOf: opts.policyOf } : {}),
     });
   }
 

@@ -22,6 +22,7 @@ import type { Logger } from '../observe/logger.js';
 import { VERSION } from '../version.js';
 import { AdminAuth, type TokenSource } from './auth.js';
 import { breakerMsg, configMsg, policyChangeMsg, ratesBetween, reloadMsg, statsMsg, tenantPolicyMsg, thresholdsMsg } from './convert.js';
+import { fleetMsg } from './fleet-status.js';
 import { serviceError, statusName, toServiceError } from './errors.js';
 import { reflectionPackage } from './descriptors.js';
 import { CONTROL_SERVICE, controlPackageDefinition } from './proto.js';
@@ -335,6 +336,10 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     ListTenantPolicies: unary('ListTenantPolicies', false, () => {
       if (!target.listPolicies) throw noPolicies();
       return { policies: target.listPolicies().map(tenantPolicyMsg) };
+    }),
+    GetFleet: unary('GetFleet', false, (req: { include_stale?: boolean }) => {
+      if (!target.fleet) throw new ControlError('failed_precondition', `a ${target.mode} deployment has no fleet view (it needs Kafka: run serve)`);
+      return fleetMsg(target.fleet({ includeStale: req.include_stale === true }));
     }),
   };
   server.addService(pkg[CONTROL_SERVICE] as ServiceDefinition, impl);

@@ -13,6 +13,7 @@ import { TinyDancerError } from '../errors.js';
 import type { RoutingRequest, RoutingResponse } from '../engine/types.js';
 import type { FeedbackSnapshot } from '../feedback/service.js';
 import type { CostFigures } from '../observe/cost.js';
+import type { FleetTotalsView, FleetViewSnapshot } from './fleet-table.js';
 
 export type HealthStatus = 'SERVING' | 'NOT_SERVING';
 
@@ -162,6 +163,8 @@ export interface ControlStats {
   feedback?: FeedbackSnapshot;
   /** Estimated spend and savings over `totals`; absent when no prices are configured. */
   cost?: CostFigures;
+  /** Sums over the fleet's live replicas (the status topic); absent in a route-only deployment. */
+  fleet?: FleetTotalsView;
 }
 
 export interface ConfigSnapshot {
@@ -257,6 +260,8 @@ export interface ControlTarget {
   health(): HealthStatus;
   /** Calls `listener` on every change of health(); returns the unsubscribe function. */
   onHealthChange(listener: (status: HealthStatus) => void): () => void;
+  /** Every replica of the fleet, from the status topic; absent in a route-only deployment. */
+  fleet?(opts: { includeStale: boolean }): FleetViewSnapshot;
 }
 
 /** The gRPC-mappable failure kinds a target may throw. */

@@ -9,6 +9,7 @@
 import { ModelError } from '../errors.js';
 import { HEURISTIC_QHAT, predictionSet, uncertaintyFromSet } from './conformal.js';
 import { DEFAULT_THRESHOLDS, decide, type Decision, type Thresholds } from './decide.js';
+import { PolicyTable } from './policy.js';
 import { FEATURE_COUNT, FEATURE_NAMES, extractFeatures, resolveFeatureConfig, type FeatureConfig } from './features.js';
 import { defaultModelPath, loadModelFile, scoreBatch, type LoadedModel } from './model.js';
 import type { RoutingDecision, RoutingRequest, RoutingResponse } from './types.js';
@@ -27,6 +28,8 @@ export interface RouterOptions {
   features?: Partial<FeatureConfig>;
   /** Clock in Unix seconds (for recency); default Date.now()/1000. */
   now?: () => number;
+  /** Per-tenant thresholds; default none (every request decided with the global thresholds). */
+  policies?: PolicyTable;
 }
 
 function checkUnit(name: string, v: number | undefined): void {
@@ -55,6 +58,9 @@ export class Router {
   /** Explicit overrides; they win over the model's own thresholds. */
   #override: { confidence?: number; maxUncertainty?: number } = {};
   #thresholds: Thresholds;
+  #policies: PolicyTable;
+  /** The policy that decided the last #rank call. */
+  #lastPolicy = 'global';
   #feat = new Float32Array(0);
   #scores = new Float32Array(0);
   #keys = new Float64Array(0);
@@ -65,6 +71,7 @@ export class Router {
     checkUnit('maxUncertainty', opts.maxUncertainty);
     this.#features = resolveFeatureConfig(opts.features);
     this.#now = opts.now ?? defaultNow;
+    this.#policies = opts.policies ?? new PolicyTable();
     if (opts.confidenceThreshold !== undefined) this.#override.confidence = opts.confidenceThreshold;
     if (opts.maxUncertainty !== undefined) this.#override.maxUncertainty = opts.maxUncertainty;
     const model = opts.model ?? loadModelFile(opts.modelPath ?? defaultModelPath());
@@ -114,6 +121,15 @@ export class Router {
     this.#thresholds = this.#resolveThresholds();
   }
 
+  /** Per-tenant thresholds from now on (the table is validated when it is built). */
+  setPolicies(table: PolicyTable): void {
+    this.#policies = table;
+  }
+
+  get policies(): PolicyTable {
+    return this.#policies;
+  }
+
   /** Validates (InvalidInputError on bad input) then routes. Time includes validation. */
   route(request: RoutingRequest | unknown): RoutingResponse {
     const t0 = performance.now();
@@ -149,23 +165,30 @@ export class Router {
         reason: d.reason,
         metadata: req.candidateMetadata[i]!,
         inference_time_us: 0,
+        policy: '',
       };
     });
     const totalUs = (performance.now() - t0) * 1000;
-    for (let r = 0; r < n; r++) decisions[r]!.inference_time_us = totalUs;
-    return { decisions, inference_time_us: totalUs, feature_time_us: featureUs, candidates_processed: n };
+    const policy = this.#lastPolicy;
+    for (let r = 0; r < n; r++) {
+      const d = decisions[r]!;
+      d.inference_time_us = totalUs;
+      d.policy = policy;
+    }
+    return { decisions, inference_time_us: totalUs, feature_time_us: featureUs, candidates_processed: n, policy };
   }
 
   /**
    * PERF (worker pool): routes without building decision objects — `emit` gets each decision's
    * numbers in rank order (rank, candidate index, confidence, uncertainty, rule outcome), and the
-   * feature-extraction time in µs is returned. routeValidated() is built on this, so both give
+   * feature-extraction time in µs is returned, with the policy that decided. routeValidated() is built on this, so both give
    * the same decisions; a pool worker sends these numbers to the main thread, which builds the
    * objects with the ids and metadata that never left it.
    */
-  rankValidated(req: ValidatedRequest, emit: DecisionSink): { featureUs: number; modelVersion: string } {
+  rankValidated(req: ValidatedRequest, emit: DecisionSink): { featureUs: number; modelVersion: string; policy: string } {
     const modelVersion = this.#model.version;
-    return { featureUs: this.#rank(req, emit), modelVersion };
+    const featureUs = this.#rank(req, emit);
+    return { featureUs, modelVersion, policy: this.#lastPolicy };
   }
 
   /**
@@ -208,7 +231,9 @@ export class Router {
     order.sort();
 
     const qhat = model.calibration ? model.calibration.qhat : HEURISTIC_QHAT;
-    const th = this.#thresholds;
+    const choice = this.#policies.choose(req.metadata, this.#thresholds);
+    this.#lastPolicy = choice.policy;
+    const th = choice.thresholds;
     for (let r = 0; r < n; r++) {
       const i = order[r]! % M;
       const p = scores[i]!;

@@ -41,6 +41,11 @@ export interface RoutingDecision {
    */
   metadata: Record<string, string>;
   inference_time_us: number;
+  /**
+   * The policy whose thresholds decided it: 'global', or 'tenant:<name>' for a request whose
+   * tenant (request metadata, TD_TENANT_KEY) has a policy (src/engine/policy.ts).
+   */
+  policy?: string;
 }
 
 export interface RoutingResponse {
@@ -49,6 +54,8 @@ export interface RoutingResponse {
   inference_time_us: number;
   feature_time_us: number;
   candidates_processed: number;
+  /** The policy that decided the request (every decision of it says the same). */
+  policy?: string;
   /**
    * The model's input for each decision: FEATURE_COUNT values per decision, in decision (rank)
    * order. Only from a RouterPool created with `returnFeatures` (the service logs them for

@@ -58,10 +58,12 @@ export interface ScoringBreakerOptions extends BreakerConfig {
   modelVersion: () => string;
   /** Called on every state change (the app forwards it to CONTROL's watchers). */
   onStateChange?: (state: BreakerStateName) => void;
+  /** The policy label fallback decisions carry: the one in force for the request (default 'global'). */
+  policyOf?: (req: ValidatedRequest) => string;
 }
 
 /** The decisions used while the breaker is open: all heavyweight, input order as rank. */
-export function breakerOpenResponse(req: ValidatedRequest, modelVersion: string): RoutingResponse {
+export function breakerOpenResponse(req: ValidatedRequest, modelVersion: string, policy = 'global'): RoutingResponse {
   const decisions: RoutingDecision[] = new Array(req.n);
   for (let i = 0; i < req.n; i++) {
     decisions[i] = {
@@ -75,9 +77,10 @@ export function breakerOpenResponse(req: ValidatedRequest, modelVersion: string)
       reason: 'breaker_open',
       metadata: req.candidateMetadata[i] ?? EMPTY_METADATA,
       inference_time_us: 0,
+      policy,
     };
   }
-  return { decisions, inference_time_us: 0, feature_time_us: 0, candidates_processed: req.n };
+  return { decisions, inference_time_us: 0, feature_time_us: 0, candidates_processed: req.n, policy };
 }
 
 export class ScoringBreaker {
@@ -154,7 +157,7 @@ export class ScoringBreaker {
       const req = task.kind === 'validated' ? task.request : validated();
       this.#fallbacks++;
       if (!this.#breaker.opened) this.#opts.logger.debug('scoring failed; heavyweight fallback for this request', { err, request_id: req.request_id });
-      return { response: breakerOpenResponse(req, this.#opts.modelVersion()), fallback: true, engineSeconds: (performance.now() - started) / 1000 };
+      return { response: breakerOpenResponse(req, this.#opts.modelVersion(), this.#opts.policyOf?.(req)), fallback: true, engineSeconds: (performance.now() - started) / 1000 };
     }
   }
 

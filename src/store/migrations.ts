@@ -104,6 +104,16 @@ ALTER TABLE {{schema}}.routing_decisions
 CREATE INDEX routing_decisions_trace_id_idx ON {{schema}}.routing_decisions (trace_id) WHERE trace_id IS NOT NULL;
 `,
   },
+  {
+    version: 5,
+    name: 'routing_decisions_policy',
+    // The policy whose thresholds decided each decision ('global', 'tenant:<name>';
+    // docs/contracts.md §6, §10). Nullable: rows written before it, or by an older instance
+    // during a rolling deploy, have none.
+    sql: `
+ALTER TABLE {{schema}}.routing_decisions ADD COLUMN policy text;
+`,
+  },
 ]);
 
 export interface MigrateOptions {
@@ -142,9 +152,13 @@ export function migrationLockKey(schema: string): string {
   return createHash('sha256').update(`tiny-dancer:migrations:${schema}`).digest().readBigInt64BE(0).toString();
 }
 
+// Versions strictly increase but may leave gaps: a version number is reserved when work that
+// adds a migration starts, and those pieces of work may land in any order. Each migration is
+// recorded by its own version, so one that lands later is still applied where it is missing.
 function checkOrder(migrations: readonly Migration[]): void {
   migrations.forEach((m, i) => {
-    if (!Number.isInteger(m.version) || m.version !== i + 1) {
+    const prev = i === 0 ? 0 : migrations[i - 1]!.version;
+    if (!Number.isInteger(m.version) || m.version <= prev) {
       throw new StoreError(`migration list is out of order: position ${i + 1} holds version ${m.version} (${m.name})`);
     }
   });

@@ -1,85 +1,61 @@
-// The stream processor: request topic in → decode/validate → score (through the breaker) →
-// decisions out on the lightweight/heavyweight topics + rows in the decision log → offsets
-// committed. Invalid records go to the DLQ and the stream goes on.
+// The stream processor: the loop that wires the stages together. Request topic in → decode and
+// score (through the breaker) → the chunk stage (./chunk.ts: decisions, DLQ records, rows) →
+// a delivery sink (./sink.ts) → offsets committed. Invalid records go to the DLQ and the stream
+// goes on.
 //
-// Delivery. At-least-once (default): a batch's offsets are committed only after its decisions
-// are acknowledged by every in-sync replica (idempotent producer, acks=-1) AND its rows are
-// durable in Postgres. A crash at any point replays from the last commit; a replay adds no row
-// (the log is idempotent on (request_id, candidate_id)) and may repeat decision records.
-// Exactly-once (TD_EXACTLY_ONCE=true): each chunk's decisions, DLQ records and consumed offsets
-// are one Kafka transaction, committed only once its rows are durable; read_committed
-// consumers see each decision once.
+// Delivery. At-least-once (default, ./alo-sink.ts): a chunk's offsets are committed only after
+// its decisions are acknowledged by every in-sync replica (idempotent producer, acks=-1) AND
+// its rows are durable in Postgres; the commit scheduler (./commit-scheduler.ts) commits, per
+// partition, the end of the longest finished prefix of chunks. A crash at any point replays
+// from the last commit; a replay adds no row (the log is idempotent on (request_id,
+// candidate_id)) and may repeat decision records. Exactly-once (TD_EXACTLY_ONCE=true,
+// ./transactional-sink.ts): a partition's decisions, DLQ records and consumed offsets are one
+// Kafka transaction per commit interval on that partition's own transactional producer,
+// committed only once the rows are durable; read_committed consumers see each decision once.
 //
 // Flow. kafkajs fetches a round of batches (one per partition) and hands up to
 // `partitionsConcurrency` of them to eachBatch at once. Requests are taken in chunks; a chunk
-// holds permits of a process-wide semaphore (TD_MAX_IN_FLIGHT) from decoding until its records
-// are acknowledged and its rows durable — that is the bound on work in memory. In at-least-once
-// mode eachBatch returns as soon as its chunks are scored and handed to the flusher, so the next
-// fetch overlaps the previous round's Kafka acknowledgements and Postgres writes; an offset
-// tracker (./offsets.ts) commits, per partition, the end of the longest finished prefix of
-// chunks. When the decision log (or the pool) reports pressure, the request partitions are
-// paused; a chunk that cannot get permits waits, heart-beating: nothing is dropped and the
-// consumer stays in its group. Exactly-once mode runs each chunk as one transaction inside
-// eachBatch (produce, wait for the rows, sendOffsets, commit), one transaction at a time.
+// holds permits of a process-wide semaphore (TD_MAX_IN_FLIGHT) from decoding until the sink
+// delivered it — that is the bound on work in memory. eachBatch returns as soon as its chunks are
+// scored and handed to the sink, so the next fetch overlaps the previous round's Kafka
+// acknowledgements, Postgres writes and transactions. When the decision log (or the pool)
+// reports pressure, the request partitions are paused; a chunk that cannot get permits waits,
+// heart-beating: nothing is dropped and the consumer stays in its group.
 //
 // Rebalances and shutdown. A batch stops taking new chunks when the consumer stops, drains, or
 // the partition is revoked/seeked (isRunning/isStale). After a rebalance kafkajs restarts every
-// partition from its committed offset; chunks of the old generation still finish (their rows
-// are idempotent, their records harmless duplicates) but are never committed, so a partition
-// that moved to another member cannot be set back. A drain pauses fetching, waits until every
-// chunk is durable and committed (bounded by TD_DRAIN_TIMEOUT_MS), then leaves the group.
+// partition from its committed offset; at-least-once chunks of the old generation still finish
+// (their rows are idempotent, their records harmless duplicates) but are never committed, so a
+// partition that moved to another member cannot be set back. A drain pauses fetching, waits
+// until every chunk is durable and committed (bounded by TD_DRAIN_TIMEOUT_MS), then leaves the
+// group.
 import { EventEmitter, setMaxListeners } from 'node:events';
-import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Producer, TopicMessages } from 'kafkajs';
+import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import type { Config } from '../config.js';
-import type { ValidatedRequest } from '../engine/validate.js';
-import type { RoutingDecision } from '../engine/types.js';
-import { InvalidInputError, errorMessage, oneLine } from '../errors.js';
+import { errorMessage } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
-import type { ScoreResult, ScoreTask, ScoringBreaker } from '../resilience/breaker.js';
-import { decodeRequest } from '../wire/decode-request.js';
-import { DecodeError } from '../wire/errors.js';
-import { encodingOf, getHeader, type Encoding, type Headers } from '../wire/headers.js';
-import { dlqMessage } from './dlq.js';
-import { DECISION_PRODUCER } from './kafka.js';
-import { DECISION_HEADERS, decisionMessages } from './producer.js';
-import { OffsetTracker, type TrackedChunk } from './offsets.js';
-import { MessageLists, ROUTE, RecordPacker, unpackRecords, type RouteTopics } from './records.js';
-import { ProducerThread, type ProducerThreadOptions } from './send/thread.js';
-import { Semaphore } from './semaphore.js';
-import { FEATURE_COUNT, decisionFeatures } from '../engine/features.js';
+import { AtLeastOnceSink } from './alo-sink.js';
+import type { ScoringBreaker } from '../resilience/breaker.js';
+import { buildChunk, type Chunk, type ChunkObserver } from './chunk.js';
+import { scoreRecord, type Decoder, type Scoring } from './score.js';
 import { RequestTracer } from '../observe/tracing.js';
-import { TRACE_HEADERS } from '../wire/trace.js';
+import { decodeRequest } from '../wire/decode-request.js';
+import type { Encoding } from '../wire/headers.js';
+import { CommitScheduler } from './commit-scheduler.js';
+import type { TrackedChunk } from './offsets.js';
+import type { RecordWriter, RouteTopics } from './records.js';
+import { ROUTE } from './records.js';
+import { abortable, type RetryOptions } from './retry.js';
+import type { ProducerThread, ProducerThreadOptions } from './send/thread.js';
+import { Semaphore } from './semaphore.js';
+import type { BatchTicket, DecisionLogPort, DeliverySink } from './sink.js';
+import { StaleChunkError, TransactionalSink } from './transactional-sink.js';
 
-/** One decision as the log stores it: the decision plus where its request came from. */
-export interface LoggedDecision extends RoutingDecision {
-  decided_at: Date;
-  /** The candidate's feature vector, for retraining (FEEDBACK, issue 8). */
-  features?: Float32Array | undefined;
-  source_topic: string;
-  source_partition: number;
-  source_offset: string;
-  /** The request's W3C trace id, when its record carried a trace context (or a span began one). */
-  trace_id?: string | undefined;
-}
+export type { LoggedDecision } from './chunk.js';
+export type { DecisionLogPort } from './sink.js';
 
-/**
- * What the processor needs from the decision log (STORE's DecisionLog, adapted in app.ts).
- * `write` resolves once the rows are durable; it retries transient database failures itself
- * and rejects only when it cannot ever succeed (closed, fatal).
- */
-export interface DecisionLogPort {
-  write(rows: LoggedDecision[]): Promise<void>;
-  /** Rows accepted but not yet durable. */
-  backlog(): number;
-  /** True while the log wants its writers to slow down. */
-  underPressure(): boolean;
-  /** False when the log cannot take writes at all (readiness). */
-  accepting(): boolean;
-}
-
-/** A way to decode and score one record; the default decodes on this thread. */
-export type Decoder = (value: Buffer | null, encoding: Encoding) => ValidatedRequest;
+export type { Decoder } from './score.js';
 
 export interface ProcessorOptions {
   kafka: Kafka;
@@ -154,47 +130,8 @@ export type ProcessorEvent =
   | { type: 'draining' }
   | { type: 'drained'; clean: boolean; ms: number };
 
-interface Prepared {
-  topic: string;
-  partition: number;
-  /** Offset (string) of the last record in the chunk. */
-  lastOffset: string;
-  /** Decision and DLQ records: packed for the producer thread, or kafkajs Messages. */
-  records: RecordPacker | MessageLists;
-  rows: LoggedDecision[];
-  /** Request record timestamps (ms) of the decided requests, for end-to-end latency. */
-  timestamps: number[];
-  decided: number;
-}
-
-/** First guess of a chunk's packed bytes per request (10 decisions ≈ 1.5 KB; the pack grows). */
-const PACK_BYTES_PER_REQUEST = 2048;
-
-function nextOffset(offset: string): string {
-  return (BigInt(offset) + 1n).toString();
-}
-
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Resolves/rejects with `p`, or rejects with the signal's reason as soon as it aborts. */
-function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
 }
 
 export class Processor extends EventEmitter {
@@ -203,15 +140,12 @@ export class Processor extends EventEmitter {
   readonly #logger: Logger;
   readonly #slots: Semaphore;
   readonly #chunkSize: number;
-  readonly #decode: Decoder;
-  readonly #tracer: RequestTracer;
+  readonly #scoring: Scoring;
   #consumer: Consumer | undefined;
-  /** The producer on this thread (exactly-once mode, or producerThread: false)... */
-  #producer: Producer | undefined;
-  /** ...or the producer thread (at-least-once mode, the default). */
-  #thread: ProducerThread | undefined;
+  #sink: DeliverySink | undefined;
+  /** At-least-once mode: commits the consumer's offsets of delivered chunks. */
+  readonly #commits: CommitScheduler;
   readonly #routeTopics: RouteTopics;
-  #txLock: Promise<void> = Promise.resolve();
   #running = false;
   #joined = false;
   #memberId: string | undefined;
@@ -225,12 +159,9 @@ export class Processor extends EventEmitter {
   #draining = false;
   /** Aborted when a drain starts: batches stop waiting for permits or transactions. */
   readonly #drainCtl = new AbortController();
-  /** Aborted when the drain's deadline passes: flushes stop waiting for Kafka or Postgres. */
+  /** Aborted when the drain's deadline passes: deliveries stop waiting for Kafka or Postgres. */
   readonly #deadlineCtl = new AbortController();
-  readonly #offsets = new OffsetTracker();
-  #committing: Promise<void> | undefined;
-  #commitAgain = false;
-  #commitRetry: NodeJS.Timeout | undefined;
+  readonly #observer: ChunkObserver;
   readonly counters: StreamCounters = {
     consumed: 0,
     decided: 0,
@@ -258,8 +189,49 @@ export class Processor extends EventEmitter {
     const maxBytes = opts.config.maxMessageBytes;
     const t = opts.config.topics;
     this.#routeTopics = [t.lightweight, t.heavyweight, t.dlq];
-    this.#tracer = new RequestTracer({ enabled: opts.config.tracing });
-    this.#decode = opts.decode ?? ((value, encoding) => decodeRequest(value, encoding, { maxBytes }));
+    this.#scoring = {
+      breaker: opts.breaker,
+      decode: opts.decode ?? ((value, encoding) => decodeRequest(value, encoding, { maxBytes })),
+      encodedScoring: opts.encodedScoring,
+      maxMessageBytes: maxBytes,
+      tracer: new RequestTracer({ enabled: opts.config.tracing }),
+    };
+    this.#commits = new CommitScheduler({
+      commit: (offsets) => this.#consumer!.commitOffsets(offsets),
+      canCommit: () => this.#consumer !== undefined && this.#joined,
+      onCommitted: () => {
+        this.#o.metrics.commits.inc({ mode: 'at_least_once' });
+        this.counters.committedBatches++;
+      },
+      onError: (err) => {
+        this.#o.metrics.errors.inc({ stage: 'commit' });
+        this.#logger.warn('offset commit failed; retrying shortly', { err });
+      },
+    });
+    const m = opts.metrics;
+    const k = this.counters;
+    this.#observer = {
+      rejected: (kind, encoding, err, msg) => {
+        if (kind === 'internal') this.#logger.error('decoder failed unexpectedly; record sent to the DLQ', { err, offset: msg.offset });
+        m.dlq.inc({ reason: kind });
+        m.requests.inc({ encoding, outcome: 'rejected' });
+        k.rejected++;
+      },
+      decided: (encoding, scored) => {
+        if (!scored.fallback) {
+          m.engine.observe(scored.engineSeconds);
+          this.#o.onEngineLatency?.(scored.response.inference_time_us);
+        } else k.fallbacks++;
+        k.decided++;
+        m.requests.inc({ encoding, outcome: 'decided' });
+      },
+      decision: (d) => {
+        m.decisions.inc({ route: d.use_lightweight ? 'lightweight' : 'heavyweight', reason: d.reason });
+        k.decisions++;
+        if (d.use_lightweight) k.lightweight++;
+        k.reasons[d.reason] = (k.reasons[d.reason] ?? 0) + 1;
+      },
+    };
   }
 
   status(): ProcessorStatus {
@@ -281,31 +253,60 @@ export class Processor extends EventEmitter {
     this.emit('event', event);
   }
 
-  async start(): Promise<void> {
+  /** Retry hooks of a delivery stage: metrics, a log line per failed attempt, the last error. */
+  #retry(stage: string): RetryOptions {
+    return {
+      persistent: () => this.#running,
+      onError: (err, attempt, delayMs) => {
+        this.#o.metrics.errors.inc({ stage });
+        this.#lastError = `${stage}: ${errorMessage(err)}`;
+        if (delayMs !== undefined) this.#logger.warn(`${stage} failed; retrying`, { err, attempt: attempt + 1, delayMs });
+      },
+    };
+  }
+
+  #createSink(): DeliverySink {
     const { kafka } = this.#o;
     const c = this.#c;
     if (c.exactlyOnce) {
-      this.#producer = kafka.producer({
-        ...DECISION_PRODUCER,
-        maxInFlightRequests: 1,
-        transactionalId: c.transactionalId,
-        // Short, so a crashed instance's open transaction stops blocking read_committed
-        // consumers soon; a chunk's transaction lasts milliseconds when the log is healthy.
-        transactionTimeout: 30_000,
-      });
-    } else if (this.#o.producerThread !== false) {
-      const opts: ProducerThreadOptions = {
-        brokers: c.brokers,
-        clientId: c.clientId,
-        kafkaSecurity: c.kafkaSecurity,
+      return new TransactionalSink({
+        kafka,
+        log: this.#o.log,
         topics: this.#routeTopics,
+        groupId: c.groupId,
+        idPrefix: c.transactionalId,
+        commitIntervalMs: c.eosCommitIntervalMs,
+        maxRequests: Math.max(this.#chunkSize, Math.floor(c.maxInFlight / 2)),
+        // Short, so a crashed instance's open transaction stops blocking read_committed
+        // consumers soon when no one takes its partitions over.
+        transactionTimeoutMs: 30_000,
+        fencedWaitMs: this.#o.sessionTimeoutMs ?? c.sessionTimeoutMs,
+        seek: (topic, partition, offset) => this.#consumer?.seek({ topic, partition, offset }),
         logger: this.#logger,
-        onUnexpectedExit: () => this.#o.metrics.producerThreadExits.inc(),
-      };
-      this.#thread = this.#o.createProducerThread ? this.#o.createProducerThread(opts) : new ProducerThread(opts);
-    } else {
-      this.#producer = kafka.producer(DECISION_PRODUCER);
+        retry: this.#retry('log'),
+        onCommitted: () => {
+          this.#o.metrics.commits.inc({ mode: 'exactly_once' });
+          this.counters.committedBatches++;
+        },
+        onError: (stage, err) => {
+          this.#o.metrics.errors.inc({ stage });
+          this.#lastError = `${stage}: ${errorMessage(err)}`;
+        },
+      });
     }
+    const retry = (stage: 'produce' | 'log') => this.#retry(stage);
+    const thread: ProducerThreadOptions | undefined =
+      this.#o.producerThread !== false
+        ? { brokers: c.brokers, clientId: c.clientId, kafkaSecurity: c.kafkaSecurity, topics: this.#routeTopics, logger: this.#logger, onUnexpectedExit: () => this.#o.metrics.producerThreadExits.inc() }
+        : undefined;
+    return new AtLeastOnceSink({ kafka, log: this.#o.log, topics: this.#routeTopics, thread, createProducerThread: this.#o.createProducerThread, retry });
+  }
+
+  async start(): Promise<void> {
+    const { kafka } = this.#o;
+    const c = this.#c;
+    const sink = this.#createSink();
+    this.#sink = sink;
     this.#consumer = kafka.consumer({
       groupId: c.groupId,
       sessionTimeout: this.#o.sessionTimeoutMs ?? c.sessionTimeoutMs,
@@ -323,8 +324,9 @@ export class Processor extends EventEmitter {
       this.#joined = true;
       this.#memberId = payload.memberId;
       this.#generation++;
-      this.#offsets.startGeneration(this.#generation);
+      this.#commits.offsets.startGeneration(this.#generation);
       this.#assignment = Object.fromEntries(Object.entries(payload.memberAssignment).map(([t, ps]) => [t, [...ps].sort((a, b) => a - b)]));
+      sink.assigned(this.#assignment);
       this.#o.metrics.rebalances.inc();
       this.#logger.info('joined consumer group', { groupId: c.groupId, memberId: payload.memberId, assignment: this.#assignment });
       this.#emit({ type: 'joined', assignment: this.#assignment });
@@ -334,7 +336,8 @@ export class Processor extends EventEmitter {
     consumer.on(ev.REBALANCING, () => {
       this.#joined = false;
       // Nothing of the ending generation is committed any more: the next one replays it.
-      this.#offsets.startGeneration(-this.#generation - 1);
+      this.#commits.offsets.startGeneration(-this.#generation - 1);
+      sink.rebalancing();
       this.#logger.info('consumer group rebalancing', { groupId: c.groupId });
       this.#emit({ type: 'rebalancing' });
     });
@@ -348,9 +351,11 @@ export class Processor extends EventEmitter {
       this.#joined = false;
     });
 
-    if (this.#thread) await this.#thread.start();
-    else await this.#producer!.connect();
-    this.#logger.info('decision producer connected', { on: this.#thread ? 'producer thread' : 'consuming thread', exactlyOnce: c.exactlyOnce });
+    await sink.start();
+    this.#logger.info('decision producer connected', {
+      on: sink instanceof AtLeastOnceSink ? sink.on : 'one transactional producer per owned partition',
+      exactlyOnce: c.exactlyOnce,
+    });
     await consumer.connect();
     // fromBeginning: a group without committed offsets starts at the earliest offset (SPEC §2).
     await consumer.subscribe({ topics: [c.topics.requests], fromBeginning: true });
@@ -359,7 +364,7 @@ export class Processor extends EventEmitter {
       autoCommit: false,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: c.partitionsConcurrency,
-      eachBatch: (payload) => (c.exactlyOnce ? this.#onBatchTransactional(payload) : this.#onBatch(payload)),
+      eachBatch: (payload) => this.#onBatch(payload),
     });
     this.#pressureTimer = setInterval(() => this.#checkPressure(), 50);
     this.#pressureTimer.unref();
@@ -397,11 +402,11 @@ export class Processor extends EventEmitter {
   // ---- batch handling -----------------------------------------------------------------------
 
   /**
-   * Heartbeats while a batch waits (for permits, for a transaction). A heartbeat error (the
-   * group is rebalancing, the member was fenced) aborts the waits: it is rethrown as is,
-   * because kafkajs recognises it and re-joins. A drain aborts them too.
+   * Heartbeats while a batch waits (for permits, for the sink). A heartbeat error (the group is
+   * rebalancing, the member was fenced) aborts the waits: it is rethrown as is, because kafkajs
+   * recognises it and re-joins. A drain aborts them too.
    */
-  #batchSignal(p: EachBatchPayload): { signal: AbortSignal; flushSignal: AbortSignal; done: () => void } {
+  #batchSignal(p: EachBatchPayload): { signal: AbortSignal; done: () => void } {
     const ctl = new AbortController();
     const ticker = setInterval(() => {
       p.heartbeat().catch((err: unknown) => {
@@ -410,9 +415,6 @@ export class Processor extends EventEmitter {
     }, this.#o.heartbeatIntervalMs ?? 1000);
     return {
       signal: AbortSignal.any([ctl.signal, this.#drainCtl.signal]),
-      // A transaction in flight is abandoned (aborted) on a rebalance or at the drain's
-      // deadline, not when the drain starts: it is short and commits its own offsets.
-      flushSignal: AbortSignal.any([ctl.signal, this.#deadlineCtl.signal]),
       done: () => clearInterval(ticker),
     };
   }
@@ -421,28 +423,32 @@ export class Processor extends EventEmitter {
     return p.isRunning() && !p.isStale() && !signal.aborted && !this.#draining;
   }
 
-  /** At-least-once: score chunk after chunk and hand each to the flusher; do not wait for it. */
+  /** Scores chunk after chunk and hands each to the sink; does not wait for its delivery. */
   async #onBatch(p: EachBatchPayload): Promise<void> {
     const { batch } = p;
     const messages = batch.messages;
     if (messages.length === 0) return;
+    const sink = this.#sink!;
     const generation = this.#generation;
     const { signal, done } = this.#batchSignal(p);
     try {
+      const ticket = await sink.beginBatch(batch.topic, batch.partition, messages[0]!.offset, signal);
+      if (!ticket) return;
       for (let i = 0; i < messages.length; i += this.#chunkSize) {
         if (!this.#takeMore(p, signal) || generation !== this.#generation) break;
-        const chunk = messages.slice(i, i + this.#chunkSize);
-        const { permits, prepared } = await this.#admit(batch.topic, batch.partition, chunk, signal);
-        const tracked = this.#offsets.begin(batch.topic, batch.partition, generation, chunk[0]!.offset, prepared.lastOffset);
-        // Not abandoned on a rebalance: the work finishes (idempotent rows, at most duplicate
-        // records) and simply is not committed. Only the drain's deadline cuts it short.
-        this.#flush(prepared, this.#deadlineCtl.signal)
+        const { permits, chunk } = await this.#admit(sink, batch.topic, batch.partition, messages.slice(i, i + this.#chunkSize), signal);
+        const tracked = sink.commitsOffsets ? undefined : this.#commits.offsets.begin(batch.topic, batch.partition, generation, chunk.firstOffset, chunk.lastOffset);
+        // Not abandoned on a rebalance: the work finishes (at-least-once: idempotent rows, at
+        // most duplicate records, simply not committed; exactly-once: the open transaction
+        // commits or is fenced). Only the drain's deadline cuts it short.
+        sink
+          .deliver(chunk, ticket, this.#deadlineCtl.signal)
           .then(
-            () => this.#finished(tracked),
-            (err: unknown) => this.#failed(tracked, err),
+            () => this.#delivered(chunk, tracked),
+            (err: unknown) => this.#failed(chunk, ticket, tracked, err),
           )
           .finally(() => this.#release(permits));
-        p.resolveOffset(prepared.lastOffset);
+        p.resolveOffset(chunk.lastOffset);
       }
     } catch (err) {
       this.#batchFailed(batch, err, signal);
@@ -452,9 +458,9 @@ export class Processor extends EventEmitter {
   }
 
   /**
-   * How a batch loop ends on an error (both commit modes): a drain's abort ends it quietly (the
-   * drain commits what finished); a rebalance or lost session is logged and rethrown as is, so
-   * kafkajs recognises it and re-joins; anything else is rethrown.
+   * How a batch loop ends on an error: a drain's abort ends it quietly (the drain commits what
+   * finished); a rebalance or lost session is logged and rethrown as is, so kafkajs recognises
+   * it and re-joins; anything else is rethrown.
    */
   #batchFailed(batch: EachBatchPayload['batch'], err: unknown, signal: AbortSignal): void {
     if (this.#draining && signal.aborted) return;
@@ -468,21 +474,36 @@ export class Processor extends EventEmitter {
     throw err;
   }
 
-  #finished(chunk: TrackedChunk): void {
-    if (this.#offsets.finish(chunk)) this.#scheduleCommit();
+  #delivered(chunk: Chunk, tracked: TrackedChunk | undefined): void {
+    this.counters.produced += chunk.records.size;
+    this.counters.dlq += chunk.records.count(ROUTE.dlq);
+    const now = Date.now();
+    for (const ts of chunk.timestamps) {
+      if (!Number.isFinite(ts)) continue;
+      const ms = Math.max(0, now - ts);
+      this.#o.metrics.endToEnd.observe(ms / 1000);
+      this.#o.onEndToEnd?.(ms * 1000);
+    }
+    if (tracked && this.#commits.offsets.finish(tracked)) this.#commits.schedule();
   }
 
-  #failed(chunk: TrackedChunk, err: unknown): void {
+  #failed(chunk: Chunk, ticket: BatchTicket, tracked: TrackedChunk | undefined, err: unknown): void {
+    if (err instanceof StaleChunkError) return; // its partition is consumed again from its commit
     this.#o.metrics.errors.inc({ stage: 'flush' });
     this.#lastError = errorMessage(err);
     if (this.#draining) return; // the drain's deadline passed: redelivered after the restart
-    const seekTo = this.#offsets.fail(chunk);
+    if (!tracked) {
+      // The transactional sink aborted the transaction and moved the partition back itself.
+      this.#logger.debug('chunk not delivered: its transaction was aborted', { topic: ticket.topic, partition: ticket.partition, err: errorMessage(err) });
+      return;
+    }
+    const seekTo = this.#commits.offsets.fail(tracked);
     this.#logger.error('could not deliver a chunk of decisions; consuming it again', {
       err,
       topic: chunk.topic,
       partition: chunk.partition,
-      from: chunk.first,
-      to: chunk.last,
+      from: chunk.firstOffset,
+      to: chunk.lastOffset,
     });
     if (seekTo !== undefined) {
       try {
@@ -493,93 +514,23 @@ export class Processor extends EventEmitter {
     }
   }
 
-  /** Commits what the tracker says is finished; one commit at a time, coalesced. */
-  #scheduleCommit(): void {
-    if (this.#committing) {
-      this.#commitAgain = true;
-      return;
-    }
-    this.#committing = this.#commitNow().finally(() => {
-      this.#committing = undefined;
-      if (this.#commitAgain) {
-        this.#commitAgain = false;
-        this.#scheduleCommit();
-      }
-    });
-  }
-
-  async #commitNow(): Promise<void> {
-    const consumer = this.#consumer;
-    if (!consumer || !this.#joined) return; // mid-rebalance: the next generation replays it
-    const offsets = this.#offsets.takeCommittable();
-    if (offsets.length === 0) return;
-    try {
-      await consumer.commitOffsets(offsets);
-      this.#offsets.committed(offsets);
-      this.#o.metrics.commits.inc({ mode: 'at_least_once' });
-      this.counters.committedBatches++;
-    } catch (err) {
-      // The work is durable; the offsets stay in the tracker and are committed next time.
-      this.#o.metrics.errors.inc({ stage: 'commit' });
-      this.#logger.warn('offset commit failed; retrying shortly', { err });
-      if (!this.#commitRetry) {
-        this.#commitRetry = setTimeout(() => {
-          this.#commitRetry = undefined;
-          this.#scheduleCommit();
-        }, 500);
-        this.#commitRetry.unref();
-      }
-    }
-  }
-
-  /** Exactly-once: each chunk is one transaction, finished inside eachBatch, in order. */
-  async #onBatchTransactional(p: EachBatchPayload): Promise<void> {
-    const { batch } = p;
-    const messages = batch.messages;
-    if (messages.length === 0) return;
-    const { signal, flushSignal, done } = this.#batchSignal(p);
-    let pending: { done: Promise<void>; last: string } | undefined;
-    try {
-      for (let i = 0; i < messages.length; i += this.#chunkSize) {
-        if (!this.#takeMore(p, signal)) break;
-        const chunk = messages.slice(i, i + this.#chunkSize);
-        const { permits, prepared } = await this.#admit(batch.topic, batch.partition, chunk, signal);
-        // The next chunk is scored while this one's transaction runs; transactions themselves
-        // are serialised (#flush), so offsets are committed in order.
-        if (pending) {
-          await abortable(pending.done, signal);
-          p.resolveOffset(pending.last);
-        }
-        const flushed = this.#flush(prepared, flushSignal).finally(() => this.#release(permits));
-        flushed.catch(() => {});
-        pending = { done: flushed, last: prepared.lastOffset };
-      }
-      if (pending) {
-        await abortable(pending.done, signal);
-        p.resolveOffset(pending.last);
-      }
-    } catch (err) {
-      this.#batchFailed(batch, err, signal);
-    } finally {
-      done();
-    }
-  }
-
   /**
-   * Admits one chunk into the bounded in-flight window (both commit modes share it): takes its
-   * permits, then decodes and scores it. The caller gives the permits back with #release once
-   * the chunk's records and rows are settled.
+   * Admits one chunk into the bounded in-flight window: takes its permits, then decodes, scores
+   * and builds it. The caller gives the permits back with #release once the sink settled it.
    */
   async #admit(
+    sink: DeliverySink,
     topic: string,
     partition: number,
-    chunk: KafkaMessage[],
+    messages: KafkaMessage[],
     signal: AbortSignal,
-  ): Promise<{ permits: number; prepared: Prepared }> {
-    const permits = await this.#acquire(chunk.length, signal);
+  ): Promise<{ permits: number; chunk: Chunk }> {
+    const permits = await this.#acquire(messages.length, signal);
     this.#o.metrics.inFlight.set(this.#slots.inUse);
     try {
-      return { permits, prepared: await this.#prepare(topic, partition, chunk) };
+      this.counters.consumed += messages.length;
+      const outcomes = await Promise.all(messages.map((msg) => scoreRecord(msg, this.#scoring, topic, partition)));
+      return { permits, chunk: buildChunk<RecordWriter>(topic, partition, outcomes, sink.writer(messages.length), this.#observer) };
     } catch (err) {
       this.#release(permits);
       throw err;
@@ -593,211 +544,14 @@ export class Processor extends EventEmitter {
 
   /** Takes permits, or gives them back at once if the wait was abandoned meanwhile. */
   async #acquire(n: number, signal: AbortSignal): Promise<number> {
+    // The window is full: what holds it should finish now. Open transactions commit at once
+    // instead of at the end of their interval (permits come back only with a commit).
+    if (this.#slots.inUse + n > this.#slots.capacity) this.#sink?.flush();
     const granted = this.#slots.acquire(n);
     try {
       return await abortable(granted, signal);
     } catch (err) {
       void granted.then((k) => this.#slots.release(k));
-      throw err;
-    }
-  }
-
-  /** Decodes and scores one chunk; never rejects for bad input or engine failure. */
-  async #prepare(topic: string, partition: number, chunk: KafkaMessage[]): Promise<Prepared> {
-    const out: Prepared = {
-      topic,
-      partition,
-      lastOffset: chunk[chunk.length - 1]!.offset,
-      records: this.#thread ? new RecordPacker(chunk.length * PACK_BYTES_PER_REQUEST) : new MessageLists(),
-      rows: [],
-      timestamps: [],
-      decided: 0,
-    };
-    const m = this.#o.metrics;
-    const k = this.counters;
-    k.consumed += chunk.length;
-    await Promise.all(
-      chunk.map(async (msg) => {
-        const headers = msg.headers as Headers | undefined;
-        const encoding = encodingOf(getHeader(headers, 'content-type'));
-        const t = this.#tracer.begin(getHeader(headers, TRACE_HEADERS.traceparent), getHeader(headers, TRACE_HEADERS.tracestate), { topic, partition, offset: msg.offset });
-        const reject = (err: unknown) => {
-          const kind = err instanceof DecodeError ? err.kind : err instanceof InvalidInputError ? 'invalid' : 'internal';
-          const reason = err instanceof InvalidInputError ? oneLine(err.message) : `internal error while decoding: ${errorMessage(err)}`;
-          if (!(err instanceof InvalidInputError)) this.#logger.error('decoder failed unexpectedly; record sent to the DLQ', { err, topic, partition, offset: msg.offset });
-          const dead = dlqMessage({ topic, partition, offset: msg.offset, key: msg.key, value: msg.value, headers }, reason);
-          if (t.headers) Object.assign(dead.headers, t.headers);
-          t.rejected(reason);
-          out.records.add(ROUTE.dlq, dead.key, dead.value, dead.headers);
-          m.dlq.inc({ reason: kind });
-          m.requests.inc({ encoding, outcome: 'rejected' });
-          k.rejected++;
-        };
-        // Decoded here, or (TD_DECODE_IN_WORKERS) by the pool's worker from the raw bytes; then
-        // the request is decoded here only if the breaker's fallback needs it.
-        let req: ValidatedRequest | undefined;
-        const decodeHere = (): ValidatedRequest => (req ??= this.#decode(msg.value, encoding));
-        let task: ScoreTask;
-        try {
-          const raw = msg.value;
-          task =
-            this.#o.encodedScoring?.(encoding) === true && raw !== null && raw.length > 0 && raw.length <= this.#c.maxMessageBytes
-              ? { kind: 'encoded', bytes: raw, encoding }
-              : { kind: 'validated', request: decodeHere() };
-        } catch (err) {
-          reject(err);
-          return;
-        }
-        let scored: ScoreResult;
-        try {
-          scored = await this.#o.breaker.score(task, decodeHere);
-        } catch (err) {
-          reject(err);
-          return;
-        }
-        if (!scored.fallback) {
-          m.engine.observe(scored.engineSeconds);
-          this.#o.onEngineLatency?.(scored.response.inference_time_us);
-        } else k.fallbacks++;
-        const correlation = getHeader(headers, DECISION_HEADERS.correlationId) ?? `${topic}/${partition}/${msg.offset}`;
-        decisionMessages(scored.response, encoding, correlation, out.records, t.headers);
-        t.decided(scored.response.decisions, scored.fallback);
-        const decidedAt = new Date();
-        // FEEDBACK (issue 8): each decision's feature vector goes to the log (features real[])
-        // so `tiny-dancer retrain` can train on decisions that got outcomes.
-        // They come with the engine's response (serve's RouterPool has returnFeatures: the
-        // workers computed them anyway); otherwise (a breaker fallback, a pool without them)
-        // they are computed here from the request if it was decoded here, else logged NULL.
-        const shipped = scored.response.features;
-        const featuresOf =
-          shipped !== undefined && shipped.length === scored.response.decisions.length * FEATURE_COUNT
-            ? (_id: string, r: number) => shipped.subarray(r * FEATURE_COUNT, (r + 1) * FEATURE_COUNT)
-            : req
-              ? decisionFeatures(req, decidedAt)
-              : () => undefined;
-        for (let r = 0; r < scored.response.decisions.length; r++) {
-          const d = scored.response.decisions[r]!;
-          // PERF: spelled out rather than `{ ...d, … }`: a spread copy per decision was a
-          // visible share of the main thread's time and garbage at full rate.
-          out.rows.push({
-            request_id: d.request_id,
-            candidate_id: d.candidate_id,
-            confidence: d.confidence,
-            uncertainty: d.uncertainty,
-            use_lightweight: d.use_lightweight,
-            rank: d.rank,
-            model_version: d.model_version,
-            reason: d.reason,
-            metadata: d.metadata,
-            inference_time_us: d.inference_time_us,
-            features: featuresOf(d.candidate_id, r),
-            decided_at: decidedAt,
-            source_topic: topic,
-            source_partition: partition,
-            source_offset: msg.offset,
-            trace_id: t.traceId,
-          });
-          m.decisions.inc({ route: d.use_lightweight ? 'lightweight' : 'heavyweight', reason: d.reason });
-          k.decisions++;
-          if (d.use_lightweight) k.lightweight++;
-          k.reasons[d.reason] = (k.reasons[d.reason] ?? 0) + 1;
-        }
-        k.decided++;
-        out.timestamps.push(Number(msg.timestamp));
-        out.decided++;
-        m.requests.inc({ encoding, outcome: 'decided' });
-      }),
-    );
-    return out;
-  }
-
-  /**
-   * Retries a retriable step with jittered backoff until it succeeds, the batch is abandoned,
-   * or the error is not retriable. The producer and the log retry internally already; this
-   * loop covers what outlasts their budgets (a broker restart, a long database outage).
-   */
-  async #retrying<T>(stage: string, fn: () => Promise<T>, signal: AbortSignal, abandonInFlight = true): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await (abandonInFlight ? abortable(fn(), signal) : fn());
-      } catch (err) {
-        if (signal.aborted) throw signal.reason;
-        const retriable = (err as { retriable?: boolean }).retriable !== false;
-        this.#o.metrics.errors.inc({ stage });
-        this.#lastError = `${stage}: ${errorMessage(err)}`;
-        if (!retriable || (!this.#running && attempt >= 2)) throw err;
-        const delay = Math.min(10_000, 200 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random() / 2);
-        this.#logger.warn(`${stage} failed; retrying`, { err, attempt: attempt + 1, delayMs: Math.round(delay) });
-        await abortable(sleep(delay), signal);
-      }
-    }
-  }
-
-  /** A chunk's records as kafkajs wants them, whichever writer gathered them. */
-  #topicMessages(out: Prepared['records']): TopicMessages[] {
-    if (out instanceof MessageLists) return out.topicMessages(this.#routeTopics);
-    const pack = out.finish();
-    return unpackRecords(pack.buffer, pack.length, this.#routeTopics);
-  }
-
-  async #flush(prep: Prepared, signal: AbortSignal): Promise<void> {
-    const out = prep.records;
-    const logged = prep.rows.length > 0 ? this.#retrying('log', () => this.#o.log.write(prep.rows), signal) : Promise.resolve();
-    if (this.#c.exactlyOnce) {
-      // Serialise transactions (one transactional producer), FIFO so a partition's chunks
-      // commit their offsets in order.
-      const previous = this.#txLock;
-      let unlock!: () => void;
-      this.#txLock = new Promise<void>((r) => (unlock = r));
-      try {
-        await previous;
-        // Not abandoned mid-way: one transaction at a time, so it must end (commit or abort)
-        // before the lock is released; #transaction aborts it itself when the batch is abandoned.
-        await this.#retrying('transaction', () => this.#transaction(prep, this.#topicMessages(out), logged, signal), signal, false);
-      } finally {
-        unlock();
-      }
-    } else {
-      let produced: Promise<unknown> = Promise.resolve();
-      if (out.size > 0) {
-        if (out instanceof RecordPacker) {
-          const pack = out.finish();
-          produced = this.#retrying('produce', () => this.#thread!.send(pack), signal);
-        } else {
-          const topicMessages = this.#topicMessages(out);
-          produced = this.#retrying('produce', () => this.#producer!.sendBatch({ topicMessages, acks: -1 }), signal);
-        }
-      }
-      await Promise.all([produced, logged]);
-    }
-    this.counters.produced += out.size;
-    this.counters.dlq += out.count(ROUTE.dlq);
-    const now = Date.now();
-    for (const ts of prep.timestamps) {
-      if (!Number.isFinite(ts)) continue;
-      const ms = Math.max(0, now - ts);
-      this.#o.metrics.endToEnd.observe(ms / 1000);
-      this.#o.onEndToEnd?.(ms * 1000);
-    }
-  }
-
-  async #transaction(prep: Prepared, records: TopicMessages[], logged: Promise<void>, signal: AbortSignal): Promise<void> {
-    if (signal.aborted) throw signal.reason;
-    const tx = await this.#producer!.transaction();
-    try {
-      if (records.length > 0) await tx.sendBatch({ topicMessages: records, acks: -1 });
-      // The rows must be durable before the offsets move, or a crash right after the commit
-      // would lose them from Postgres for good.
-      await abortable(logged, signal);
-      await tx.sendOffsets({
-        consumerGroupId: this.#c.groupId,
-        topics: [{ topic: prep.topic, partitions: [{ partition: prep.partition, offset: nextOffset(prep.lastOffset) }] }],
-      });
-      await tx.commit();
-      this.#o.metrics.commits.inc({ mode: 'exactly_once' });
-      this.counters.committedBatches++;
-    } catch (err) {
-      await tx.abort().catch(() => {});
       throw err;
     }
   }
@@ -824,19 +578,22 @@ export class Processor extends EventEmitter {
         // Paused, the consumer stays in the group (so commits are still accepted) but fetches
         // nothing new.
         if (consumer && this.#running) consumer.pause([{ topic: this.#c.topics.requests }]);
+        const sink = this.#sink;
         let clean = false;
         while (Date.now() < deadline) {
-          if (this.#slots.inUse === 0 && !this.#committing) {
-            if (this.#offsets.settled()) {
+          // Open transactions commit now rather than at the end of their interval.
+          sink?.flush();
+          if (this.#slots.inUse === 0 && !this.#commits.busy && (sink?.settled() ?? true)) {
+            if (this.#commits.offsets.settled()) {
               clean = true;
               break;
             }
-            this.#scheduleCommit();
+            this.#commits.schedule();
           }
           await sleep(20);
         }
         if (!clean) this.#deadlineCtl.abort(new Error('drain deadline'));
-        if (this.#commitRetry) clearTimeout(this.#commitRetry);
+        this.#commits.stop();
         const rest = () => Math.max(1000, deadline - Date.now());
         // stop() waits for running eachBatch calls (they return at once now), then leaves.
         if (consumer) {
@@ -844,7 +601,7 @@ export class Processor extends EventEmitter {
         }
         this.#running = false;
         this.#joined = false;
-        await Promise.race([Promise.allSettled([consumer?.disconnect(), this.#producer?.disconnect(), this.#thread?.close(rest())]), sleep(rest())]);
+        await Promise.race([Promise.allSettled([consumer?.disconnect(), sink?.close(rest())]), sleep(rest())]);
         const ms = Date.now() - started;
         if (clean) this.#logger.info('drained', { ms });
         else this.#logger.warn('drain timed out; uncommitted work will be redelivered (no duplicate rows)', { ms, inFlight: this.#slots.inUse });

@@ -20,6 +20,7 @@ export function decisionJson(d: RoutingDecision): string {
     reason: d.reason,
     metadata: d.metadata,
     inference_time_us: d.inference_time_us,
+    policy: d.policy,
   });
 }
 
@@ -29,6 +30,7 @@ export function decisionProtoBound(d: RoutingDecision): number {
   let n = 10 + 8 + 20 + 20 + 3 * (d.request_id.length + d.candidate_id.length + d.model_version.length + d.reason.length);
   const m = d.metadata;
   for (const k in m) n += 1 + 5 + 2 + 10 + 3 * (k.length + (m[k] as string).length);
+  if (d.policy !== undefined) n += 1 + 5 + 3 * d.policy.length;
   return n;
 }
 
@@ -87,7 +89,10 @@ export function writeDecisionProto(buf: Buffer, pos: number, d: RoutingDecision)
     pos += buf.write(v, pos, 'utf8');
   }
   buf[pos++] = 0x50;
-  return writeVarint(buf, pos, Math.max(0, Math.round(d.inference_time_us)));
+  pos = writeVarint(buf, pos, Math.max(0, Math.round(d.inference_time_us)));
+  // 13 policy (docs/contracts.md §10): absent when the decision carries none.
+  if (d.policy !== undefined) pos = writeString(buf, pos, 0x6a, d.policy);
+  return pos;
 }
 
 function varintSize(v: number): number {

@@ -24,7 +24,7 @@ sys.path.insert(0, args.stubs)
 
 import grpc  # noqa: E402
 from health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
-from tiny_dancer.v1 import control_pb2, control_pb2_grpc, routing_pb2  # noqa: E402
+from tiny_dancer.v1 import control_pb2, control_pb2_grpc, fleet_pb2, routing_pb2  # noqa: E402
 
 seen = {"grpcio": grpc.__version__}
 failures = []
@@ -100,6 +100,12 @@ check(
     res.candidates_processed == 2 and all(d.model_version == after for d in res.decisions) and res.decisions[0].rank == 0,
     f"{[(d.candidate_id, round(d.confidence, 4), d.reason, d.model_version) for d in res.decisions]}",
 )
+
+# 7. Every decision names the policy that decided it (no tenant: the global one), and a
+# route-only deployment has no fleet view to answer GetFleet with.
+check("route_policy", res.policy == "global" and all(d.policy == "global" for d in res.decisions), f"{res.policy}")
+code, detail = code_of(lambda: control.GetFleet(fleet_pb2.GetFleetRequest(), timeout=5))
+check("fleet_control_only", code == "FAILED_PRECONDITION", f"{code}: {detail}")
 
 seen["failures"] = failures
 print(json.dumps(seen))

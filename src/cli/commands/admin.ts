@@ -14,6 +14,7 @@ import type {
   StatsMessage,
 } from '../../control/client.js';
 import type { ClientTlsFiles } from '../../control/tls.js';
+import { formatFleet } from './admin-fleet.js';
 import { FEEDBACK_ADMIN_USAGE, feedbackAdminCommand, runFeedbackAdmin } from '../../feedback/admin.js';
 
 export const summary = 'drive a running router (and its fleet) over gRPC: stats, reload, breaker, thresholds, policies, config';
@@ -48,6 +49,9 @@ commands:
   config                the effective configuration (secrets redacted)
   health                the grpc.health.v1 status (SERVING / NOT_SERVING); exits 1
                         when not SERVING, for scripts and probes
+  fleet [--all]         every live replica of the fleet (any replica answers for all):
+                        model, partitions, rates, lag, backlog, breaker, apply errors,
+                        and the fleet's sums; --all also lists stale replicas
 ${FEEDBACK_ADMIN_USAGE}
 
 options:
@@ -86,6 +90,7 @@ const OPTIONS = {
   'database-url': { type: 'string' },
   schema: { type: 'string' },
   wait: { type: 'boolean' },
+  all: { type: 'boolean' },
 } as const;
 
 type Values = ReturnType<typeof parseCommandArgs<typeof OPTIONS>>['values'];
@@ -98,6 +103,7 @@ const COMMAND_OPTIONS: Record<string, readonly (keyof typeof OPTIONS)[]> = {
   policy: ['confidence', 'max-uncertainty', 'wait'],
   config: [],
   health: [],
+  fleet: ['all'],
 };
 const COMMON: readonly (keyof typeof OPTIONS)[] = ['addr', 'json', 'timeout', 'tls', 'tls-ca', 'tls-cert', 'tls-key', 'tls-server-name'];
 
@@ -191,6 +197,10 @@ function formatStats(s: StatsMessage): string {
     const c = s.cost;
     row('cost', `spend ${c.spend} (lightweight ${c.lightweight_spend} at ${c.lightweight_price}, heavyweight ${c.heavyweight_spend} at ${c.heavyweight_price}); all-heavyweight ${c.all_heavyweight_spend}; saved ${c.savings} (${pct(c.savings_share)})`);
   }
+  if (s.fleet) {
+    const f = s.fleet;
+    row('fleet', `${f.replicas} live replica(s)${f.stale > 0 ? `, ${f.stale} stale` : ''}, ${f.partitions} partition(s), ${f.requests_per_second.toFixed(1)} req/s, lag ${int(f.consumer_lag)}, models: ${counts(f.model_versions)}`);
+  }
   if (s.decision_log) row('decision log', `${s.decision_log.healthy ? 'healthy' : 'UNHEALTHY'}, backlog ${int(s.decision_log.backlog)}, written ${int(s.decision_log.written)}, failed batches ${int(s.decision_log.failed_batches)}`);
   if (s.store) {
     if (!s.store.available) row('postgres', `unavailable: ${s.store.error}`);
@@ -266,9 +276,9 @@ export async function run(argv: string[]): Promise<number> {
   if (feedbackAdminCommand(argv)) return runFeedbackAdmin(argv, process.env);
   const { values, positionals } = parseCommandArgs(argv, OPTIONS, true);
   const [command, ...rest] = positionals;
-  if (!command) throw new UsageError('a command is required: stats, reload, breaker, thresholds, policy, config or health');
+  if (!command) throw new UsageError('a command is required: stats, reload, breaker, thresholds, policy, config, health or fleet');
   const allowed = COMMAND_OPTIONS[command];
-  if (!allowed) throw new UsageError(`unknown admin command '${command}' (stats, reload, breaker, thresholds, policy, config, health)`);
+  if (!allowed) throw new UsageError(`unknown admin command '${command}' (stats, reload, breaker, thresholds, policy, config, health, fleet)`);
   for (const [k, v] of Object.entries(values)) {
     if (v !== undefined && !COMMON.includes(k as keyof typeof OPTIONS) && !allowed.includes(k as keyof typeof OPTIONS)) {
       throw new UsageError(`--${k} does not apply to 'admin ${command}'`);
@@ -418,6 +428,11 @@ export async function run(argv: string[]): Promise<number> {
       case 'config': {
         const c = await call('config', client.getConfig());
         out(json ? JSON.stringify(c) : formatConfig(c));
+        return 0;
+      }
+      case 'fleet': {
+        const f = await call('fleet', client.getFleet(values.all === true));
+        out(json ? JSON.stringify(f) : formatFleet(f));
         return 0;
       }
       case 'health': {

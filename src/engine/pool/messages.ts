@@ -23,6 +23,9 @@
 // in their wire encoding (TaskKind.Encoded*) travel as bytes and are decoded in the worker.
 import type { FeatureConfig } from '../features.js';
 
+/** One tenant's policy as it crosses threads: [tenant, confidence, maxUncertainty]. */
+export type PolicyEntry = [string, number, number];
+
 export const PROTOCOL_VERSION = 1;
 
 // ---------------------------------------------------------------------------------------------
@@ -37,6 +40,9 @@ export interface WorkerInit {
     maxUncertainty?: number;
     /** Feature config without the clock (functions do not cross threads). */
     features?: Partial<FeatureConfig>;
+    /** The request metadata key naming the tenant, and the tenants' policies (policy.ts). */
+    tenantKey?: string;
+    policies?: PolicyEntry[];
   };
   /** Honour `__crashForTest` messages. Off unless a test asks for it. */
   testHooks: boolean;
@@ -78,17 +84,18 @@ export interface TaskMeta {
 
 // ---------------------------------------------------------------------------------------------
 // Results: a stream of float64 in RouteResults.data, per task:
-//   [task id, status, n, inference_time_us, feature_time_us, candidates_processed,
+//   [task id, status, n, inference_time_us, feature_time_us, candidates_processed, policy,
 //    then n decisions in rank order, DECISION_STRIDE values each,
 //    then, when WorkerInit.returnFeatures, n × FEATURE_COUNT feature values in rank order]
 
-export const RESULT_HEADER = 6;
+export const RESULT_HEADER = 7;
 export const R_ID = 0;
 export const R_STATUS = 1; //    TaskStatus
 export const R_N = 2; //         decisions that follow (0 on error)
 export const R_INFER = 3;
 export const R_FEAT = 4;
 export const R_PROCESSED = 5;
+export const R_POLICY = 6; //    index into RouteResults.policies, or -1: the global thresholds decided
 
 export const DECISION_STRIDE = 5;
 export const D_INDEX = 0; //     candidate index in the request
@@ -173,7 +180,15 @@ export interface CrashForTest {
   code: number;
 }
 
-export type ToWorker = RouteBatch | PrepareModel | CommitModel | AbortModel | SetThresholds | CrashForTest;
+/** Replaces the tenant policies (and the tenant key); batches after this message use them. */
+export interface SetPolicies {
+  type: 'policies';
+  seq: number;
+  tenantKey: string;
+  policies: PolicyEntry[];
+}
+
+export type ToWorker = RouteBatch | PrepareModel | CommitModel | AbortModel | SetThresholds | SetPolicies | CrashForTest;
 
 // ---------------------------------------------------------------------------------------------
 // worker → main
@@ -201,6 +216,8 @@ export interface RouteResults {
   data: Float64Array | null;
   errors: TaskError[] | null;
   decoded: DecodedInfo[] | null;
+  /** Labels of the tenant policies that decided tasks of this batch (R_POLICY); null when none did. */
+  policies: string[] | null;
 }
 
 export type Prepared =
@@ -217,4 +234,8 @@ export type ThresholdsSet =
   | { type: 'thresholds-set'; seq: number; ok: true }
   | { type: 'thresholds-set'; seq: number; ok: false; message: string };
 
-export type FromWorker = Ready | InitFailed | RouteResults | Prepared | Committed | ThresholdsSet;
+export type PoliciesSet =
+  | { type: 'policies-set'; seq: number; ok: true }
+  | { type: 'policies-set'; seq: number; ok: false; message: string };
+
+export type FromWorker = Ready | InitFailed | RouteResults | Prepared | Committed | ThresholdsSet | PoliciesSet;

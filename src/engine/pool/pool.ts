@@ -38,6 +38,7 @@ import { DecodeError, type DecodeErrorKind } from '../../wire/errors.js';
 import type { FeatureConfig } from '../features.js';
 import { MAX_MODEL_BYTES, defaultModelPath, parseModel } from '../model.js';
 import { Router, assertRoutable } from '../router.js';
+import { DEFAULT_TENANT_KEY, GLOBAL_POLICY, PolicyTable, policyEntries, type TenantPolicies } from '../policy.js';
 import type { DecisionReason, RoutingDecision, RoutingRequest, RoutingResponse } from '../types.js';
 import {
   EMPTY_METADATA, completeFiniteCheck, isValidatedRequest, noMetadata, validateRequest, type CandidateArrays, type ValidateOptions, type ValidatedRequest,
@@ -47,7 +48,7 @@ import { StagedArrays } from '../simd/staging.js';
 import { PoolClosedError, PoolSaturatedError, WorkerCrashedError } from './errors.js';
 import {
   DECISION_STRIDE, D_CODE, D_CONF, D_INDEX, D_TIME, D_UNC, PROTOCOL_VERSION, REASONS, RESULT_HEADER, R_FEAT, R_ID,
-  R_INFER, R_N, R_PROCESSED, R_STATUS, TASK_STRIDE, TaskKind, TaskStatus, reducedBytes,
+  R_INFER, R_N, R_POLICY, R_PROCESSED, R_STATUS, TASK_STRIDE, TaskKind, TaskStatus, reducedBytes,
   type DecodedInfo, type FromWorker, type RouteResults, type TaskError, type TaskMeta, type ToWorker, type WorkerInit,
 } from './messages.js';
 
@@ -75,6 +76,10 @@ export interface RouterPoolOptions {
   testHooks?: boolean;
   /** Give every response its decisions' feature vectors (RoutingResponse.features). */
   returnFeatures?: boolean;
+  /** The request metadata key naming the tenant (default `tenant`). */
+  tenantKey?: string;
+  /** Per-tenant thresholds to start with (setTenantPolicies replaces them). */
+  tenantPolicies?: TenantPolicies;
 }
 
 export interface PoolStats {
@@ -287,12 +292,14 @@ export class RouterPool {
     const bytes = opts.model ? opts.model.bytes : await readModelBytes(source);
     const model = parseModel(bytes, source);
     const features = opts.features ? { ...opts.features } : undefined;
+    const policies = new PolicyTable(opts.tenantKey ?? DEFAULT_TENANT_KEY, opts.tenantPolicies);
     // The mirror validates thresholds and feature config exactly as each worker's Router will.
     const mirror = new Router({
       model,
       ...(opts.confidenceThreshold !== undefined ? { confidenceThreshold: opts.confidenceThreshold } : {}),
       ...(opts.maxUncertainty !== undefined ? { maxUncertainty: opts.maxUncertainty } : {}),
       ...(features ? { features } : {}),
+      policies,
     });
     const workers = positiveInt('workers', opts.workers, Math.max(1, availableParallelism() - 1));
     const init: WorkerInit = {
@@ -302,6 +309,8 @@ export class RouterPool {
         ...(opts.confidenceThreshold !== undefined ? { confidenceThreshold: opts.confidenceThreshold } : {}),
         ...(opts.maxUncertainty !== undefined ? { maxUncertainty: opts.maxUncertainty } : {}),
         ...(features ? { features } : {}),
+        tenantKey: policies.tenantKey,
+        policies: policyEntries(policies),
       },
       testHooks: opts.testHooks === true,
       returnFeatures: opts.returnFeatures === true,
@@ -328,6 +337,11 @@ export class RouterPool {
 
   get workers(): number {
     return this.#slots.length;
+  }
+
+  /** The tenant policies in force in every worker. */
+  get tenantPolicies(): PolicyTable {
+    return this.#mirror.policies;
   }
 
   stats(): PoolStats {
@@ -615,7 +629,9 @@ export class RouterPool {
           task.candidateMetadata = info.candidateMetadata;
         }
         this.#completed++;
-        task.resolve(this.#response(task, data, p, n, version));
+        const pi = data[p + R_POLICY]!;
+        const policy = pi >= 0 && msg.policies ? (msg.policies[pi] ?? GLOBAL_POLICY) : GLOBAL_POLICY;
+        task.resolve(this.#response(task, data, p, n, version, policy));
       } else {
         this.#failed++;
         task.reject(this.#rebuildError(errors.get(task.id)));
@@ -627,7 +643,7 @@ export class RouterPool {
     this.#checkDrained();
   }
 
-  #response(task: Task, data: Float64Array, p: number, n: number, version: string): RoutingResponse {
+  #response(task: Task, data: Float64Array, p: number, n: number, version: string, policy: string): RoutingResponse {
     const { requestId, ids, candidateMetadata } = task;
     const decisions = new Array<RoutingDecision>(n);
     let q = p + RESULT_HEADER;
@@ -646,6 +662,7 @@ export class RouterPool {
         reason: REASONS[code >> 1] as DecisionReason,
         metadata: candidateMetadata ? candidateMetadata[i]! : EMPTY_METADATA,
         inference_time_us: data[q + D_TIME]!,
+        policy,
       };
     }
     const response: RoutingResponse = {
@@ -653,6 +670,7 @@ export class RouterPool {
       inference_time_us: data[p + R_INFER]!,
       feature_time_us: data[p + R_FEAT]!,
       candidates_processed: data[p + R_PROCESSED]!,
+      policy,
     };
     if (this.#init.returnFeatures) response.features = Float32Array.from(data.subarray(q, q + n * FEATURE_COUNT));
     return response;
@@ -873,6 +891,36 @@ export class RouterPool {
       );
       const bad = acks.find((a) => a && !a.ok);
       if (bad && !bad.ok) throw new InvalidInputError(`thresholds refused: ${bad.message}`);
+    });
+  }
+
+  /**
+   * Replaces the tenant policies in every worker (and for replacements); resolves when all use
+   * them. A bad policy is refused (InvalidInputError) before any worker sees it. `tenantKey`
+   * defaults to the current one.
+   */
+  setTenantPolicies(policies: TenantPolicies, tenantKey: string = this.#mirror.policies.tenantKey): Promise<void> {
+    return this.#serial(async () => {
+      if (this.#closing) throw new PoolClosedError('the router pool is closed');
+      const table = new PolicyTable(tenantKey, policies);
+      const entries = policyEntries(table);
+      this.#mirror.setPolicies(table);
+      this.#init.router.tenantKey = table.tenantKey;
+      this.#init.router.policies = entries;
+      await this.#allReady();
+      const seq = ++this.#seq;
+      const msg: ToWorker = { type: 'policies', seq, tenantKey: table.tenantKey, policies: entries };
+      const acks = await Promise.all(
+        this.#slots.map((s) =>
+          this.#control(s, msg, (m): m is Extract<FromWorker, { type: 'policies-set' }> => m.type === 'policies-set' && m.seq === seq)
+            .catch((err) => {
+              if (err instanceof WorkerCrashedError) return null; // its replacement reads #init
+              throw err;
+            }),
+        ),
+      );
+      const bad = acks.find((a) => a && !a.ok);
+      if (bad && !bad.ok) throw new InvalidInputError(`tenant policies refused: ${bad.message}`);
     });
   }
 

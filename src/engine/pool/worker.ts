@@ -13,12 +13,13 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { errorMessage } from '../../errors.js';
 import { parseModel, type LoadedModel } from '../model.js';
 import { Router, assertRoutable } from '../router.js';
+import { GLOBAL_POLICY, policyTableFrom } from '../policy.js';
 import { FEATURE_COUNT } from '../features.js';
 import { cellSimdAvailable } from '../simd/fastgrnn-simd.js';
 import { EMPTY_METADATA, noMetadata, type ValidatedRequest } from '../validate.js';
 import {
   DECISION_STRIDE, D_CODE, D_CONF, D_INDEX, D_TIME, D_UNC, REASONS, RESULT_HEADER, R_FEAT, R_ID, R_INFER, R_N,
-  R_PROCESSED, R_STATUS, TASK_STRIDE, T_DATA, T_DIM, T_ID, T_KIND, T_LEN, T_META, T_N, TaskKind, TaskStatus,
+  R_POLICY, R_PROCESSED, R_STATUS, TASK_STRIDE, T_DATA, T_DIM, T_ID, T_KIND, T_LEN, T_META, T_N, TaskKind, TaskStatus,
   type DecodedInfo, type FromWorker, type RouteBatch, type TaskError, type ToWorker, type WorkerInit,
 } from './messages.js';
 
@@ -53,6 +54,7 @@ function buildRouter(model: LoadedModel): Router {
     ...(opts.confidenceThreshold !== undefined ? { confidenceThreshold: opts.confidenceThreshold } : {}),
     ...(opts.maxUncertainty !== undefined ? { maxUncertainty: opts.maxUncertainty } : {}),
     ...(opts.features !== undefined ? { features: opts.features } : {}),
+    ...(opts.tenantKey !== undefined ? { policies: policyTableFrom(opts.tenantKey, opts.policies ?? []) } : {}),
   });
   return r;
 }
@@ -145,6 +147,8 @@ async function onBatch(batch: RouteBatch): Promise<void> {
   out.reserve(estimate);
   let errors: TaskError[] | null = null;
   let decoded: DecodedInfo[] | null = null;
+  // Tenant policy labels used by this batch, by index (R_POLICY); the global one is -1.
+  let policies: string[] | null = null;
   const version = router.modelVersion;
 
   for (let t = 0; t < count; t++) {
@@ -169,7 +173,7 @@ async function onBatch(batch: RouteBatch): Promise<void> {
       const p0 = out.len;
       const first = p0 + RESULT_HEADER;
       const t0 = performance.now();
-      const { featureUs } = router.rankValidated(req, (r, i, conf, unc, d) => {
+      const { featureUs, policy } = router.rankValidated(req, (r, i, conf, unc, d) => {
         const q = first + r * DECISION_STRIDE;
         b[q + D_INDEX] = i;
         b[q + D_CONF] = conf;
@@ -192,6 +196,13 @@ async function onBatch(batch: RouteBatch): Promise<void> {
       b[p0 + R_INFER] = totalUs;
       b[p0 + R_FEAT] = featureUs;
       b[p0 + R_PROCESSED] = n;
+      let policyIdx = -1;
+      if (policy !== GLOBAL_POLICY) {
+        policies ??= [];
+        policyIdx = policies.indexOf(policy);
+        if (policyIdx < 0) policyIdx = policies.push(policy) - 1;
+      }
+      b[p0 + R_POLICY] = policyIdx;
       out.len = end;
     } catch (err) {
       out.reserve(RESULT_HEADER);
@@ -203,12 +214,13 @@ async function onBatch(batch: RouteBatch): Promise<void> {
       b[p + R_INFER] = 0;
       b[p + R_FEAT] = 0;
       b[p + R_PROCESSED] = 0;
+      b[p + R_POLICY] = -1;
       out.len = p + RESULT_HEADER;
       (errors ??= []).push(taskError(taskId, err));
     }
   }
   // Results go back inside the arena (its inputs are consumed), so one buffer travels each way.
-  const base = { type: 'results', batchId: batch.batchId, modelVersion: version, arena, resultsLength: out.len, errors, decoded } as const;
+  const base = { type: 'results', batchId: batch.batchId, modelVersion: version, arena, resultsLength: out.len, errors, decoded, policies } as const;
   if (out.len * 8 <= arena.byteLength) {
     new Float64Array(arena, 0, out.len).set(out.buf.subarray(0, out.len));
     post({ ...base, data: null }, [arena]);
@@ -257,6 +269,15 @@ function handle(msg: ToWorker): Promise<void> | void {
         post({ type: 'thresholds-set', seq: msg.seq, ok: true });
       } catch (err) {
         post({ type: 'thresholds-set', seq: msg.seq, ok: false, message: errorMessage(err) });
+      }
+      return;
+    }
+    case 'policies': {
+      try {
+        router.setPolicies(policyTableFrom(msg.tenantKey, msg.policies));
+        post({ type: 'policies-set', seq: msg.seq, ok: true });
+      } catch (err) {
+        post({ type: 'policies-set', seq: msg.seq, ok: false, message: errorMessage(err) });
       }
       return;
     }

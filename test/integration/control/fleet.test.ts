@@ -239,11 +239,21 @@ describe('a fleet of three serve processes', () => {
     for (const c of await Promise.all(fleet.map(configOf))) expect(c.confidence).toBe(0.61);
   });
 
-  it('a tenant policy set through one replica is listed by every replica; a delete removes it everywhere', async () => {
+  it('a tenant policy set through one replica is listed and applied by every replica; a delete removes it everywhere', async () => {
     const r = await fleet[2]!.client.setTenantPolicy({ tenant: 'acme', confidence: 0.9, maxUncertainty: 0.1 });
     expect(r).toMatchObject({ tenant: 'acme', changed: true, policy: { tenant: 'acme', confidence: 0.9, max_uncertainty: 0.1 } });
     await waitFor(async () => (await Promise.all(fleet.map((m) => m.client.listTenantPolicies()))).every((l) => l.policies.length === 1 && l.policies[0]!.tenant === 'acme'), 5000, 'the policy on every replica');
+    // Every replica decides acme's requests under the policy, and everyone else's under the global one.
+    const policiesOf = async (m: Member, tenant: string | undefined) => {
+      const req = { ...makeRequest(`pol-${m.name}-${tenant ?? 'none'}-${Date.now()}`), ...(tenant ? { metadata: { tenant } } : {}) };
+      const res = await m.client.route(req);
+      return new Set(res.decisions.map((d) => (d as { policy?: string }).policy));
+    };
+    await waitFor(async () => (await Promise.all(fleet.map((m) => policiesOf(m, 'acme')))).every((p) => p.size === 1 && p.has('tenant:acme')), 5000, 'acme decided under its policy everywhere');
+    for (const m of fleet) expect([...(await policiesOf(m, 'other'))]).toEqual(['global']);
+    for (const m of fleet) expect([...(await policiesOf(m, undefined))]).toEqual(['global']);
     await fleet[0]!.client.deleteTenantPolicy('acme');
     await waitFor(async () => (await Promise.all(fleet.map((m) => m.client.listTenantPolicies()))).every((l) => l.policies.length === 0), 5000, 'the policy gone everywhere');
+    await waitFor(async () => (await Promise.all(fleet.map((m) => policiesOf(m, 'acme')))).every((p) => p.size === 1 && p.has('global')), 5000, 'acme back on the global policy everywhere');
   });
 });

@@ -40,13 +40,18 @@ export interface SpawnOptions {
   dist?: boolean;
 }
 
+/** `serve` from the sources (through tsx), or the built CLI as installed (bin/, running dist/). */
+export const SERVE_FROM_SOURCES: readonly string[] = ['--import', 'tsx', ENTRY];
+export const SERVE_BUILT: readonly string[] = [BIN, 'serve'];
+
 /** Starts `serve` on free ports without waiting for it (see waitReady). */
-export async function spawnServe(env: Record<string, string>, logFile: string, opts: SpawnOptions = {}): Promise<ServeChild> {
-  if (opts.dist && !existsSync(join(ROOT, 'dist', 'startup.js'))) throw new Error('dist/ is missing or stale: run `npm run build` first');
+export async function spawnServe(env: Record<string, string>, logFile: string, opts: SpawnOptions | readonly string[] = {}): Promise<ServeChild> {
+  const argv = Array.isArray(opts) ? (opts as readonly string[]) : (opts as SpawnOptions).dist ? SERVE_BUILT : SERVE_FROM_SOURCES;
+  if (argv === SERVE_BUILT && !existsSync(join(ROOT, 'dist', 'startup.js'))) throw new Error('dist/ is missing or stale: run `npm run build` first');
   const httpPort = await freePort();
   const grpcPort = await freePort();
   const out = createWriteStream(logFile, { flags: 'a' });
-  const proc = spawn(process.execPath, opts.dist ? [BIN, 'serve'] : ['--import', 'tsx', ENTRY], {
+  const proc = spawn(process.execPath, [...argv], {
     cwd: ROOT,
     env: { ...process.env, ...env, TD_HTTP_ADDR: `127.0.0.1:${httpPort}`, TD_GRPC_ADDR: `127.0.0.1:${grpcPort}` },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -81,7 +86,7 @@ export async function waitReady(child: ServeChild, logFile: string, readyTimeout
   }
 }
 
-export async function startServe(env: Record<string, string>, logFile: string, readyTimeoutMs = 60_000, opts: SpawnOptions = {}): Promise<ServeChild> {
+export async function startServe(env: Record<string, string>, logFile: string, readyTimeoutMs = 60_000, opts: SpawnOptions | readonly string[] = {}): Promise<ServeChild> {
   const child = await spawnServe(env, logFile, opts);
   await waitReady(child, logFile, readyTimeoutMs);
   return child;
@@ -92,7 +97,7 @@ export interface ServeChildren {
   readonly n: Names;
   readonly logFile: string;
   /** Starts a child with envFor(n, extra); it is SIGKILLed after the file's tests if still running. */
-  start(extra?: Record<string, string>): Promise<ServeChild>;
+  start(extra?: Record<string, string>, argv?: readonly string[]): Promise<ServeChild>;
 }
 
 /** Registers the tear-down (vitest afterAll): kill the children, drop the schema, delete the topics. */
@@ -108,8 +113,8 @@ export function serveChildren(prefix: string): ServeChildren {
   return {
     n,
     logFile,
-    async start(extra = {}) {
-      const child = await startServe(envFor(n, extra), logFile);
+    async start(extra = {}, argv = SERVE_FROM_SOURCES) {
+      const child = await startServe(envFor(n, extra), logFile, 60_000, argv);
       children.push(child);
       return child;
     },

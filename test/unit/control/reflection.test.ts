@@ -25,7 +25,8 @@ describe('the compiled descriptor set', () => {
     execFileSync(process.execPath, [join(ROOT, 'scripts/gen-descriptors.mjs'), fresh], { stdio: 'pipe' });
     const checkedIn = readFileSync(DESCRIPTORS_PATH);
     expect(checkedIn.equals(readFileSync(fresh)), 'proto/descriptors.binpb is stale: run `npm run proto:descriptors`').toBe(true);
-    expect(splitDescriptorSet(checkedIn).length).toBe(3);
+    // routing, fleet, control and the standard health service.
+    expect(splitDescriptorSet(checkedIn).length).toBe(4);
   });
 });
 
@@ -54,7 +55,7 @@ describe('a client built from reflection alone (Python descriptor_pool)', () => 
         stats: Record<string, any>;
       };
       expect(seen.services).toEqual(expect.arrayContaining(['tiny_dancer.v1.ControlPlane', 'grpc.health.v1.Health']));
-      expect(seen.files['tiny_dancer/v1/control.proto']).toEqual(['tiny_dancer/v1/routing.proto']);
+      expect(seen.files['tiny_dancer/v1/control.proto']).toEqual(['tiny_dancer/v1/routing.proto', 'tiny_dancer/v1/fleet.proto']);
       expect(seen.files['tiny_dancer/v1/routing.proto']).toEqual([]);
       expect(seen.files['health/v1/health.proto']).toEqual([]);
       expect(seen.reasons_entry).toEqual({ name: 'ReasonsEntry', map_entry: true });

@@ -412,3 +412,31 @@ describe('binding', () => {
     await expect(startControlServer({ target: new FakeTarget(), address: server.address })).rejects.toThrow(/cannot listen on/);
   });
 });
+
+describe('GetFleet', () => {
+  it('answers the target\'s fleet view, and FAILED_PRECONDITION for a target without one', async () => {
+    const { FleetTable } = await import('../../../src/control/fleet-table.js');
+    const { client } = await start();
+    const err = await rpcFailure(client().getFleet());
+    expect(err.message).toMatch(/FAILED_PRECONDITION: .*no fleet view/);
+
+    const table = new FleetTable('me');
+    const beat = {
+      host: 'h', version: '0.1.0', modelVersion: 'v1', policyRevision: 4, partitions: [0, 2], requestsPerSecond: 1.5, decisionsPerSecond: 6,
+      logBacklog: 0, breaker: 'closed' as const, lastApplyError: '', sentAt: 0, startedAt: 0, heartbeatMs: 1000, requests: 9, decisions: 36,
+      lightweight: 20, ready: true, controlAddress: 'x:1',
+    };
+    const now = Date.now();
+    table.upsert({ ...beat, instance: 'me' }, now, now);
+    table.upsert({ ...beat, instance: 'gone', lastApplyError: 'bad model' }, now - 60_000, now);
+    const target = Object.assign(new FakeTarget(), { fleet: (o: { includeStale: boolean }) => table.snapshot(Date.now(), o.includeStale, true) });
+    const withFleet = await start({ target });
+    const f = await withFleet.client().getFleet();
+    expect(f.answered_by).toBe('me');
+    expect(f.replicas.map((r) => [r.status!.instance, r.self, r.stale])).toEqual([['me', true, false]]);
+    expect(f.replicas[0]!.status).toMatchObject({ policy_revision: 4, partitions: [0, 2], breaker: 'closed', requests: 9 });
+    expect(f.totals).toMatchObject({ replicas: 1, stale: 1, partitions: 2, model_versions: { v1: 1 } });
+    const all = await withFleet.client().getFleet(true);
+    expect(all.replicas.map((r) => [r.status!.instance, r.stale, r.status!.last_apply_error])).toEqual([['me', false, ''], ['gone', true, 'bad model']]);
+  });
+});

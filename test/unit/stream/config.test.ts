@@ -25,7 +25,11 @@ describe('loadConfig', () => {
       dlq: 'routing.dlq',
       outcomes: 'routing.outcomes',
       control: 'routing.control',
+      status: 'routing.status',
     });
+    expect(c.tenantKey).toBe('tenant');
+    expect(c.heartbeatMs).toBe(2000);
+    expect(c.instanceId).toMatch(new RegExp(`-${process.pid}$`));
     expect(c.exactlyOnce).toBe(false);
     expect(c.groupId).toBe('tiny-dancer');
     expect(c.databaseUrl).toBe('postgres://postgres@127.0.0.1:5432/postgres');
@@ -40,6 +44,15 @@ describe('loadConfig', () => {
     expect(loadConfig({}).producerThread).toBe(true);
     expect(loadConfig({ TD_PRODUCER_THREAD: 'false' }).producerThread).toBe(false);
     expect(() => loadConfig({ TD_PRODUCER_THREAD: 'auto' })).toThrow(/^TD_PRODUCER_THREAD="auto" is invalid: expected true or false/);
+  });
+
+  it('exactly-once: TD_TRANSACTIONAL_ID prefixes the per-partition ids (default: the group id); TD_EOS_COMMIT_INTERVAL_MS 100 by default, validated', () => {
+    expect(loadConfig({}).transactionalId).toBe('tiny-dancer');
+    expect(loadConfig({ TD_GROUP_ID: 'g1' }).transactionalId).toBe('g1');
+    expect(loadConfig({ TD_GROUP_ID: 'g1', TD_TRANSACTIONAL_ID: 'tx' }).transactionalId).toBe('tx');
+    expect(loadConfig({}).eosCommitIntervalMs).toBe(100);
+    expect(loadConfig({ TD_EOS_COMMIT_INTERVAL_MS: '250' }).eosCommitIntervalMs).toBe(250);
+    for (const bad of ['0', 'soon', '-5', '1.5', '600000']) expect(configError({ TD_EOS_COMMIT_INTERVAL_MS: bad }).message).toMatch(/^TD_EOS_COMMIT_INTERVAL_MS=/);
   });
 
   it('TD_DECODE_IN_WORKERS: auto (the default) and true decode both encodings on the workers, false neither', () => {
@@ -115,6 +128,10 @@ describe('loadConfig', () => {
     expect(configError({ TD_CONFIDENCE_THRESHOLD: '1.5' }).message).toMatch(/^TD_CONFIDENCE_THRESHOLD="1.5".*\[0, 1\]/);
     expect(configError({ TD_LOG_LEVEL: 'loud' }).message).toMatch(/^TD_LOG_LEVEL="loud"/);
     expect(configError({ TD_BREAKER_ERROR_PERCENT: '0' }).message).toMatch(/^TD_BREAKER_ERROR_PERCENT="0"/);
+    expect(configError({ TD_HEARTBEAT_MS: '50' }).message).toMatch(/^TD_HEARTBEAT_MS="50" is invalid: expected a whole number in \[100, 600000\]/);
+    expect(configError({ TD_INSTANCE_ID: 'a b' }).message).toMatch(/^TD_INSTANCE_ID="a b" is invalid/);
+    expect(configError({ TD_TOPIC_STATUS: 'a/b' }).message).toMatch(/^TD_TOPIC_STATUS="a\/b" is invalid/);
+    expect(loadConfig({ TD_TENANT_KEY: 'customer', TD_INSTANCE_ID: 'pod-0', TD_HEARTBEAT_MS: '500' })).toMatchObject({ tenantKey: 'customer', instanceId: 'pod-0', heartbeatMs: 500 });
   });
 
   it('never echoes secrets in its errors', () => {

@@ -33,6 +33,7 @@ describe('decision encoding', () => {
       'reason',
       'metadata',
       'inference_time_us',
+      'policy',
     ]);
   });
 
@@ -58,7 +59,8 @@ describe('writeDecisionProto (the hand-written RoutingDecision encoder)', () => 
     reason: fc.constantFrom('model', 'breaker_open', 'uncertain', 'below_threshold'),
     metadata: fc.dictionary(text.filter((k) => k !== '__proto__'), text, { maxKeys: 4 }),
     inference_time_us: fc.oneof(fc.double({ min: 0, max: 1e6, noNaN: true }), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER })),
-  });
+    policy: fc.option(fc.oneof(fc.constant('global'), text.map((t) => `tenant:${t}`)), { nil: undefined }),
+  }, { requiredKeys: ['request_id', 'candidate_id', 'confidence', 'uncertainty', 'use_lightweight', 'rank', 'model_version', 'reason', 'metadata', 'inference_time_us'] });
 
   it('writes the same bytes as protobufjs, within its bound, and decodes back', () => {
     const RoutingDecision = loadSchema().RoutingDecision;
@@ -75,6 +77,7 @@ describe('writeDecisionProto (the hand-written RoutingDecision encoder)', () => 
         expect(back.request_id).toBe(d.request_id);
         expect(back.metadata).toEqual(d.metadata);
         expect(back.rank).toBe(d.rank);
+        expect(back.policy).toBe(d.policy ?? '');
       }),
       { numRuns: 500 },
     );

@@ -30,6 +30,7 @@ export const decision: RoutingDecision = {
   reason: 'model',
   metadata: { tier: 'small' },
   inference_time_us: 42,
+  policy: 'tenant:acme',
 };
 
 export function expectDecodeError(fn: () => unknown, kind: string, pattern: RegExp): void {
