@@ -9,7 +9,7 @@ import { costPrices } from '../../config.js';
 import { errorMessage } from '../../errors.js';
 import { costFigures, type CostFigures, type Prices } from '../../observe/cost.js';
 import type { DecisionCounts, DecisionStats } from '../../store/stats.js';
-import { databaseUrl, parseDuration, schemaName, type Env } from '../../feedback/cli-common.js';
+import { databaseUrl, parseDuration, schemaName, type Env } from '../common.js';
 
 export interface WindowRow {
   modelVersion: string | null;

@@ -13,9 +13,9 @@ import type {
   ReloadMessage,
   StatsMessage,
 } from '../../control/client.js';
-import type { ClientTlsFiles } from '../../control/tls.js';
 import { formatFleet } from './admin-fleet.js';
-import { FEEDBACK_ADMIN_USAGE, feedbackAdminCommand, runFeedbackAdmin } from '../../feedback/admin.js';
+import { FEEDBACK_ADMIN_USAGE, feedbackAdminCommand, runFeedbackAdmin } from './admin-models.js';
+import { clientTls } from '../common.js';
 
 export const summary = 'drive a running router (and its fleet) over gRPC: stats, reload, breaker, thresholds, policies, config';
 export const usage = `usage: tiny-dancer admin <command> [options]
@@ -93,7 +93,6 @@ const OPTIONS = {
   all: { type: 'boolean' },
 } as const;
 
-type Values = ReturnType<typeof parseCommandArgs<typeof OPTIONS>>['values'];
 
 const COMMAND_OPTIONS: Record<string, readonly (keyof typeof OPTIONS)[]> = {
   stats: ['watch', 'interval', 'count', 'since', 'database-url', 'schema'],
@@ -243,18 +242,6 @@ function formatConfig(c: ConfigMessage): string {
 
 // ---- the command ------------------------------------------------------------------------------
 
-function clientTls(v: Values): ClientTlsFiles | undefined {
-  const anyTls = v.tls || v['tls-ca'] !== undefined || v['tls-cert'] !== undefined || v['tls-key'] !== undefined || v['tls-server-name'] !== undefined;
-  if (!anyTls) return undefined;
-  if ((v['tls-cert'] === undefined) !== (v['tls-key'] === undefined)) throw new UsageError('--tls-cert and --tls-key go together (mutual TLS needs both)');
-  const tls: ClientTlsFiles = {};
-  if (v['tls-ca'] !== undefined) tls.caFile = v['tls-ca'];
-  if (v['tls-cert'] !== undefined) tls.certFile = v['tls-cert'];
-  if (v['tls-key'] !== undefined) tls.keyFile = v['tls-key'];
-  if (v['tls-server-name'] !== undefined) tls.serverName = v['tls-server-name'];
-  return tls;
-}
-
 function checkAddress(addr: string): string {
   if (!/^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$/.test(addr)) throw new UsageError(`--addr must be host:port, got '${addr}'`);
   return addr;
@@ -271,9 +258,9 @@ async function call<T>(what: string, p: Promise<T>): Promise<T> {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  // FEEDBACK (issue 8): `admin models` and `admin rollback VERSION` (model registry) live in
-  // src/feedback/admin.ts, with their own options (--database-url, --schema, --promoted-by).
-  if (feedbackAdminCommand(argv)) return runFeedbackAdmin(argv, process.env);
+  // `admin models` and `admin rollback VERSION` (the model registry) live in ./admin-models.ts,
+  // with their own options (--database-url, --schema, --promoted-by).
+  if (feedbackAdminCommand(argv, OPTIONS)) return runFeedbackAdmin(argv, process.env);
   const { values, positionals } = parseCommandArgs(argv, OPTIONS, true);
   const [command, ...rest] = positionals;
   if (!command) throw new UsageError('a command is required: stats, reload, breaker, thresholds, policy, config, health or fleet');

@@ -183,6 +183,6 @@ export async function run(argv: string[]): Promise<number> {
   };
   const config = loadConfig(process.env);
   const logger = createLogger({ level: config.logLevel, secrets: [config.adminToken] });
-  const { runService } = await import('./serve.js');
-  return runService({ config, logger, demo });
+  const { runService } = await import('../service.js');
+  return runService({ config, logger, onStarted: (app, stop) => startDemoTraffic(app, demo, () => stop('demo finished')) });
 }

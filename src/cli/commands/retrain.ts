@@ -6,7 +6,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { TinyDancerError, UsageError, errorMessage } from '../../errors.js';
 import { intArg, numberArg, parseCommandArgs } from '../args.js';
-import { TLS_OPTIONS, actor, clientTls, controlAddress, databaseUrl, parseDuration, schemaName } from '../../feedback/cli-common.js';
+import { TLS_OPTIONS, actor, clientTls, controlAddress, databaseUrl, parseDuration, schemaName } from '../common.js';
 import type { ModelEvaluation } from '../../feedback/evaluate.js';
 import type { RetrainResult } from '../../feedback/retrain.js';
 

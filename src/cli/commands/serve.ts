@@ -2,11 +2,10 @@
 // comes from the environment (SPEC §2), read once here. SIGTERM/SIGINT drain: stop fetching,
 // finish and commit what is in flight within TD_DRAIN_TIMEOUT_MS, exit 0. A second signal exits
 // at once (nothing is lost: uncommitted records are redelivered and the log is idempotent).
-import { loadConfig, type Config } from '../../config.js';
+import { loadConfig } from '../../config.js';
 import { errorMessage, oneLine } from '../../errors.js';
-import { createLogger, type Logger } from '../../observe/logger.js';
+import { createLogger } from '../../observe/logger.js';
 import type { DemoOptions } from './demo.js';
-import type { ControlEnv } from '../../control/tls.js';
 import { numberArg, parseCommandArgs } from '../args.js';
 
 export const summary = 'run the stream processor (Kafka in, decisions out, Postgres log, gRPC control, metrics)';
@@ -31,106 +30,6 @@ TD_STARTUP_TIMEOUT_MS (default 300000; 0 waits forever).
 
 Exit status: 0 after a clean stop (SIGTERM/SIGINT), 2 bad configuration, 1 start-up failure
 (including the start-up timeout) or a consumer that stopped for good.`;
-
-export interface ServiceOptions {
-  config: Config;
-  logger: Logger;
-  /** Synthetic traffic alongside (the demo). */
-  demo?: DemoOptions;
-  /** The control plane's TLS and message-size settings (TD_GRPC_TLS_*, TD_GRPC_MAX_MESSAGE_BYTES). */
-  control?: ControlEnv;
-}
-
-/** Runs the service until a signal (or the demo's duration); resolves with the exit status. */
-export async function runService(opts: ServiceOptions): Promise<number> {
-  const { config, logger } = opts;
-  const { createApp } = await import('../../app.js');
-  const { startControlServer } = await import('../../control/server.js');
-  // FEEDBACK (issue 8): the feedback loop's settings (TD_FEEDBACK*, TD_DRIFT_*), read here at the edge.
-  const { feedbackSettingsFromEnv } = await import('../../feedback/service.js');
-  const app = createApp({ config, logger, localBroker: true, feedback: feedbackSettingsFromEnv(process.env) });
-
-  let stopping = false;
-  let resolveStop!: (reason: string) => void;
-  const stopRequested = new Promise<string>((r) => (resolveStop = r));
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (stopping) {
-      logger.warn(`second ${signal}: exiting now; uncommitted records will be redelivered`);
-      process.exit(130);
-    }
-    stopping = true;
-    resolveStop(signal);
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
-  // The app gives up for good (its consumer stopped): stop as for a signal, then exit 1.
-  let fatal: string | undefined;
-  app.on('event', (e: { type: string; reason?: string }) => {
-    if (e.type !== 'fatal' || stopping) return;
-    stopping = true;
-    fatal = e.reason;
-    resolveStop(`fatal: ${e.reason}`);
-  });
-
-  // The control plane listens first: a port conflict fails at once, before Kafka and Postgres
-  // are touched, and gRPC answers (NOT_SERVING, then SERVING; calls that need the engine say
-  // UNAVAILABLE until it runs) by the time /readyz says ready — clients that wait for readiness
-  // can connect at once.
-  const control = await startControlServer({
-    target: app,
-    address: `${config.grpcAddr.host.includes(':') ? `[${config.grpcAddr.host}]` : config.grpcAddr.host}:${config.grpcAddr.port}`,
-    adminToken: config.adminToken,
-    ...(opts.control ?? {}),
-    logger,
-  }).catch((err: unknown) => {
-    process.off('SIGTERM', onSignal);
-    process.off('SIGINT', onSignal);
-    throw err;
-  });
-  logger.info('control plane listening', { address: control.address, adminCalls: config.adminToken ? 'token required' : 'refused (no TD_ADMIN_TOKEN)' });
-
-  // A signal during start-up stops the start instead of waiting for it to finish.
-  const starting = app.start();
-  let early: string | undefined;
-  try {
-    early = await Promise.race([starting.then(() => undefined), stopRequested]);
-  } catch (err) {
-    await control.close({ timeoutMs: 2000 }).catch(() => {});
-    process.off('SIGTERM', onSignal);
-    process.off('SIGINT', onSignal);
-    throw err;
-  }
-  if (early !== undefined) {
-    logger.info(`stopping during start-up (${early})`);
-    starting.catch(() => {});
-    await control.close({ timeoutMs: 2000 }).catch(() => {});
-    await app.stop();
-    process.off('SIGTERM', onSignal);
-    process.off('SIGINT', onSignal);
-    setTimeout(() => process.exit(fatal === undefined ? 0 : 1), 3000).unref();
-    if (fatal !== undefined) throw new Error(fatal);
-    return 0;
-  }
-
-  let demo: { stop(): Promise<void> } | undefined;
-  if (opts.demo) {
-    const { startDemoTraffic } = await import('./demo.js');
-    demo = await startDemoTraffic(app, opts.demo, () => resolveStop('demo finished'));
-  }
-
-  const reason = await stopRequested;
-  logger.info(`stopping (${reason})`);
-  await demo?.stop().catch(() => {});
-  await control.close({ timeoutMs: 2000 }).catch(() => {});
-  const { clean } = await app.stop();
-  process.off('SIGTERM', onSignal);
-  process.off('SIGINT', onSignal);
-  // Whatever a library left scheduled must not hold the process after a drain.
-  setTimeout(() => process.exit(fatal === undefined ? 0 : 1), 3000).unref();
-  if (!clean) logger.warn('stopped before everything was committed; the rest will be redelivered');
-  if (fatal !== undefined) throw new Error(fatal);
-  return 0;
-}
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, {
@@ -169,12 +68,9 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
 
-  return runService({
-    config,
-    logger,
-    control,
-    ...(values.demo
-      ? { demo: { rate: numberArg('rate', values.rate, 20, 0.1, 100_000), encoding: 'mixed' as const, badRate: 0.02, summaryEveryMs: 3000 } }
-      : {}),
-  });
+  const { runService } = await import('../service.js');
+  if (!values.demo) return runService({ config, logger, control });
+  const demo: DemoOptions = { rate: numberArg('rate', values.rate, 20, 0.1, 100_000), encoding: 'mixed', badRate: 0.02, summaryEveryMs: 3000 };
+  const { startDemoTraffic } = await import('./demo.js');
+  return runService({ config, logger, control, onStarted: (app, stop) => startDemoTraffic(app, demo, () => stop('demo finished')) });
 }

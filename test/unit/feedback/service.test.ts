@@ -1,7 +1,7 @@
 import client from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { feedbackAdminCommand } from '../../../src/feedback/admin.js';
-import { actor, parseDuration } from '../../../src/feedback/cli-common.js';
+import { feedbackAdminCommand } from '../../../src/cli/commands/admin-models.js';
+import { actor, parseDuration } from '../../../src/cli/common.js';
 import { splitByRecency, type FeedbackExample } from '../../../src/feedback/dataset.js';
 import { createFeedbackMetrics, recordDrift } from '../../../src/feedback/metrics.js';
 import { CalibrationMonitor } from '../../../src/feedback/monitor.js';
@@ -86,7 +86,8 @@ describe('CLI helpers', () => {
   it('finds admin models/rollback among options with values', () => {
     expect(feedbackAdminCommand(['models'])).toBe('models');
     expect(feedbackAdminCommand(['--json', 'models', '--schema', 'x'])).toBe('models');
-    expect(feedbackAdminCommand(['--addr', 'models:1', 'stats'])).toBeUndefined();
+    expect(feedbackAdminCommand(['--addr', 'models:1', 'stats'], { addr: { type: 'string' } })).toBeUndefined();
+    expect(feedbackAdminCommand(['--', 'models'])).toBeUndefined();
     expect(feedbackAdminCommand(['--addr', 'h:1', 'rollback', 'v1'])).toBe('rollback');
     expect(feedbackAdminCommand(['stats', 'models'])).toBeUndefined();
     expect(feedbackAdminCommand([])).toBeUndefined();

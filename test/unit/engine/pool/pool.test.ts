@@ -3,16 +3,16 @@
 // bad models are refused, the queue is bounded and close() is bounded.
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { InvalidInputError, ModelError } from '../../../src/errors.js';
-import { defaultModelPath } from '../../../src/engine/model.js';
-import { PoolClosedError, PoolSaturatedError, WorkerCrashedError } from '../../../src/engine/pool/errors.js';
-import { RouterPool } from '../../../src/engine/pool/pool.js';
-import { Router } from '../../../src/engine/router.js';
-import { readSafetensors, writeSafetensors } from '../../../src/engine/safetensors.js';
-import type { RoutingRequest, RoutingResponse } from '../../../src/engine/types.js';
-import { EMPTY_METADATA, validateRequest } from '../../../src/engine/validate.js';
-import { FEATURE_COUNT, extractFeatures, resolveFeatureConfig } from '../../../src/engine/features.js';
-import { encodeRequest } from '../../../src/wire/index.js';
+import { InvalidInputError, ModelError } from '../../../../src/errors.js';
+import { defaultModelPath } from '../../../../src/engine/model.js';
+import { PoolClosedError, PoolSaturatedError, WorkerCrashedError } from '../../../../src/engine/pool/errors.js';
+import { RouterPool } from '../../../../src/engine/pool/pool.js';
+import { Router } from '../../../../src/engine/router.js';
+import { readSafetensors, writeSafetensors } from '../../../../src/engine/safetensors.js';
+import type { RoutingRequest, RoutingResponse } from '../../../../src/engine/types.js';
+import { EMPTY_METADATA, validateRequest } from '../../../../src/engine/validate.js';
+import { FEATURE_COUNT, extractFeatures, resolveFeatureConfig } from '../../../../src/engine/features.js';
+import { encodeRequest } from '../../../../src/wire/index.js';
 
 const NOW = 1_700_000_000;
 const features = { nowSeconds: NOW };

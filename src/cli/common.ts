@@ -1,4 +1,4 @@
-// Helpers shared by `tiny-dancer retrain` and `tiny-dancer admin models|rollback`: argument
+// Helpers shared by the `tiny-dancer` commands (retrain, admin and its models|rollback): argument
 // forms, the database and control-plane connections, and who is acting. The commands pass the
 // environment in; nothing here reads process.env.
 import { userInfo } from 'node:os';

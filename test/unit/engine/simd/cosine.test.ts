@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { cosineBatchSimd, firstNonFinite, simdAvailable, stagingEmbeddings, setSimdEnabled } from '../../../src/engine/simd/cosine.js';
-import { buildCosineModule } from '../../../src/engine/simd/cosine-module.js';
-import { sleb, uleb } from '../../../src/engine/simd/wasm-encoder.js';
-import { cosineBatch, cosineBatchScalar } from '../../../src/engine/features.js';
+import { cosineBatchSimd, firstNonFinite, simdAvailable, stagingEmbeddings, setSimdEnabled } from '../../../../src/engine/simd/cosine.js';
+import { buildCosineModule } from '../../../../src/engine/simd/cosine-module.js';
+import { sleb, uleb } from '../../../../src/engine/simd/wasm-encoder.js';
+import { cosineBatch, cosineBatchScalar } from '../../../../src/engine/features.js';
 
 /** The straightforward definition, in float64: dot / (|q| |e|), 0 when a norm is 0. */
 function reference(q: Float32Array, e: Float32Array, n: number, dim: number): number[] {

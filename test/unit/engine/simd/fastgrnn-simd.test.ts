@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { encodeModel, forward, parseModel, type ModelParams } from '../../../src/engine/model.js';
-import { MAX_UNROLLED_WEIGHTS, cellSimdAvailable, scoreRowsSimd, setCellSimdEnabled } from '../../../src/engine/simd/fastgrnn-simd.js';
-import { StagedArrays } from '../../../src/engine/simd/staging.js';
-import { validateRequest } from '../../../src/engine/validate.js';
-import { DEFAULT_FEATURE_CONFIG, FEATURE_COUNT, extractFeatures } from '../../../src/engine/features.js';
+import { encodeModel, forward, parseModel, type ModelParams } from '../../../../src/engine/model.js';
+import { MAX_UNROLLED_WEIGHTS, cellSimdAvailable, scoreRowsSimd, setCellSimdEnabled } from '../../../../src/engine/simd/fastgrnn-simd.js';
+import { StagedArrays } from '../../../../src/engine/simd/staging.js';
+import { validateRequest } from '../../../../src/engine/validate.js';
+import { DEFAULT_FEATURE_CONFIG, FEATURE_COUNT, extractFeatures } from '../../../../src/engine/features.js';
 
 function rng(seed: number): () => number {
   let s = seed >>> 0 || 1;

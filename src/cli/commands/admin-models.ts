@@ -1,11 +1,12 @@
-// `tiny-dancer admin models` and `tiny-dancer admin rollback VERSION` (issue 8), dispatched to
-// from src/cli/commands/admin.ts. `models` lists the model registry; `rollback` restores a
+// `tiny-dancer admin models` and `tiny-dancer admin rollback VERSION`, dispatched to from
+// ./admin.ts. `models` lists the model registry; `rollback` restores a
 // registered version through the same validated ReloadModel as every other reload (the file's
 // SHA-256 checked against the registry first), then records who did it and when.
-import { UsageError, errorMessage } from '../errors.js';
-import { intArg, numberArg, parseCommandArgs } from '../cli/args.js';
-import { TLS_OPTIONS, actor, clientTls, controlAddress, databaseUrl, schemaName, type Env } from './cli-common.js';
-import type { RegistryEntry } from './registry.js';
+import { parseArgs } from 'node:util';
+import { UsageError, errorMessage } from '../../errors.js';
+import { intArg, numberArg, parseCommandArgs } from '../args.js';
+import { TLS_OPTIONS, actor, clientTls, controlAddress, databaseUrl, schemaName, type Env } from '../common.js';
+import type { RegistryEntry } from '../../feedback/registry.js';
 
 export const FEEDBACK_ADMIN_COMMANDS = ['models', 'rollback'] as const;
 export type FeedbackAdminCommand = (typeof FEEDBACK_ADMIN_COMMANDS)[number];
@@ -18,26 +19,6 @@ export const FEEDBACK_ADMIN_USAGE = `  models [--limit N]    the model registry:
                         registry's SHA-256, then reloaded through the control plane like
                         'reload' (needs TD_ADMIN_TOKEN); recorded as promoted by NAME`;
 
-/** Options of `admin` that take a value, to find the subcommand among the arguments. */
-const VALUE_OPTIONS = new Set([
-  '--addr', '--timeout', '--tls-ca', '--tls-cert', '--tls-key', '--tls-server-name', '--interval', '--count', '--confidence',
-  '--max-uncertainty', '--database-url', '--schema', '--limit', '--promoted-by',
-]);
-
-/** The admin subcommand when it is one of ours (models, rollback), else undefined. */
-export function feedbackAdminCommand(argv: readonly string[]): FeedbackAdminCommand | undefined {
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--') return undefined;
-    if (a.startsWith('-')) {
-      if (VALUE_OPTIONS.has(a)) i++;
-      continue;
-    }
-    return (FEEDBACK_ADMIN_COMMANDS as readonly string[]).includes(a) ? (a as FeedbackAdminCommand) : undefined;
-  }
-  return undefined;
-}
-
 const OPTIONS = {
   json: { type: 'boolean' },
   'database-url': { type: 'string' },
@@ -48,6 +29,22 @@ const OPTIONS = {
   'promoted-by': { type: 'string' },
   ...TLS_OPTIONS,
 } as const;
+
+type OptionSpec = Record<string, { type: 'string' | 'boolean' }>;
+
+/**
+ * The admin subcommand when it is one of ours (models, rollback), else undefined. `adminOptions`
+ * are the other admin subcommands' options: with every option's arity known, node's own parser
+ * finds the first positional, so `--addr models:1 stats` is not taken for `models`.
+ */
+export function feedbackAdminCommand(argv: readonly string[], adminOptions: OptionSpec = {}): FeedbackAdminCommand | undefined {
+  const { tokens } = parseArgs({ args: [...argv], options: { ...adminOptions, ...OPTIONS }, strict: false, allowPositionals: true, tokens: true });
+  for (const t of tokens) {
+    if (t.kind === 'option-terminator') return undefined;
+    if (t.kind === 'positional') return (FEEDBACK_ADMIN_COMMANDS as readonly string[]).includes(t.value) ? (t.value as FeedbackAdminCommand) : undefined;
+  }
+  return undefined;
+}
 
 const ONLY_ROLLBACK = ['addr', 'timeout', 'promoted-by', 'tls', 'tls-ca', 'tls-cert', 'tls-key', 'tls-server-name'];
 
@@ -84,11 +81,11 @@ export async function runFeedbackAdmin(argv: string[], env: Env): Promise<number
     if (v.limit !== undefined) throw new UsageError("--limit does not apply to 'admin rollback'");
   }
   const limit = intArg('limit', v.limit, 1000, 1, 1_000_000);
-  const { createPool, redactUrl } = await import('../store/index.js');
-  const { loadPgTls } = await import('../config-security.js');
+  const { createPool, redactUrl } = await import('../../store/index.js');
+  const { loadPgTls } = await import('../../config-security.js');
   const url = databaseUrl(v['database-url'], env, redactUrl);
   const schema = schemaName(v.schema, env);
-  const { ModelRegistry } = await import('./registry.js');
+  const { ModelRegistry } = await import('../../feedback/registry.js');
   const out = (s: string) => void process.stdout.write(`${s}\n`);
 
   if (command === 'models') {
@@ -113,8 +110,8 @@ export async function runFeedbackAdmin(argv: string[], env: Env): Promise<number
   const timeoutS = numberArg('timeout', v.timeout, 30, 0.1, 3600);
   const tls = clientTls(v);
   const by = actor(v['promoted-by'], env);
-  const { ControlClient } = await import('../control/client.js');
-  const { activateVersion } = await import('./promote.js');
+  const { ControlClient } = await import('../../control/client.js');
+  const { activateVersion } = await import('../../feedback/promote.js');
   const pool = createPool({ url, tls: loadPgTls(env), max: 1, applicationName: 'tiny-dancer admin rollback' });
   const client = new ControlClient({ address, token, ...(tls ? { tls } : {}), deadlineMs: timeoutS * 1000 });
   try {

@@ -5,12 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { describeConfig, loadConfig } from '../../../src/config.js';
-import { loadKafkaSecurity } from '../../../src/config-security.js';
-import { ConfigError } from '../../../src/errors.js';
-import { createLogger } from '../../../src/observe/logger.js';
-import { clientSecurity } from '../../../src/stream/security.js';
-import { pgConnection } from '../../../src/store/tls.js';
+import { describeConfig, loadConfig } from '../../src/config.js';
+import { loadKafkaSecurity } from '../../src/config-security.js';
+import { ConfigError } from '../../src/errors.js';
+import { createLogger } from '../../src/observe/logger.js';
+import { clientSecurity } from '../../src/stream/security.js';
+import { pgConnection } from '../../src/store/tls.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'td-sec-unit-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -2,10 +2,10 @@
 // up at the deadline (also in the middle of a slow attempt), stops on abort, reports what it
 // waits for as readiness checks, and logs one line per window rather than one per attempt.
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../../src/config.js';
-import { ControlError } from '../../../src/control/target.js';
-import { createLogger } from '../../../src/observe/logger.js';
-import { StartupPatience, StartupTimeoutError } from '../../../src/startup.js';
+import { loadConfig } from '../../src/config.js';
+import { ControlError } from '../../src/control/target.js';
+import { createLogger } from '../../src/observe/logger.js';
+import { StartupPatience, StartupTimeoutError } from '../../src/startup.js';
 
 function logged() {
   const lines: Array<{ level: string; msg: string } & Record<string, unknown>> = [];
