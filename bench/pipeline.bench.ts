@@ -25,6 +25,10 @@
 // BENCH_LATENCY_SECONDS, BENCH_ROUNDS, BENCH_MODES (passthrough,serve,eos,workers),
 // BENCH_ENCODINGS, BENCH_CANDIDATES (10,100), BENCH_SERVE_NODE_ARGS (node flags for the serve
 // child, e.g. --cpu-prof).
+// Tracing cost: BENCH_MODES=passthrough,workers,untraced runs serve as deployed (decoding on the
+// workers) with TD_TRACING on and off, interleaved; BENCH_TRACEPARENT=1 gives every request
+// record a traceparent and tracestate of its own, so the traced path does its full work (no SDK
+// is registered in serve: the cost measured is that of the API's no-op spans and the headers).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -101,8 +105,10 @@ async function childPassthrough(): Promise<void> {
 // =============================================================================================
 // Orchestrator
 
-/** `count` encoded requests with ids `${prefix}-${i}`. */
+/** `count` encoded requests with ids `${prefix}-${i}`; with BENCH_TRACEPARENT=1 each in a trace of its own. */
 function makeRecords(prefix: string, count: number, encoding: Encoding, seed: number, candidates: number): { key: string; value: Buffer; headers: Record<string, string> }[] {
+  // Trace ids from a generator of their own: the requests are the same with or without them.
+  const ids = process.env.BENCH_TRACEPARENT === '1' ? new Rng(seed + 1_000_003) : undefined;
   const rng = new Rng(seed);
   const r = (): number => rng.next();
   const now = Math.floor(Date.now() / 1000);
@@ -126,7 +132,13 @@ function makeRecords(prefix: string, count: number, encoding: Encoding, seed: nu
       })),
       metadata: { domain: 'bench' },
     };
-    out.push({ key: req.request_id, value: encodeRequest(req, encoding), headers: { 'content-type': CONTENT_TYPES[encoding] } });
+    const headers: Record<string, string> = { 'content-type': CONTENT_TYPES[encoding] };
+    if (ids) {
+      const hex = (digits: number) => Array.from({ length: digits / 8 }, () => Math.floor(ids.next() * 2 ** 32).toString(16).padStart(8, '0')).join('');
+      headers.traceparent = `00-${hex(32)}-${hex(16)}-01`;
+      headers.tracestate = 'bench=1';
+    }
+    out.push({ key: req.request_id, value: encodeRequest(req, encoding), headers });
   }
   return out;
 }
@@ -267,7 +279,7 @@ async function metricValue(url: string, name: string): Promise<number | undefine
   }
 }
 
-type Mode = 'passthrough' | 'serve' | 'serve, exactly-once' | 'serve, decode in workers';
+type Mode = 'passthrough' | 'serve' | 'serve, exactly-once' | 'serve, decode in workers' | 'serve, decode in workers, tracing off';
 
 interface Result {
   mode: Mode;
@@ -363,8 +375,9 @@ async function runMode(
     TD_FEEDBACK: 'false',
     TD_LOG_LEVEL: 'info',
     BENCH_PASSTHROUGH_OUT: topics.passthrough,
-    TD_DECODE_IN_WORKERS: mode === 'serve, decode in workers' ? 'true' : 'false',
+    TD_DECODE_IN_WORKERS: mode === 'serve, decode in workers' || mode === 'serve, decode in workers, tracing off' ? 'true' : 'false',
     TD_EXACTLY_ONCE: mode === 'serve, exactly-once' ? 'true' : 'false',
+    TD_TRACING: mode === 'serve, decode in workers, tracing off' ? 'off' : 'on',
   };
   const child = spawnChild(kind, env);
   let maxRss = 0;
@@ -521,9 +534,10 @@ async function orchestrate(): Promise<void> {
   ].filter((x) => wantedCandidates.includes(x.candidates));
   const latencySeconds = num('BENCH_LATENCY_SECONDS', QUICK ? 3 : 5);
   const rounds = num('BENCH_ROUNDS', QUICK ? 1 : 3);
-  const allModes = ['passthrough', 'serve', 'serve, exactly-once', 'serve, decode in workers'] as const;
-  const modeKey = (m: Mode) => (m === 'serve, decode in workers' ? 'workers' : m === 'serve, exactly-once' ? 'eos' : m);
-  // BENCH_MODES=serve,eos (comma list: passthrough, serve, eos, workers) and BENCH_ENCODINGS=protobuf narrow a run.
+  const allModes = ['passthrough', 'serve', 'serve, exactly-once', 'serve, decode in workers', 'serve, decode in workers, tracing off'] as const;
+  const modeKey = (m: Mode) =>
+    m === 'serve, decode in workers' ? 'workers' : m === 'serve, exactly-once' ? 'eos' : m === 'serve, decode in workers, tracing off' ? 'untraced' : m;
+  // BENCH_MODES=serve,eos (comma list: passthrough, serve, eos, workers, untraced) and BENCH_ENCODINGS=protobuf narrow a run.
   const wanted = (process.env.BENCH_MODES ?? 'passthrough,serve,eos,workers').split(',').map((m) => m.trim());
   const modes = allModes.filter((m) => wanted.includes(modeKey(m)));
   const encodings = (process.env.BENCH_ENCODINGS ?? 'protobuf,json').split(',').map((e) => e.trim());
@@ -579,7 +593,7 @@ async function orchestrate(): Promise<void> {
   );
   const table = [
     `pipeline benchmark — ${DIM}-dim embeddings; ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}, node ${process.version}`,
-    `serve ran ${serveEntry().label}; the passthrough through tsx. Medians of ${rounds} interleaved round(s).`,
+    `serve ran ${serveEntry().label}; the passthrough through tsx. Medians of ${rounds} interleaved round(s).${process.env.BENCH_TRACEPARENT === '1' ? ' Every request carried a traceparent (BENCH_TRACEPARENT=1).' : ''}`,
     '',
     '| mode | encoding | candidates | N | throughput, req/s (rounds) | vs passthrough | vs serve (at-least-once) | CPU ms/req | latency p50 / p99 ms (at rate) | max RSS MB | log backlog max | all rows durable at commit |',
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |',
@@ -590,7 +604,11 @@ async function orchestrate(): Promise<void> {
   process.stdout.write(`${table}\n`);
   mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  const json = JSON.stringify({ at: new Date().toISOString(), node: process.version, cpus: cpus().length, loadavg: loadavg(), rows, runs: results }, null, 2);
+  const json = JSON.stringify(
+    { at: new Date().toISOString(), node: process.version, cpus: cpus().length, loadavg: loadavg(), traceparent: process.env.BENCH_TRACEPARENT === '1', rows, runs: results },
+    null,
+    2,
+  );
   writeFileSync(new URL(`./results/pipeline-${stamp}.json`, import.meta.url), json);
   writeFileSync(new URL('./results/pipeline-latest.json', import.meta.url), json);
 }

@@ -143,6 +143,8 @@ export interface Config {
   startupTimeoutMs: number;
   /** Consumer lag is sampled this often. */
   lagIntervalMs: number;
+  /** TD_TRACING: one OpenTelemetry span per request (on, the default) or none (off). */
+  tracing: boolean;
   /** /healthz fails when the event loop was blocked longer than this. */
   maxEventLoopDelayMs: number;
   logLevel: LogLevel;
@@ -239,6 +241,16 @@ function boolVar<F extends boolean | 'auto' = boolean>(env: Env, name: string, f
   if (['true', '1', 'yes', 'on'].includes(l)) return true;
   if (['false', '0', 'no', 'off'].includes(l)) return false;
   return bad(name, v, fallback === 'auto' ? 'expected true, false or auto' : 'expected true or false');
+}
+
+/** A switch spelled `on` or `off`. */
+function onOffVar(env: Env, name: string, fallback: boolean): boolean {
+  const v = raw(env, name);
+  if (v === undefined) return fallback;
+  const l = v.toLowerCase();
+  if (l === 'on') return true;
+  if (l === 'off') return false;
+  return bad(name, v, 'expected on or off');
 }
 
 function hostPort(name: string, value: string): HostPort {
@@ -411,6 +423,7 @@ export function loadConfig(env: Env = process.env): Config {
     // Kafka's brokers accept 6 s .. 5 min by default (group.min/max.session.timeout.ms).
     sessionTimeoutMs: intVar(env, 'TD_SESSION_TIMEOUT_MS', 30_000, 6000, 300_000),
     lagIntervalMs: intVar(env, 'TD_LAG_INTERVAL_MS', 5000, 100, 3_600_000),
+    tracing: onOffVar(env, 'TD_TRACING', true),
     maxEventLoopDelayMs: intVar(env, 'TD_MAX_EVENT_LOOP_DELAY_MS', 5000, 10, 600_000),
     logLevel: level as LogLevel,
     tenantKey: tenantKeyVar(env),

@@ -72,6 +72,8 @@ export interface DecisionRow {
   source_offset?: string | number | bigint | null;
   /** The policy that decided it ('global', 'tenant:<name>'); NULL when not given. */
   policy?: string | undefined;
+  /** The request's W3C trace id (32 hex digits), when it came with a trace context. */
+  trace_id?: string | null | undefined;
 }
 
 /** Sequence number of the last row of an append(); pass it to flushed(). */
@@ -203,6 +205,7 @@ const COLUMNS = [
   'source_partition',
   'source_offset',
   'policy',
+  'trace_id',
 ] as const;
 
 function insertSql(schema: string): string {
@@ -215,11 +218,12 @@ function insertSql(schema: string): string {
 SELECT request_id, candidate_id, rank, confidence, uncertainty, use_lightweight, reason, model_version,
        inference_time_us, to_timestamp(decided_ms / 1000.0::float8),
        CASE WHEN f_len IS NULL THEN NULL ELSE ($11::real[])[f_off + 1 : f_off + f_len] END,
-       metadata, source_topic, source_partition, source_offset, policy
+       metadata, source_topic, source_partition, source_offset, policy, trace_id
 FROM unnest($1::text[], $2::text[], $3::int4[], $4::float4[], $5::float4[], $6::bool[], $7::text[], $8::text[],
-            $9::float8[], $10::float8[], $12::jsonb[], $13::text[], $14::int4[], $15::int8[], $16::int4[], $17::int4[], $18::text[])
+            $9::float8[], $10::float8[], $12::jsonb[], $13::text[], $14::int4[], $15::int8[], $16::int4[], $17::int4[], $18::text[],
+            $19::text[])
   AS u(request_id, candidate_id, rank, confidence, uncertainty, use_lightweight, reason, model_version,
-       inference_time_us, decided_ms, metadata, source_topic, source_partition, source_offset, f_off, f_len, policy)
+       inference_time_us, decided_ms, metadata, source_topic, source_partition, source_offset, f_off, f_len, policy, trace_id)
 ON CONFLICT (request_id, candidate_id) DO NOTHING`;
 }
 
@@ -279,7 +283,7 @@ const NEEDS_ESCAPE = /["\\]/;
 const ESCAPED = /["\\]/g;
 
 /**
- * The 18 bind parameters of a batch ($1..$18 of the insert), each an array literal in Postgres's
+ * The 19 bind parameters of a batch ($1..$19 of the insert), each an array literal in Postgres's
  * text form. Throws RowEncodingError for a row JavaScript cannot encode (the batch is then split
  * to find it, like a row Postgres refuses).
  *
@@ -290,7 +294,7 @@ const ESCAPED = /["\\]/g;
  */
 export function encodeBatch(rows: readonly DecisionRow[], times: readonly number[]): string[] {
   const n = rows.length;
-  const cols = new Array<string>(18).fill('');
+  const cols = new Array<string>(19).fill('');
   // $11: every row's features, flattened into one numeric literal ($16/$17: offset and length).
   let flat = '';
   let flatLen = 0;
@@ -314,6 +318,7 @@ export function encodeBatch(rows: readonly DecisionRow[], times: readonly number
     const off = offsetText(r.source_offset);
     cols[14] += sep + (off === null ? 'NULL' : quoted(off));
     cols[17] += sep + (r.policy == null ? 'NULL' : text(r.policy));
+    cols[18] += sep + (r.trace_id == null ? 'NULL' : text(r.trace_id));
     const f = r.features;
     if (f == null) {
       cols[15] += `${sep}NULL`;
@@ -330,7 +335,7 @@ export function encodeBatch(rows: readonly DecisionRow[], times: readonly number
       }
     }
   }
-  for (let c = 0; c < 18; c++) cols[c] = `{${c === 10 ? flat : cols[c]}}`;
+  for (let c = 0; c < 19; c++) cols[c] = `{${c === 10 ? flat : cols[c]}}`;
   return cols;
 }
 

@@ -93,6 +93,18 @@ CREATE UNIQUE INDEX model_registry_one_active_idx ON {{schema}}.model_registry (
 `,
   },
   {
+    version: 4,
+    name: 'routing_decisions_trace_id',
+    // The W3C trace id of the request a decision answered (docs/contracts.md §11), so a trace can
+    // be followed from a tracing backend to its rows. Nullable: older rows and requests without a
+    // trace context have none. Indexed for that lookup, partially: most rows may have none.
+    sql: `
+ALTER TABLE {{schema}}.routing_decisions
+  ADD COLUMN trace_id text CHECK (trace_id ~ '^[0-9a-f]{32}$');
+CREATE INDEX routing_decisions_trace_id_idx ON {{schema}}.routing_decisions (trace_id) WHERE trace_id IS NOT NULL;
+`,
+  },
+  {
     version: 5,
     name: 'routing_decisions_policy',
     // The policy whose thresholds decided each decision ('global', 'tenant:<name>';

@@ -13,6 +13,7 @@ import { InvalidInputError, errorMessage, oneLine } from '../errors.js';
 import type { ScoreResult } from '../resilience/breaker.js';
 import { DecodeError } from '../wire/errors.js';
 import { getHeader, type Encoding, type Headers } from '../wire/headers.js';
+import type { RequestTrace } from '../observe/tracing.js';
 import { dlqMessage } from './dlq.js';
 import { DECISION_HEADERS, decisionMessages } from './producer.js';
 import { ROUTE, type RecordWriter } from './records.js';
@@ -25,6 +26,8 @@ export interface LoggedDecision extends RoutingDecision {
   source_topic: string;
   source_partition: number;
   source_offset: string;
+  /** The request's W3C trace id, when its record carried a trace context (or a span began one). */
+  trace_id?: string | undefined;
 }
 
 /** A request record as the chunk stage needs it (a kafkajs KafkaMessage fits). */
@@ -46,8 +49,10 @@ export type Outcome =
       scored: ScoreResult;
       /** The request, when it was decoded on this thread (features are computed from it if the engine shipped none). */
       request?: ValidatedRequest | undefined;
+      /** Its trace context and span (../observe/tracing.ts), ended here. */
+      trace?: RequestTrace | undefined;
     }
-  | { ok: false; message: ChunkMessage; encoding: Encoding; error: unknown };
+  | { ok: false; message: ChunkMessage; encoding: Encoding; error: unknown; trace?: RequestTrace | undefined };
 
 /** Why a record went to the DLQ, as the metrics label it. */
 export type RejectKind = 'invalid' | 'internal' | DecodeError['kind'];
@@ -111,6 +116,8 @@ export function buildChunk<W extends RecordWriter>(
     if (!o.ok) {
       const m = o.message;
       const dead = dlqMessage({ topic, partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers }, rejectReason(o.error));
+      if (o.trace?.headers) Object.assign(dead.headers, o.trace.headers);
+      o.trace?.rejected(rejectReason(o.error));
       records.add(ROUTE.dlq, dead.key, dead.value, dead.headers);
       chunk.rejected++;
       observer.rejected?.(rejectKind(o.error), o.encoding, o.error, m);
@@ -128,7 +135,8 @@ export function buildChunk<W extends RecordWriter>(
 /** The Kafka records of one decided request. */
 export function requestRecords(topic: string, partition: number, o: Extract<Outcome, { ok: true }>, out: RecordWriter): void {
   const correlation = getHeader(o.message.headers, DECISION_HEADERS.correlationId) ?? `${topic}/${partition}/${o.message.offset}`;
-  decisionMessages(o.scored.response, o.encoding, correlation, out);
+  decisionMessages(o.scored.response, o.encoding, correlation, out, o.trace?.headers);
+  o.trace?.decided(o.scored.response.decisions, o.scored.fallback);
 }
 
 /** The decision-log rows of one decided request. */
@@ -164,6 +172,7 @@ function requestRows(topic: string, partition: number, o: Extract<Outcome, { ok:
       source_partition: partition,
       source_offset: o.message.offset,
       policy: d.policy,
+      trace_id: o.trace?.traceId,
     });
     observer.decision?.(d);
   }

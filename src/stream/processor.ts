@@ -39,6 +39,7 @@ import { AtLeastOnceSink } from './alo-sink.js';
 import type { ScoringBreaker } from '../resilience/breaker.js';
 import { buildChunk, type Chunk, type ChunkObserver } from './chunk.js';
 import { scoreRecord, type Decoder, type Scoring } from './score.js';
+import { RequestTracer } from '../observe/tracing.js';
 import { decodeRequest } from '../engine/decode.js';
 import type { Encoding } from '../wire/headers.js';
 import { CommitScheduler } from './commit-scheduler.js';
@@ -193,6 +194,7 @@ export class Processor extends EventEmitter {
       decode: opts.decode ?? ((value, encoding) => decodeRequest(value, encoding, { maxBytes })),
       encodedScoring: opts.encodedScoring,
       maxMessageBytes: maxBytes,
+      tracer: new RequestTracer({ enabled: opts.config.tracing }),
     };
     this.#commits = new CommitScheduler({
       commit: (offsets) => this.#consumer!.commitOffsets(offsets),
@@ -527,7 +529,7 @@ export class Processor extends EventEmitter {
     this.#o.metrics.inFlight.set(this.#slots.inUse);
     try {
       this.counters.consumed += messages.length;
-      const outcomes = await Promise.all(messages.map((msg) => scoreRecord(msg, this.#scoring)));
+      const outcomes = await Promise.all(messages.map((msg) => scoreRecord(msg, this.#scoring, topic, partition)));
       return { permits, chunk: buildChunk<RecordWriter>(topic, partition, outcomes, sink.writer(messages.length), this.#observer) };
     } catch (err) {
       this.#release(permits);

@@ -1,10 +1,11 @@
 // Decision records (SPEC §1, §2): one per candidate, on the lightweight or heavyweight topic,
 // keyed by request_id (so all decisions of a request land in one partition, in rank order),
 // in the request's encoding with the same content-type, plus the model version and a
-// correlation header tying a decision back to its request record. (The request id needs no
-// header of its own: it is the key.) Three headers, one object shared by the request's
-// records: kafkajs encodes every header of every record, and a decision record is small, so
-// headers are a visible share of the producer's CPU.
+// correlation header tying a decision back to its request record, and the request's W3C trace
+// context when it has one (../observe/tracing.ts). (The request id needs no header of its own:
+// it is the key.) One header object shared by the request's records: kafkajs encodes every
+// header of every record, and a decision record is small, so headers are a visible share of
+// the producer's CPU.
 import type { RoutingResponse } from '../wire/types.js';
 import { decisionJson, decisionProtoBound, writeDecisionProto, writeUtf8 } from '../wire/decision-writer.js';
 import { CONTENT_TYPES, type Encoding } from '../wire/headers.js';
@@ -17,8 +18,17 @@ export const DECISION_HEADERS = Object.freeze({
   correlationId: 'td-correlation-id',
 });
 
-/** Adds the records of one response to `out` (a chunk's writer). */
-export function decisionMessages(response: RoutingResponse, encoding: Encoding, correlationId: string, out: RecordWriter): void {
+/**
+ * Adds the records of one response to `out` (a chunk's writer); `trace`: the request's trace
+ * context headers (traceparent, tracestate), when it has one.
+ */
+export function decisionMessages(
+  response: RoutingResponse,
+  encoding: Encoding,
+  correlationId: string,
+  out: RecordWriter,
+  trace?: Readonly<Record<string, string>>,
+): void {
   const contentType = CONTENT_TYPES[encoding];
   let headers: RecordHeaders | undefined;
   let headersVersion: string | undefined;
@@ -31,6 +41,8 @@ export function decisionMessages(response: RoutingResponse, encoding: Encoding, 
         [DECISION_HEADERS.modelVersion]: d.model_version,
         [DECISION_HEADERS.correlationId]: correlationId,
       };
+      // Copied, not spread: an object spread per request is a visible cost at full rate.
+      if (trace) for (const k in trace) headers[k] = trace[k]!;
     }
     const route = d.use_lightweight ? ROUTE.lightweight : ROUTE.heavyweight;
     // Written straight into the chunk's pack: no Buffer per decision.

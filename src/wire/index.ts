@@ -8,3 +8,4 @@ export { readProtobufRequest } from './protobuf-reader.js';
 export { parseRequest, type DecodeOptions } from './decode-request.js';
 export { decisionJson, decisionProtoBound, encodeDecision, writeDecisionProto, writeUtf8 } from './decision-writer.js';
 export { decodeDecision, encodeRequest } from './client.js';
+export { TRACE_HEADERS, formatTraceparent, parseTraceparent, parseTracestate, readTraceContext, traceHeaders, type TraceContext } from './trace.js';

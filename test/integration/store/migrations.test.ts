@@ -2,9 +2,10 @@
 // all-or-nothing, and `tiny-dancer migrate` reports what it did.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { run as migrateCommand } from '../../../src/cli/commands/migrate.js';
+import { DecisionLog } from '../../../src/store/decision-log.js';
 import { MIGRATIONS, migrate, type Migration } from '../../../src/store/migrations.js';
 import { createPool } from '../../../src/store/pg.js';
-import { databaseUrl, testDb, type TestDb } from './helpers.js';
+import { databaseUrl, decisions, testDb, type TestDb } from './helpers.js';
 
 const dbs: TestDb[] = [];
 function fresh(max = 2): TestDb {
@@ -95,6 +96,34 @@ describe('migrate', () => {
   it('refuses a migration list whose versions do not increase (gaps are allowed: reserved numbers land in any order)', async () => {
     const { pool, schema } = fresh();
     await expect(migrate(pool, { schema, migrations: [{ version: 2, name: 'x', sql: 'SELECT 1' }, { version: 2, name: 'y', sql: 'SELECT 1' }] })).rejects.toThrow(/out of order/);
+  });
+
+  it('adds a nullable trace_id to a table that has rows: old rows get NULL, new rows keep theirs', async () => {
+    const { pool, schema } = fresh();
+    await migrate(pool, { schema, migrations: MIGRATIONS.slice(0, 3) });
+    const [old] = decisions(1, 1, 'before');
+    await pool.query(
+      `INSERT INTO "${schema}".routing_decisions (request_id, candidate_id, rank, confidence, uncertainty, use_lightweight, reason, model_version, inference_time_us, decided_at)
+       VALUES ($1, $2, 0, 0.5, 0.1, true, 'model', 'v1', 3, now())`,
+      [old!.request_id, old!.candidate_id],
+    );
+    const upgraded = await migrate(pool, { schema });
+    expect(upgraded.applied.map((m) => m.version)).toEqual(MIGRATIONS.slice(3).map((m) => m.version));
+    expect(upgraded.applied[0]).toEqual({ version: 4, name: 'routing_decisions_trace_id' });
+
+    const log = new DecisionLog({ pool, schema, flushIntervalMs: 5 });
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const rows = decisions(2, 1, 'after');
+    await log.flushed(log.append([{ ...rows[0]!, trace_id: traceId }, rows[1]!]));
+    await log.close();
+    const got = await pool.query<{ request_id: string; trace_id: string | null }>(`SELECT request_id, trace_id FROM "${schema}".routing_decisions ORDER BY request_id`);
+    expect(got.rows).toEqual([
+      { request_id: rows[0]!.request_id, trace_id: traceId },
+      { request_id: rows[1]!.request_id, trace_id: null },
+      { request_id: old!.request_id, trace_id: null },
+    ]);
+    // Only a trace id's own form is stored.
+    await expect(pool.query(`UPDATE "${schema}".routing_decisions SET trace_id = 'ABC' WHERE trace_id IS NULL`)).rejects.toMatchObject({ code: '23514' });
   });
 
   it('enforces at most one active model in the registry', async () => {

@@ -17,7 +17,7 @@ const base: DecisionRow = {
 };
 
 describe('encodeBatch', () => {
-  it('lays rows out as the 18 bind parameters of the insert', () => {
+  it('lays rows out as the 19 bind parameters of the insert', () => {
     const cols = encodeBatch(
       [
         {
@@ -29,12 +29,13 @@ describe('encodeBatch', () => {
           source_partition: 3,
           source_offset: '12345678901234',
           policy: 'tenant:a"b',
+          trace_id: '4bf92f3577b34da6a3ce929d0e0e4736',
         },
         { ...base, candidate_id: 'c2', rank: 1, use_lightweight: false, decided_at: 1_700_000_000_500 },
       ],
       [1, 2],
     );
-    expect(cols).toHaveLength(18);
+    expect(cols).toHaveLength(19);
     // Every parameter is an array literal in Postgres's text form.
     expect(cols[0]).toBe('{"r1","r1"}');
     expect(cols[1]).toBe('{"c1","c2"}');
@@ -53,6 +54,8 @@ describe('encodeBatch', () => {
     expect(cols[14]).toBe('{"12345678901234",NULL}');
     // The deciding policy ($18), NULL when a row has none.
     expect(cols[17]).toBe('{"tenant:a\\"b",NULL}');
+    // The trace id ($19).
+    expect(cols[18]).toBe('{"4bf92f3577b34da6a3ce929d0e0e4736",NULL}');
   });
 
   it('writes real (float4) values with 9 significant digits: every float32 comes back exactly', () => {

@@ -63,6 +63,13 @@ describe('loadConfig', () => {
     }
   });
 
+  it('TD_TRACING: on by default, off, or refused naming the variable', () => {
+    expect(loadConfig({}).tracing).toBe(true);
+    expect(loadConfig({ TD_TRACING: 'off' }).tracing).toBe(false);
+    expect(loadConfig({ TD_TRACING: ' ON ' }).tracing).toBe(true);
+    expect(() => loadConfig({ TD_TRACING: 'false' })).toThrow(/^TD_TRACING="false" is invalid: expected on or off$/);
+  });
+
   it('TD_DECODE_IN_WORKERS: auto by default, or true/false', () => {
     expect(loadConfig({}).decodeInWorkers).toBe('auto');
     expect(loadConfig({ TD_DECODE_IN_WORKERS: 'AUTO' }).decodeInWorkers).toBe('auto');
