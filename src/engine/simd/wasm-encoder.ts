@@ -106,6 +106,7 @@ export class Code {
 
   // i32
   i32Eqz(): this { return this.op(0x45); }
+  i32LeS(): this { return this.op(0x4c); }
   i32GeU(): this { return this.op(0x4f); }
   i32Add(): this { return this.op(0x6a); }
   i32Sub(): this { return this.op(0x6b); }
@@ -132,6 +133,8 @@ export class Code {
 
   // v128 / f32x4 (prefix 0xfd, LEB128 sub-opcode)
   v128Load(offset = 0): this { return this.simd(0x00, 4, ...uleb(offset)); }
+  /** One f32 (as 32 bits) from memory into all four lanes. */
+  v128Load32Splat(offset = 0): this { return this.simd(0x09, 2, ...uleb(offset)); }
   v128Store(offset = 0): this { return this.simd(0x0b, 4, ...uleb(offset)); }
   v128Const0(): this { return this.simd(0x0c, ...new Array<number>(16).fill(0)); }
   /** v128.const with the same f32 in all four lanes. */
@@ -161,6 +164,18 @@ export class Code {
   i32x4TruncSatF32x4S(): this { return this.simd(0xf8); }
   f32x4ExtractLane(lane: 0 | 1 | 2 | 3): this { return this.simd(0x1f, lane); }
   f32x4Add(): this { return this.simd(0xe4); }
+  /** v128.const with two f64 lanes. */
+  f64x2Const2(a: number, b: number): this {
+    return this.simd(0x0c, ...new Uint8Array(new Float64Array([a, b]).buffer));
+  }
+  f64x2Add(): this { return this.simd(0xf0); }
+  f64x2Mul(): this { return this.simd(0xf2); }
+  /** The low two f32 lanes widened to f64x2. */
+  f64x2PromoteLowF32x4(): this { return this.simd(0x5f); }
+  /** f64x2 narrowed into the low two f32 lanes, the high two zero. */
+  f32x4DemoteF64x2Zero(): this { return this.simd(0x5e); }
+  /** Lanes of two vectors picked by 16 byte indices (0–15 the first, 16–31 the second). */
+  i8x16Shuffle(lanes: number[]): this { return this.op(0xfd, 0x0d, ...lanes); }
   f32x4Sub(): this { return this.simd(0xe5); }
   f32x4Mul(): this { return this.simd(0xe6); }
 }

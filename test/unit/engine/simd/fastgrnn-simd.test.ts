@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { encodeModel, forward, parseModel, type ModelParams } from '../../../../src/engine/model.js';
+import { defaultModelPath, encodeModel, forward, loadModelFile, parseModel, type ModelParams } from '../../../../src/engine/model.js';
 import { MAX_UNROLLED_WEIGHTS, cellSimdAvailable, scoreRowsSimd, setCellSimdEnabled } from '../../../../src/engine/simd/fastgrnn-simd.js';
 import { StagedArrays } from '../../../../src/engine/simd/staging.js';
 import { validateRequest } from '../../../../src/engine/validate.js';
@@ -46,7 +46,7 @@ const shapeArb: fc.Arbitrary<Shape> = fc.record({
 });
 
 describe('WebAssembly SIMD FastGRNN cell (T = 1)', () => {
-  it('matches the float64 cell within 2e-6 for full, low-rank, normalised, I8 and sparse models, any n', () => {
+  it('matches the float64 cell within 1e-6 for full, low-rank, normalised, I8 and sparse models, any n', () => {
     fc.assert(
       fc.property(shapeArb, fc.integer({ min: 1, max: 37 }), fc.integer(), (shape, n, seed) => {
         const model = parseModel(encodeModel(params(seed, shape)));
@@ -56,11 +56,28 @@ describe('WebAssembly SIMD FastGRNN cell (T = 1)', () => {
         expect(scoreRowsSimd(model.cell, x, n, out)).toBe(true);
         for (let i = 0; i < n; i++) {
           const want = forward(model, x.subarray(i * shape.D, (i + 1) * shape.D), 1);
-          expect(Math.abs(out[i]! - want)).toBeLessThan(2e-6);
+          expect(Math.abs(out[i]! - want)).toBeLessThan(1e-6);
         }
       }),
-      { numRuns: 120 },
+      { numRuns: 400 },
     );
+  });
+
+  it('scores the shipped default model within 1e-6 of the float64 cell over the whole feature range', () => {
+    const model = loadModelFile(defaultModelPath());
+    const r = rng(77);
+    const n = 4096;
+    // similarity in [−1, 1], the other features in [0, 1], and the corners of that box
+    const x = Float32Array.from({ length: n * FEATURE_COUNT }, (_, k) => {
+      const corner = (k / FEATURE_COUNT) < 32;
+      const lo = k % FEATURE_COUNT === 0 ? -1 : 0;
+      return corner ? (((k / FEATURE_COUNT) >> (k % FEATURE_COUNT)) & 1 ? 1 : lo) : lo + r() * (1 - lo);
+    });
+    const out = new Float32Array(n);
+    expect(scoreRowsSimd(model.cell, x, n, out)).toBe(true);
+    let worst = 0;
+    for (let i = 0; i < n; i++) worst = Math.max(worst, Math.abs(out[i]! - forward(model, x.subarray(i * FEATURE_COUNT, (i + 1) * FEATURE_COUNT), 1)));
+    expect(worst).toBeLessThan(1e-6);
   });
 
   it('saturates cleanly for huge logits (no NaN, 0 and 1 at the ends)', () => {
