@@ -63,7 +63,14 @@ export class Router {
   #lastPolicy = 'global';
   #feat = new Float32Array(0);
   #scores = new Float32Array(0);
-  #keys = new Float64Array(0);
+  #scoreBits = new Uint32Array(0);
+  #keys: Float64Array = new Float64Array(0);
+  #keyBuf = new Float64Array(0);
+  /** Views of #keyBuf by length (see #score). */
+  #keyViews: Float64Array[] = [];
+  #keyRadix = 1024;
+  #rankResult = { featureUs: 0, modelVersion: '', policy: '' };
+  #lastThresholds: Thresholds = DEFAULT_THRESHOLDS;
   #staged = new StagedArrays();
 
   constructor(opts: RouterOptions = {}) {
@@ -151,44 +158,73 @@ export class Router {
    */
   #route(req: ValidatedRequest, t0: number): RoutingResponse {
     const n = req.n;
+    const featureUs = this.#score(req);
+    // PERF: the decision objects are built here in one loop, in rank order, each with its final
+    // shape and every field but the total time (known only once they exist) already set.
     const version = this.#model.version;
+    const policy = this.#lastPolicy;
+    const th = this.#lastThresholds;
+    const qhat = this.#qhat();
+    const scores = this.#scores;
+    const order = this.#keys;
+    const M = this.#keyRadix;
+    const rid = req.request_id;
+    const ids = req.ids;
+    const metas = req.candidateMetadata;
     const decisions = new Array<RoutingDecision>(n);
-    const featureUs = this.#rank(req, (r, i, p, u, d) => {
+    for (let r = 0; r < n; r++) {
+      const i = order[r]! % M;
+      const p = scores[i]!;
+      const set = predictionSet(p, qhat);
+      const u = uncertaintyFromSet(p, qhat, set);
+      const d = decide(p, u, set, th);
       decisions[r] = {
-        request_id: req.request_id,
-        candidate_id: req.ids[i]!,
+        request_id: rid,
+        candidate_id: ids[i]!,
         confidence: p,
         uncertainty: u,
         use_lightweight: d.use_lightweight,
         rank: r,
         model_version: version,
         reason: d.reason,
-        metadata: req.candidateMetadata[i]!,
+        metadata: metas[i]!,
         inference_time_us: 0,
-        policy: '',
+        policy,
       };
-    });
-    const totalUs = (performance.now() - t0) * 1000;
-    const policy = this.#lastPolicy;
-    for (let r = 0; r < n; r++) {
-      const d = decisions[r]!;
-      d.inference_time_us = totalUs;
-      d.policy = policy;
     }
+    const totalUs = (performance.now() - t0) * 1000;
+    for (let r = 0; r < n; r++) decisions[r]!.inference_time_us = totalUs;
     return { decisions, inference_time_us: totalUs, feature_time_us: featureUs, candidates_processed: n, policy };
   }
 
   /**
    * PERF (worker pool): routes without building decision objects — `emit` gets each decision's
    * numbers in rank order (rank, candidate index, confidence, uncertainty, rule outcome), and the
-   * feature-extraction time in µs is returned, with the policy that decided. routeValidated() is built on this, so both give
-   * the same decisions; a pool worker sends these numbers to the main thread, which builds the
-   * objects with the ids and metadata that never left it.
+   * feature-extraction time in µs is returned, with the policy that decided. routeValidated()
+   * ranks and decides with the same #score and rule, so both give the same decisions; a pool worker sends these numbers to the main thread, which builds the
+   * objects with the ids and metadata that never left it. The returned object is reused: read it
+   * before the next call.
    */
   rankValidated(req: ValidatedRequest, emit: DecisionSink): { featureUs: number; modelVersion: string; policy: string } {
     const modelVersion = this.#model.version;
-    const featureUs = this.#rank(req, emit);
-    return { featureUs, modelVersion, policy: this.#lastPolicy };
+    const featureUs = this.#score(req);
+    const th = this.#lastThresholds;
+    const qhat = this.#qhat();
+    const scores = this.#scores;
+    const order = this.#keys;
+    const M = this.#keyRadix;
+    for (let r = 0; r < req.n; r++) {
+      const i = order[r]! % M;
+      const p = scores[i]!;
+      const set = predictionSet(p, qhat);
+      const u = uncertaintyFromSet(p, qhat, set);
+      emit(r, i, p, u, decide(p, u, set, th));
+    }
+    const out = this.#rankResult;
+    out.featureUs = featureUs;
+    out.modelVersion = modelVersion;
+    out.policy = this.#lastPolicy;
+    return out;
   }
 
   /**
@@ -199,13 +235,26 @@ export class Router {
     return this.#feat.subarray(0, n * FEATURE_COUNT);
   }
 
-  /** Features → scores → ranking → rule; returns the feature time in µs. */
-  #rank(req: ValidatedRequest, emit: DecisionSink): number {
+  #qhat(): number {
+    const cal = this.#model.calibration;
+    return cal ? cal.qhat : HEURISTIC_QHAT;
+  }
+
+  /**
+   * Features → scores → ranking, and the policy that decides; returns the feature time in µs.
+   * Leaves the scores in #scores, the rank order in #keys (candidate index = key % #keyRadix)
+   * and the thresholds to apply in #lastThresholds.
+   */
+  #score(req: ValidatedRequest): number {
     const n = req.n;
     const model = this.#model;
     if (this.#feat.length < n * FEATURE_COUNT) {
       this.#feat = new Float32Array(n * FEATURE_COUNT);
-      this.#scores = new Float32Array(n);
+      // whole vectors for the SIMD cell's output, and a Uint32 view of the same memory for the keys
+      this.#scores = new Float32Array((n + 3) & ~3);
+      this.#scoreBits = new Uint32Array(this.#scores.buffer);
+      this.#keyBuf = new Float64Array(n);
+      this.#keyViews = [];
     }
     const feat = this.#feat;
     const scores = this.#scores;
@@ -223,25 +272,19 @@ export class Router {
     // PERF: a native numeric sort of float64 keys instead of a comparator sort (~5x at n = 100):
     // key = (bits(1.0f) − bits(score))·M + i. For float32 scores in [0, 1] the bit pattern is
     // monotonic, so ascending keys are confidence descending, then index ascending; M ≥ n keeps i
-    // recoverable and keys < 2^30·M stay exact integers in float64.
-    if (this.#keys.length < n) this.#keys = new Float64Array(Math.max(n, 2 * this.#keys.length));
-    const bits = new Uint32Array(scores.buffer, scores.byteOffset, n);
+    // recoverable and keys < 2^30·M stay exact integers in float64. The n keys are sorted through
+    // a view of exactly n entries, one per request size, made once and kept.
+    const bits = this.#scoreBits;
     const M = n <= 1024 ? 1024 : 2 ** Math.ceil(Math.log2(n));
-    const order = this.#keys.subarray(0, n);
+    this.#keyRadix = M;
+    const order = (this.#keyViews[n] ??= this.#keyBuf.subarray(0, n));
+    this.#keys = order;
     for (let i = 0; i < n; i++) order[i] = (0x3f800000 - bits[i]!) * M + i;
     order.sort();
 
-    const qhat = model.calibration ? model.calibration.qhat : HEURISTIC_QHAT;
     const choice = this.#policies.choose(req.metadata, this.#thresholds);
     this.#lastPolicy = choice.policy;
-    const th = choice.thresholds;
-    for (let r = 0; r < n; r++) {
-      const i = order[r]! % M;
-      const p = scores[i]!;
-      const set = predictionSet(p, qhat);
-      const u = uncertaintyFromSet(p, qhat, set);
-      emit(r, i, p, u, decide(p, u, set, th));
-    }
+    this.#lastThresholds = choice.thresholds;
     return featureUs;
   }
 }

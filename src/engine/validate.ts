@@ -180,6 +180,12 @@ export interface ValidateOptions {
   allocQuery?: (dim: number) => Float32Array;
   allocCandidates?: (n: number, dim: number) => CandidateArrays;
   /**
+   * n-entry arrays for the ids and candidate metadata (every entry overwritten). Only for a
+   * caller that drops the ValidatedRequest before validating the next one (the Router's
+   * route()); the pool keeps ids until the response, so it does not pass this.
+   */
+  allocLists?: (n: number) => { ids: string[]; candidateMetadata: Record<string, string>[] };
+  /**
    * PERF: do not scan Float32Array embeddings for non-finite values here; the result carries
    * `finitePending` and the caller MUST pass the similarities computed from it by the SIMD
    * kernel (cosineBatchSimd) to `completeFiniteCheck` before using anything else. Saves one
@@ -189,6 +195,88 @@ export interface ValidateOptions {
    */
   deferFiniteCheck?: boolean;
 }
+
+/**
+ * PERF: the duplicate-id check without a Set per request (a Set allocates, and grows through
+ * several rehashes to 100 entries). An open-addressing table of candidate indices, reused by
+ * every request on this thread (validation is synchronous, so one table suffices), cleared by
+ * bumping a generation stamp rather than by writing it. The hash is FNV-1a over the id's length
+ * and up to 24 of its characters (the first 8 and the last 16, where ids usually differ); equal
+ * hashes are told apart by comparing the strings. Ids built to collide (long, differing only in
+ * the middle) could make probing quadratic, so a probe longer than MAX_PROBE switches the rest
+ * of the request to a Set.
+ */
+class IdTable {
+  static readonly MAX_PROBE = 32;
+  #slots = new Int32Array(0);
+  #stamps = new Uint32Array(0);
+  #gen = 0;
+  #mask = 0;
+  #fallback: Set<string> | null = null;
+  #count = 0;
+
+  reset(n: number): void {
+    if (this.#slots.length < 2 * n) {
+      let size = 64;
+      while (size < 2 * n) size *= 2;
+      this.#slots = new Int32Array(size);
+      this.#stamps = new Uint32Array(size);
+      this.#gen = 0;
+    }
+    this.#mask = this.#slots.length - 1;
+    this.#gen = (this.#gen + 1) >>> 0;
+    if (this.#gen === 0) {
+      this.#stamps.fill(0);
+      this.#gen = 1;
+    }
+    this.#fallback = null;
+    this.#count = 0;
+  }
+
+  /**
+   * Records `id` as the next candidate's (its index: the number recorded so far, whose ids must
+   * already be in `ids`); false when it is a duplicate.
+   */
+  add(id: string, ids: readonly string[]): boolean {
+    const fb = this.#fallback;
+    if (fb !== null) {
+      if (fb.has(id)) return false;
+      fb.add(id);
+      return true;
+    }
+    const len = id.length;
+    let h = (0x811c9dc5 ^ len) >>> 0;
+    const head = len < 8 ? len : 8;
+    for (let k = 0; k < head; k++) h = Math.imul(h ^ id.charCodeAt(k), 0x01000193);
+    for (let k = len - 16 > head ? len - 16 : head; k < len; k++) h = Math.imul(h ^ id.charCodeAt(k), 0x01000193);
+    const mask = this.#mask, gen = this.#gen, slots = this.#slots, stamps = this.#stamps;
+    let s = (h ^ (h >>> 15)) & mask;
+    for (let probe = 0; ; probe++) {
+      if (stamps[s] !== gen) {
+        stamps[s] = gen;
+        slots[s] = this.#count++;
+        return true;
+      }
+      if (ids[slots[s]!] === id) return false;
+      if (probe >= IdTable.MAX_PROBE) {
+        // switch to a Set holding every id added so far, then add this one there
+        const set = new Set<string>();
+        for (let k = 0; k < this.#count; k++) set.add(ids[k]!);
+        this.#fallback = set;
+        return this.add(id, ids);
+      }
+      s = (s + 1) & mask;
+    }
+  }
+
+  /** Drops the references kept for the request just validated. */
+  done(): void {
+    this.#count = 0;
+    this.#fallback = null;
+  }
+}
+
+const idTable = new IdTable();
 
 /**
  * Validates a RoutingRequest (SPEC §1) and packs it. Throws InvalidInputError with a one-line
@@ -226,12 +314,14 @@ export function validateRequest(input: unknown, opts?: ValidateOptions): Validat
 
   const packed = opts?.allocCandidates ? opts.allocCandidates(n, dim) : null;
   const embeddings = packed ? packed.embeddings : new Float32Array(n * dim);
-  const ids = new Array<string>(n);
+  const lists = opts?.allocLists ? opts.allocLists(n) : null;
+  const ids = lists ? lists.ids : new Array<string>(n);
   const createdAt = packed ? packed.createdAt : new Float64Array(n);
   const accessCount = packed ? packed.accessCount : new Float64Array(n);
   const successRate = packed ? packed.successRate : new Float32Array(n);
-  const candidateMetadata = new Array<Record<string, string>>(n);
-  const seen = new Set<string>();
+  const candidateMetadata = lists ? lists.candidateMetadata : new Array<Record<string, string>>(n);
+  const seen = idTable;
+  seen.reset(n);
   let unchecked = false; // PERF: some embedding was copied without its finite check
   const where = new CandidateWhere(0, '');
 
@@ -244,14 +334,20 @@ export function validateRequest(input: unknown, opts?: ValidateOptions): Validat
     where.i = i;
     where.id = id;
     if (id.length === 0) fail(where, 'id must not be empty');
-    if (seen.has(id)) fail(where, 'duplicate id: ids must be unique within a request');
-    seen.add(id);
+    if (!seen.add(id, ids)) fail(where, 'duplicate id: ids must be unique within a request');
     ids[i] = id;
 
     const e = c.embedding;
-    if (e === undefined || e === null) fail(where, 'embedding is required');
-    if (!isArrayLikeNumbers(e)) fail(where, `embedding must be an array of numbers, got ${describe(e)}`);
-    if (copyEmbedding(where, e, embeddings, i * dim, dim)) unchecked = true;
+    if (e instanceof Float32Array && e.length === dim) {
+      // PERF: the common case first (one type test, one memcpy, the finite check deferred as in
+      // copyEmbedding); everything else goes through the general checks.
+      embeddings.set(e, i * dim);
+      unchecked = true;
+    } else {
+      if (e === undefined || e === null) fail(where, 'embedding is required');
+      if (!isArrayLikeNumbers(e)) fail(where, `embedding must be an array of numbers, got ${describe(e)}`);
+      if (copyEmbedding(where, e, embeddings, i * dim, dim)) unchecked = true;
+    }
 
     createdAt[i] = integerField(where, 'created_at', c.created_at, Number.MIN_SAFE_INTEGER);
     accessCount[i] = integerField(where, 'access_count', c.access_count, 0);
@@ -269,6 +365,7 @@ export function validateRequest(input: unknown, opts?: ValidateOptions): Validat
   // PERF: one vector pass over all Float32Array embeddings. A NaN is thus reported after the
   // other checks of all candidates rather than before those of later candidates; the message
   // is the same.
+  seen.done();
   const defer = unchecked && opts?.deferFiniteCheck === true && simdAvailable();
   if (unchecked && !defer) checkFinite(embeddings, dim, (i) => new CandidateWhere(i, ids[i]!));
 

@@ -9,9 +9,10 @@
 // largest request seen.
 //
 // Lifetime: everything handed out is valid only until the next allocation from the same
-// instance (or, for staged embeddings, any other use of the kernel that grows its memory).
+// instance (or, for staged embeddings, any other use of the kernel that grows its memory); the
+// id and metadata lists (allocLists) are overwritten by the next request of the same size.
 // Use the ValidatedRequest immediately, on the same thread, and do not keep it.
-import type { CandidateArrays, ValidateOptions } from '../validate.js';
+import { EMPTY_METADATA, type CandidateArrays, type ValidateOptions } from '../validate.js';
 import { simdAvailable, stagingEmbeddings } from './cosine.js';
 
 export class StagedArrays implements ValidateOptions {
@@ -22,6 +23,8 @@ export class StagedArrays implements ValidateOptions {
   #createdAt = new Float64Array(0);
   #accessCount = new Float64Array(0);
   #successRate = new Float32Array(0);
+  /** Id and metadata lists by request size, each made once (see allocLists). */
+  #lists: { ids: string[]; candidateMetadata: Record<string, string>[] }[] = [];
 
   allocQuery(dim: number): Float32Array {
     if (this.#query.length < dim) this.#query = new Float32Array(dim);
@@ -41,6 +44,15 @@ export class StagedArrays implements ValidateOptions {
       accessCount: this.#accessCount.subarray(0, n),
       successRate: this.#successRate.subarray(0, n),
     };
+  }
+
+  /**
+   * Lists of exactly n entries, one pair per request size seen, kept for the next request of
+   * that size. Plain arrays cannot be views, and shrinking or growing one array between sizes
+   * would reallocate its storage; requests come in a few sizes, and n ≤ 1000 bounds the rest.
+   */
+  allocLists(n: number): { ids: string[]; candidateMetadata: Record<string, string>[] } {
+    return (this.#lists[n] ??= { ids: new Array<string>(n).fill(''), candidateMetadata: new Array<Record<string, string>>(n).fill(EMPTY_METADATA) });
   }
 
   /** n*dim floats: the SIMD kernel's staging area when available, else a reused buffer. */

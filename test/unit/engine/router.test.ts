@@ -56,6 +56,24 @@ describe('Router', () => {
     expect(res.decisions[0]!.confidence).toBeCloseTo(1 / (1 + Math.exp(-4)), 3);
   });
 
+  it('gives every request its own decisions when requests of different sizes alternate (reused buffers)', () => {
+    const r = routerFor();
+    const sizes = [3, 7, 3, 1, 7, 12, 3];
+    const responses = sizes.map((n, k) => {
+      const req = request(Array.from({ length: n }, (_, i) => Math.cos(i + k)));
+      req.request_id = `req-${k}`;
+      for (const c of req.candidates) c.id = `${c.id}-of-${k}`;
+      return { n, k, res: r.route(req) };
+    });
+    for (const { n, k, res } of responses) {
+      const fresh = routerFor().route({ ...request(Array.from({ length: n }, (_, i) => Math.cos(i + k))), request_id: `req-${k}` });
+      expect(res.decisions).toHaveLength(n);
+      expect(res.decisions.map((d) => d.candidate_id)).toEqual(fresh.decisions.map((d) => `${d.candidate_id}-of-${k}`));
+      expect(res.decisions.map((d) => d.confidence)).toEqual(fresh.decisions.map((d) => d.confidence));
+      expect(res.decisions.every((d) => d.request_id === `req-${k}`)).toBe(true);
+    }
+  });
+
   it('fills every decision field and carries candidate metadata through untouched', () => {
     const r = routerFor();
     const res = r.route(request([0.9, 0.2], [{ metadata: { model: 'small', cost: '0.1' } }]));

@@ -127,3 +127,27 @@ describe('validateRequest', () => {
     for (const v of [null, 3, 'x', [], undefined]) expect(err(v)).toMatch(/^request: must be a JSON object/);
   });
 });
+
+describe('duplicate ids (the reused id table)', () => {
+  const req = (ids: string[]): unknown => ({ request_id: 'r', query_embedding: [1, 0], candidates: ids.map((id) => ({ id, embedding: [0, 1] })) });
+
+  it('finds a duplicate anywhere, request after request, and accepts unique ids', () => {
+    for (let round = 0; round < 3; round++) {
+      const ids = Array.from({ length: 300 }, (_, i) => `cand-${i}`);
+      expect(validateRequest(req(ids)).ids).toEqual(ids);
+      for (const [a, b] of [[0, 1], [17, 250], [298, 299]] as const) {
+        const dup = [...ids];
+        dup[b] = dup[a]!;
+        expect(() => validateRequest(req(dup))).toThrow(`candidates[${b}] (id "cand-${a}"): duplicate id`);
+      }
+    }
+  });
+
+  it('stays correct when ids collide in every hashed character (long ids differing only in the middle)', () => {
+    const ids = Array.from({ length: 200 }, (_, i) => `prefix--${String(i).padStart(4, '0')}${'x'.repeat(40)}`);
+    expect(validateRequest(req(ids)).ids).toEqual(ids);
+    const dup = [...ids];
+    dup[150] = dup[3]!;
+    expect(() => validateRequest(req(dup))).toThrow('candidates[150]');
+  });
+});
