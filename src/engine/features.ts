@@ -21,7 +21,6 @@
 import { ConfigError } from '../errors.js';
 import { completeFiniteCheck, type ValidatedRequest } from './validate.js';
 import { cosineBatchSimd, simdAvailable } from './simd/cosine.js';
-import { fastExp } from './fastgrnn.js';
 
 /**
  * PERF: log1p(k) for the access counts most candidates have (small integers), looked up instead
@@ -87,18 +86,18 @@ export function resolveFeatureConfig(partial: Partial<FeatureConfig> = {}): Feat
  * Scalar loop unrolled by 4 with independent accumulators (breaks the add dependency chain),
  * the query norm computed once.
  */
-export function cosineBatch(query: Float32Array, embeddings: Float32Array, n: number, dim: number, out: Float32Array): void {
+export function cosineBatch(query: Float32Array, embeddings: Float32Array, n: number, dim: number, out: Float32Array, outOffset = 0): void {
   // PERF: the WebAssembly SIMD kernel (src/engine/simd/cosine.ts, ~8x this loop) when the engine
   // supports it; this scalar loop otherwise. Same contract, results within f32 rounding.
   if (simdAvailable()) {
-    cosineBatchSimd(query, embeddings, n, dim, out);
+    cosineBatchSimd(query, embeddings, n, dim, out, outOffset);
     return;
   }
-  cosineBatchScalar(query, embeddings, n, dim, out);
+  cosineBatchScalar(query, embeddings, n, dim, out, outOffset);
 }
 
 /** The portable scalar body of `cosineBatch` (the fallback, and the reference in benchmarks). */
-export function cosineBatchScalar(query: Float32Array, embeddings: Float32Array, n: number, dim: number, out: Float32Array): void {
+export function cosineBatchScalar(query: Float32Array, embeddings: Float32Array, n: number, dim: number, out: Float32Array, outOffset = 0): void {
   let qq0 = 0, qq1 = 0, qq2 = 0, qq3 = 0;
   const d4 = dim & ~3;
   let j = 0;
@@ -128,7 +127,7 @@ export function cosineBatchScalar(query: Float32Array, embeddings: Float32Array,
     const denom = qNorm * Math.sqrt(e0 + e1 + e2 + e3);
     const cos = denom > 0 ? (d0 + d1 + d2 + d3) / denom : 0;
     // Rounding can push |cos| a hair past 1 for parallel vectors; clamp to the true range.
-    out[i] = cos > 1 ? 1 : cos < -1 ? -1 : cos;
+    out[outOffset + i] = cos > 1 ? 1 : cos < -1 ? -1 : cos;
   }
 }
 
@@ -153,12 +152,14 @@ export function metadataOverlap(request: Record<string, string>, candidate: Reco
  */
 export function extractFeatures(req: ValidatedRequest, cfg: FeatureConfig, out: Float32Array, nowSeconds: number): void {
   const n = req.n;
-  const sims = out.subarray(4 * n, 5 * n);
-  if (req.similarity) {
-    sims.set(req.similarity.subarray(0, n));
+  // the similarities at out[4n, 5n), addressed by offset (no view objects: nothing allocated)
+  const s0 = 4 * n;
+  const given = req.similarity;
+  if (given) {
+    for (let i = 0; i < n; i++) out[s0 + i] = given[i]!;
   } else {
-    cosineBatch(req.query, req.embeddings, n, req.dim, sims);
-    completeFiniteCheck(req, sims);
+    cosineBatch(req.query, req.embeddings, n, req.dim, out, s0);
+    completeFiniteCheck(req, out, s0);
   }
 
   const decay = cfg.recencyDecay;
@@ -169,11 +170,11 @@ export function extractFeatures(req: ValidatedRequest, cfg: FeatureConfig, out: 
   for (const _k in reqMeta) { hasReqMeta = true; break; }
 
   for (let i = 0; i < n; i++) {
-    const sim = sims[i]!; // read before row i overwrites [5i, 5i+5), which may overlap sims
+    const sim = out[s0 + i]!; // read before row i overwrites [5i, 5i+5), which may overlap sims
     const age = now - req.createdAt[i]!;
-    // PERF: fastExp (fastgrnn.ts, relative error ~1e-12, far below the float32 the feature is
-    // stored in) instead of Math.exp, and the log1p table for small counts.
-    const recency = fastExp(-decay * (age > 0 ? age : 0));
+    // PERF: the log1p table for small counts. (Math.exp stays: TurboFan inlines it as an unboxed
+    // call, where a JS exp that is not inlined returns a heap-allocated number per candidate.)
+    const recency = Math.exp(-decay * (age > 0 ? age : 0));
     const count = req.accessCount[i]!;
     const k = count | 0;
     const f = (k === count && k >= 0 && k < 4096 ? LOG1P_TABLE[k]! : Math.log1p(count)) * invLogSat;

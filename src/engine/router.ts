@@ -8,7 +8,7 @@
 // inside the kernels. Model file I/O happens only in the constructor (loadModelFile).
 import { ModelError } from '../errors.js';
 import { HEURISTIC_QHAT, predictionSet, uncertaintyFromSet } from './conformal.js';
-import { DEFAULT_THRESHOLDS, decide, type Decision, type Thresholds } from './decide.js';
+import { DEFAULT_THRESHOLDS, decide, type Thresholds } from './decide.js';
 import { PolicyTable } from './policy.js';
 import { FEATURE_COUNT, FEATURE_NAMES, extractFeatures, resolveFeatureConfig, type FeatureConfig } from './features.js';
 import { defaultModelPath, loadModelFile, scoreBatch, type LoadedModel } from './model.js';
@@ -48,8 +48,63 @@ export function assertRoutable(model: LoadedModel): void {
 
 const defaultNow = (): number => Date.now() / 1000;
 
-/** PERF: receives one decision of Router.rankValidated: rank, candidate index, p, u, rule outcome. */
-export type DecisionSink = (rank: number, index: number, confidence: number, uncertainty: number, decision: Readonly<Decision>) => void;
+/** Explicit stack of sortKeys (pairs of bounds); 2·log2(1000) + slack levels suffice. */
+const sortStack = new Int32Array(128);
+
+/**
+ * Sorts a[0..n) ascending in place; the keys are distinct (each ends in its own index).
+ * PERF: TypedArray#sort copies the array into temporary work arrays on every call, i.e. garbage
+ * per request; this is quicksort (median of three, the smaller side first so the stack stays
+ * logarithmic) with insertion sort below 16 elements, and allocates nothing.
+ */
+function sortKeys(a: Float64Array, n: number): void {
+  const stack = sortStack;
+  let sp = 0;
+  let lo = 0;
+  let hi = n - 1;
+  for (;;) {
+    if (hi - lo < 16) {
+      for (let i = lo + 1; i <= hi; i++) {
+        const x = a[i]!;
+        let j = i - 1;
+        while (j >= lo && a[j]! > x) {
+          a[j + 1] = a[j]!;
+          j--;
+        }
+        a[j + 1] = x;
+      }
+      if (sp === 0) return;
+      hi = stack[--sp]!;
+      lo = stack[--sp]!;
+      continue;
+    }
+    const mid = (lo + hi) >> 1;
+    // median of three into a[mid], with a[lo] ≤ a[mid] ≤ a[hi]
+    if (a[mid]! < a[lo]!) { const t = a[mid]!; a[mid] = a[lo]!; a[lo] = t; }
+    if (a[hi]! < a[lo]!) { const t = a[hi]!; a[hi] = a[lo]!; a[lo] = t; }
+    if (a[hi]! < a[mid]!) { const t = a[hi]!; a[hi] = a[mid]!; a[mid] = t; }
+    const pivot = a[mid]!;
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i]! < pivot) i++;
+      while (a[j]! > pivot) j--;
+      if (i <= j) {
+        const t = a[i]!; a[i] = a[j]!; a[j] = t;
+        i++;
+        j--;
+      }
+    }
+    // [lo, j] and [i, hi] remain; push the larger, loop on the smaller
+    if (j - lo < hi - i) {
+      stack[sp++] = i; stack[sp++] = hi;
+      hi = j;
+    } else {
+      stack[sp++] = lo; stack[sp++] = j;
+      lo = i;
+    }
+  }
+}
 
 export class Router {
   #model: LoadedModel;
@@ -198,14 +253,17 @@ export class Router {
   }
 
   /**
-   * PERF (worker pool): routes without building decision objects — `emit` gets each decision's
-   * numbers in rank order (rank, candidate index, confidence, uncertainty, rule outcome), and the
-   * feature-extraction time in µs is returned, with the policy that decided. routeValidated()
-   * ranks and decides with the same #score and rule, so both give the same decisions; a pool worker sends these numbers to the main thread, which builds the
-   * objects with the ids and metadata that never left it. The returned object is reused: read it
-   * before the next call.
+   * PERF (worker pool): routes without building decision objects. Decision r (rank order) is
+   * written as four numbers at out[first + r·stride + k]: k = 0 the candidate index, 1 the
+   * confidence, 2 the uncertainty, 3 the rule outcome as use_lightweight (bit 0) | the index of
+   * its reason in `reasons` << 1. Returns the feature-extraction time in µs, the model version and
+   * the policy that decided, in an object reused by the next call. routeValidated() ranks and
+   * decides with the same #score and rule, so both give the same decisions; a pool worker sends
+   * these numbers to the main thread, which builds the objects with the ids and metadata that
+   * never left it. Numbers go straight into the caller's buffer (no callback per decision, whose
+   * float arguments would be boxed when the call is not inlined).
    */
-  rankValidated(req: ValidatedRequest, emit: DecisionSink): { featureUs: number; modelVersion: string; policy: string } {
+  rankValidated(req: ValidatedRequest, out: Float64Array, first: number, stride: number, reasons: readonly string[]): { featureUs: number; modelVersion: string; policy: string } {
     const modelVersion = this.#model.version;
     const featureUs = this.#score(req);
     const th = this.#lastThresholds;
@@ -218,13 +276,18 @@ export class Router {
       const p = scores[i]!;
       const set = predictionSet(p, qhat);
       const u = uncertaintyFromSet(p, qhat, set);
-      emit(r, i, p, u, decide(p, u, set, th));
+      const d = decide(p, u, set, th);
+      const q = first + r * stride;
+      out[q] = i;
+      out[q + 1] = p;
+      out[q + 2] = u;
+      out[q + 3] = (d.use_lightweight ? 1 : 0) | (reasons.indexOf(d.reason) << 1);
     }
-    const out = this.#rankResult;
-    out.featureUs = featureUs;
-    out.modelVersion = modelVersion;
-    out.policy = this.#lastPolicy;
-    return out;
+    const res = this.#rankResult;
+    res.featureUs = featureUs;
+    res.modelVersion = modelVersion;
+    res.policy = this.#lastPolicy;
+    return res;
   }
 
   /**
@@ -269,7 +332,7 @@ export class Router {
     if (!scoreRowsSimd(model.cell, feat, n, scores)) scoreBatch(model, feat, n, scores);
 
     // Rank: confidence descending, ties by input order (explicit tiebreak, independent of sort stability).
-    // PERF: a native numeric sort of float64 keys instead of a comparator sort (~5x at n = 100):
+    // PERF: a numeric sort of float64 keys instead of a comparator sort over objects:
     // key = (bits(1.0f) − bits(score))·M + i. For float32 scores in [0, 1] the bit pattern is
     // monotonic, so ascending keys are confidence descending, then index ascending; M ≥ n keeps i
     // recoverable and keys < 2^30·M stay exact integers in float64. The n keys are sorted through
@@ -280,7 +343,7 @@ export class Router {
     const order = (this.#keyViews[n] ??= this.#keyBuf.subarray(0, n));
     this.#keys = order;
     for (let i = 0; i < n; i++) order[i] = (0x3f800000 - bits[i]!) * M + i;
-    order.sort();
+    sortKeys(order, n);
 
     const choice = this.#policies.choose(req.metadata, this.#thresholds);
     this.#lastPolicy = choice.policy;

@@ -386,19 +386,19 @@ export function validateRequest(input: unknown, opts?: ValidateOptions): Validat
 }
 
 /**
- * Finishes a deferred finite check (ValidateOptions.deferFiniteCheck) from `sims`, the request's
- * cosine similarities as the SIMD kernel computed them, and throws the error validateRequest
+ * Finishes a deferred finite check (ValidateOptions.deferFiniteCheck) from `sims` (from
+ * `offset` on), the request's cosine similarities as the SIMD kernel computed them, and throws the error validateRequest
  * would have thrown. Sound because the kernel cannot return a number for a candidate holding a
  * non-finite value: its ||e||² is then ±Infinity or NaN, out of the kernel's range, so that
  * candidate is recomputed in float64, where dot/(‖q‖·‖e‖) is NaN (Infinity/Infinity, 0·Infinity
  * or NaN) — except for an all-zero query, whose cosines are all defined as 0. So a NaN or an
  * all-zero result triggers the full scan; anything else proves every value finite.
  */
-export function completeFiniteCheck(req: ValidatedRequest, sims: Float32Array): void {
+export function completeFiniteCheck(req: ValidatedRequest, sims: Float32Array, offset = 0): void {
   if (!req.finitePending) return;
   let suspect = true; // all zero so far
   for (let i = 0; i < req.n; i++) {
-    const s = sims[i]!;
+    const s = sims[offset + i]!;
     if (s !== s) {
       suspect = true;
       break;

@@ -13,7 +13,6 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { errorMessage } from '../../errors.js';
 import { parseModel, type LoadedModel } from '../model.js';
 import { Router, assertRoutable } from '../router.js';
-import type { Decision } from '../decide.js';
 import { GLOBAL_POLICY, policyTableFrom } from '../policy.js';
 import { FEATURE_COUNT } from '../features.js';
 import { cellSimdAvailable } from '../simd/fastgrnn-simd.js';
@@ -45,8 +44,6 @@ function emptyMetaFor(n: number): Record<string, string>[] {
   if (emptyMetas.length < n) emptyMetas = new Array<Record<string, string>>(Math.max(n, 2 * emptyMetas.length)).fill(EMPTY_METADATA);
   return emptyMetas;
 }
-
-const REASON_CODE: Record<string, number> = Object.fromEntries(REASONS.map((r, i) => [r, i]));
 
 function buildRouter(model: LoadedModel): Router {
   const opts = init.router;
@@ -92,19 +89,9 @@ class Out {
   }
 }
 
-/**
- * Where writeDecision puts the task being ranked: its results buffer and first decision's
- * offset. PERF: one function for every task instead of a closure allocated per task.
- */
-let sinkBuf: Float64Array = new Float64Array(0);
-let sinkFirst = 0;
-function writeDecision(r: number, i: number, conf: number, unc: number, d: Readonly<Decision>): void {
-  const q = sinkFirst + r * DECISION_STRIDE;
-  sinkBuf[q + D_INDEX] = i;
-  sinkBuf[q + D_CONF] = conf;
-  sinkBuf[q + D_UNC] = unc;
-  sinkBuf[q + D_CODE] = (d.use_lightweight ? 1 : 0) | (REASON_CODE[d.reason]! << 1);
-}
+// Router.rankValidated writes each decision's index, confidence, uncertainty and code at
+// offsets 0..3, which must be the protocol's.
+if (D_INDEX !== 0 || D_CONF !== 1 || D_UNC !== 2 || D_CODE !== 3) throw new Error('decision layout out of step with Router.rankValidated');
 
 /** Results of the batch being handled (reused: the results are copied into the arena). */
 const batchOut = new Out(4096);
@@ -188,9 +175,7 @@ async function onBatch(batch: RouteBatch): Promise<void> {
       const p0 = out.len;
       const first = p0 + RESULT_HEADER;
       const t0 = performance.now();
-      sinkBuf = b;
-      sinkFirst = first;
-      const { featureUs, policy } = router.rankValidated(req, writeDecision);
+      const { featureUs, policy } = router.rankValidated(req, b, first, DECISION_STRIDE, REASONS);
       const totalUs = (performance.now() - t0) * 1000;
       for (let r = 0; r < n; r++) b[first + r * DECISION_STRIDE + D_TIME] = totalUs;
       let end = first + n * DECISION_STRIDE;

@@ -98,11 +98,12 @@ function cosineF64(query: Float32Array, embeddings: Float32Array, i: number, dim
 }
 
 /**
- * out[i] = cosine(query, embeddings[i*dim .. (i+1)*dim)) for i < n; zero-norm vectors give 0.
+ * out[outOffset + i] = cosine(query, embeddings[i*dim .. (i+1)*dim)) for i < n; zero-norm vectors
+ * give 0. (An offset rather than a view of `out`: a view per call would be garbage.)
  * Same contract as the engine's `cosineBatch`. Throws when SIMD is unavailable (check
  * `simdAvailable()` first). Not re-entrant across threads by construction (per-thread state).
  */
-export function cosineBatchSimd(query: Float32Array, embeddings: Float32Array, n: number, dim: number, out: Float32Array): void {
+export function cosineBatchSimd(query: Float32Array, embeddings: Float32Array, n: number, dim: number, out: Float32Array, outOffset = 0): void {
   const k = getKernel();
   if (!k) throw new Error('WebAssembly SIMD is not available on this engine');
   if (n <= 0) return;
@@ -117,17 +118,17 @@ export function cosineBatchSimd(query: Float32Array, embeddings: Float32Array, n
   const flagged = k.fn(0, eOff, n, dim, outOff);
   if (flagged < 0) {
     // query norm out of f32 range (zero, tiny or huge): the whole batch in float64
-    for (let i = 0; i < n; i++) out[i] = cosineF64(query, embeddings, i, dim);
+    for (let i = 0; i < n; i++) out[outOffset + i] = cosineF64(query, embeddings, i, dim);
     return;
   }
   const o = outOff >> 2;
   if (flagged === 0) {
-    out.set(f32.subarray(o, o + n));
+    for (let i = 0; i < n; i++) out[outOffset + i] = f32[o + i]!;
     return;
   }
   for (let i = 0; i < n; i++) {
     const v = f32[o + i]!;
-    out[i] = v === v ? v : cosineF64(query, embeddings, i, dim); // NaN marks "recompute exactly"
+    out[outOffset + i] = v === v ? v : cosineF64(query, embeddings, i, dim); // NaN marks "recompute exactly"
   }
 }
 

@@ -56,6 +56,20 @@ describe('Router', () => {
     expect(res.decisions[0]!.confidence).toBeCloseTo(1 / (1 + Math.exp(-4)), 3);
   });
 
+  it('ranks large requests like a comparator sort: confidence descending, ties by input order', () => {
+    const r = routerFor();
+    for (const n of [17, 64, 300, 1000]) {
+      // few distinct similarities, so many ties, in a scrambled order
+      const sims = Array.from({ length: n }, (_, i) => Math.round(Math.cos(i * 7.3) * 8) / 8);
+      const res = r.route(request(sims));
+      const conf = new Map(res.decisions.map((d) => [d.candidate_id, d.confidence]));
+      const want = Array.from({ length: n }, (_, i) => i)
+        .sort((a, b) => conf.get(`c${b}`)! - conf.get(`c${a}`)! || a - b)
+        .map((i) => `c${i}`);
+      expect(res.decisions.map((d) => d.candidate_id)).toEqual(want);
+    }
+  });
+
   it('gives every request its own decisions when requests of different sizes alternate (reused buffers)', () => {
     const r = routerFor();
     const sizes = [3, 7, 3, 1, 7, 12, 3];
