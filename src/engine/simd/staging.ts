@@ -26,9 +26,18 @@ export class StagedArrays implements ValidateOptions {
   /** Id and metadata lists by request size, each made once (see allocLists). */
   #lists: { ids: string[]; candidateMetadata: Record<string, string>[] }[] = [];
 
+  // PERF: the views handed out are kept and handed out again for the same size, so a request of
+  // a size seen before allocates nothing here (a typed-array view is a heap object too).
+  #queryViews: Float32Array[] = [];
+  #candViews: CandidateArrays[] = [];
+  #staged: { n: number; dim: number; view: Float32Array } = { n: 0, dim: 0, view: new Float32Array(0) };
+
   allocQuery(dim: number): Float32Array {
-    if (this.#query.length < dim) this.#query = new Float32Array(dim);
-    return this.#query.subarray(0, dim);
+    if (this.#query.length < dim) {
+      this.#query = new Float32Array(dim);
+      this.#queryViews = [];
+    }
+    return (this.#queryViews[dim] ??= this.#query.subarray(0, dim));
   }
 
   allocCandidates(n: number, dim: number): CandidateArrays {
@@ -37,13 +46,17 @@ export class StagedArrays implements ValidateOptions {
       this.#createdAt = new Float64Array(cap);
       this.#accessCount = new Float64Array(cap);
       this.#successRate = new Float32Array(cap);
+      this.#candViews = [];
     }
-    return {
-      embeddings: this.embeddings(n, dim),
+    const embeddings = this.embeddings(n, dim);
+    const c = (this.#candViews[n] ??= {
+      embeddings,
       createdAt: this.#createdAt.subarray(0, n),
       accessCount: this.#accessCount.subarray(0, n),
       successRate: this.#successRate.subarray(0, n),
-    };
+    });
+    c.embeddings = embeddings;
+    return c;
   }
 
   /**
@@ -57,7 +70,15 @@ export class StagedArrays implements ValidateOptions {
 
   /** n*dim floats: the SIMD kernel's staging area when available, else a reused buffer. */
   embeddings(n: number, dim: number): Float32Array {
-    if (simdAvailable()) return stagingEmbeddings(n, dim);
+    if (simdAvailable()) {
+      // the last staging view again while it is still attached (memory growth detaches it: its
+      // length drops to 0) and of the same shape
+      const st = this.#staged;
+      if (st.n === n && st.dim === dim && st.view.length === n * dim) return st.view;
+      const view = stagingEmbeddings(n, dim);
+      this.#staged = { n, dim, view };
+      return view;
+    }
     if (this.#embeddings.length < n * dim) this.#embeddings = new Float32Array(n * dim);
     return this.#embeddings.subarray(0, n * dim);
   }
