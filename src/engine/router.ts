@@ -16,6 +16,7 @@ import type { RoutingDecision, RoutingRequest, RoutingResponse } from '../wire/t
 import { validateRequest, type ValidatedRequest } from './validate.js';
 import { scoreRowsSimd } from './simd/fastgrnn-simd.js';
 import { StagedArrays } from './simd/staging.js';
+import { Ranker } from './rank.js';
 
 export interface RouterOptions {
   /** Model file; default models/default.safetensors of the package. Ignored when `model` is given. */
@@ -48,64 +49,6 @@ export function assertRoutable(model: LoadedModel): void {
 
 const defaultNow = (): number => Date.now() / 1000;
 
-/** Explicit stack of sortKeys (pairs of bounds); 2·log2(1000) + slack levels suffice. */
-const sortStack = new Int32Array(128);
-
-/**
- * Sorts a[0..n) ascending in place; the keys are distinct (each ends in its own index).
- * PERF: TypedArray#sort copies the array into temporary work arrays on every call, i.e. garbage
- * per request; this is quicksort (median of three, the smaller side first so the stack stays
- * logarithmic) with insertion sort below 16 elements, and allocates nothing.
- */
-function sortKeys(a: Float64Array, n: number): void {
-  const stack = sortStack;
-  let sp = 0;
-  let lo = 0;
-  let hi = n - 1;
-  for (;;) {
-    if (hi - lo < 16) {
-      for (let i = lo + 1; i <= hi; i++) {
-        const x = a[i]!;
-        let j = i - 1;
-        while (j >= lo && a[j]! > x) {
-          a[j + 1] = a[j]!;
-          j--;
-        }
-        a[j + 1] = x;
-      }
-      if (sp === 0) return;
-      hi = stack[--sp]!;
-      lo = stack[--sp]!;
-      continue;
-    }
-    const mid = (lo + hi) >> 1;
-    // median of three into a[mid], with a[lo] ≤ a[mid] ≤ a[hi]
-    if (a[mid]! < a[lo]!) { const t = a[mid]!; a[mid] = a[lo]!; a[lo] = t; }
-    if (a[hi]! < a[lo]!) { const t = a[hi]!; a[hi] = a[lo]!; a[lo] = t; }
-    if (a[hi]! < a[mid]!) { const t = a[hi]!; a[hi] = a[mid]!; a[mid] = t; }
-    const pivot = a[mid]!;
-    let i = lo;
-    let j = hi;
-    while (i <= j) {
-      while (a[i]! < pivot) i++;
-      while (a[j]! > pivot) j--;
-      if (i <= j) {
-        const t = a[i]!; a[i] = a[j]!; a[j] = t;
-        i++;
-        j--;
-      }
-    }
-    // [lo, j] and [i, hi] remain; push the larger, loop on the smaller
-    if (j - lo < hi - i) {
-      stack[sp++] = i; stack[sp++] = hi;
-      hi = j;
-    } else {
-      stack[sp++] = lo; stack[sp++] = j;
-      lo = i;
-    }
-  }
-}
-
 export class Router {
   #model: LoadedModel;
   #features: FeatureConfig;
@@ -118,12 +61,9 @@ export class Router {
   #lastPolicy = 'global';
   #feat = new Float32Array(0);
   #scores = new Float32Array(0);
-  #scoreBits = new Uint32Array(0);
-  #keys: Float64Array = new Float64Array(0);
-  #keyBuf = new Float64Array(0);
-  /** Views of #keyBuf by length (see #score). */
-  #keyViews: Float64Array[] = [];
-  #keyRadix = 1024;
+  #ranker = new Ranker();
+  /** Candidate indices in rank order, from the last #score. */
+  #order: Int32Array = new Int32Array(0);
   #rankResult = { featureUs: 0, modelVersion: '', policy: '' };
   #lastThresholds: Thresholds = DEFAULT_THRESHOLDS;
   #staged = new StagedArrays();
@@ -221,14 +161,13 @@ export class Router {
     const th = this.#lastThresholds;
     const qhat = this.#qhat();
     const scores = this.#scores;
-    const order = this.#keys;
-    const M = this.#keyRadix;
+    const order = this.#order;
     const rid = req.request_id;
     const ids = req.ids;
     const metas = req.candidateMetadata;
     const decisions = new Array<RoutingDecision>(n);
     for (let r = 0; r < n; r++) {
-      const i = order[r]! % M;
+      const i = order[r]!;
       const p = scores[i]!;
       const set = predictionSet(p, qhat);
       const u = uncertaintyFromSet(p, qhat, set);
@@ -269,10 +208,9 @@ export class Router {
     const th = this.#lastThresholds;
     const qhat = this.#qhat();
     const scores = this.#scores;
-    const order = this.#keys;
-    const M = this.#keyRadix;
+    const order = this.#order;
     for (let r = 0; r < req.n; r++) {
-      const i = order[r]! % M;
+      const i = order[r]!;
       const p = scores[i]!;
       const set = predictionSet(p, qhat);
       const u = uncertaintyFromSet(p, qhat, set);
@@ -305,19 +243,15 @@ export class Router {
 
   /**
    * Features → scores → ranking, and the policy that decides; returns the feature time in µs.
-   * Leaves the scores in #scores, the rank order in #keys (candidate index = key % #keyRadix)
-   * and the thresholds to apply in #lastThresholds.
+   * Leaves the scores in #scores, the candidate indices in rank order in #order and the
+   * thresholds to apply in #lastThresholds.
    */
   #score(req: ValidatedRequest): number {
     const n = req.n;
     const model = this.#model;
     if (this.#feat.length < n * FEATURE_COUNT) {
       this.#feat = new Float32Array(n * FEATURE_COUNT);
-      // whole vectors for the SIMD cell's output, and a Uint32 view of the same memory for the keys
-      this.#scores = new Float32Array((n + 3) & ~3);
-      this.#scoreBits = new Uint32Array(this.#scores.buffer);
-      this.#keyBuf = new Float64Array(n);
-      this.#keyViews = [];
+      this.#scores = new Float32Array(n);
     }
     const feat = this.#feat;
     const scores = this.#scores;
@@ -331,19 +265,8 @@ export class Router {
     // it compiles for this model and host; the scalar float64 kernel otherwise.
     if (!scoreRowsSimd(model.cell, feat, n, scores)) scoreBatch(model, feat, n, scores);
 
-    // Rank: confidence descending, ties by input order (explicit tiebreak, independent of sort stability).
-    // PERF: a numeric sort of float64 keys instead of a comparator sort over objects:
-    // key = (bits(1.0f) − bits(score))·M + i. For float32 scores in [0, 1] the bit pattern is
-    // monotonic, so ascending keys are confidence descending, then index ascending; M ≥ n keeps i
-    // recoverable and keys < 2^30·M stay exact integers in float64. The n keys are sorted through
-    // a view of exactly n entries, one per request size, made once and kept.
-    const bits = this.#scoreBits;
-    const M = n <= 1024 ? 1024 : 2 ** Math.ceil(Math.log2(n));
-    this.#keyRadix = M;
-    const order = (this.#keyViews[n] ??= this.#keyBuf.subarray(0, n));
-    this.#keys = order;
-    for (let i = 0; i < n; i++) order[i] = (0x3f800000 - bits[i]!) * M + i;
-    sortKeys(order, n);
+    // Rank: confidence descending, ties by input order (rank.ts).
+    this.#order = this.#ranker.rank(scores, n);
 
     const choice = this.#policies.choose(req.metadata, this.#thresholds);
     this.#lastPolicy = choice.policy;
