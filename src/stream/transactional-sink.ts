@@ -224,7 +224,7 @@ export class TransactionalSink implements DeliverySink<MessageLists> {
     part.renew = false;
   }
 
-  deliver(chunk: Chunk<MessageLists>, ticket: BatchTicket, signal: AbortSignal): Promise<void> {
+  deliver(chunk: Chunk<MessageLists>, ticket: BatchTicket, signal: AbortSignal, release?: () => void): Promise<void> {
     const part = this.#parts.get(key(chunk.topic, chunk.partition));
     if (!part || ticket.epoch !== part.epoch || part.verified !== part.epoch || !part.producer) {
       return Promise.reject(new StaleChunkError(`${chunk.topic}/${chunk.partition}: its position was given up`));
@@ -240,12 +240,17 @@ export class TransactionalSink implements DeliverySink<MessageLists> {
       });
       txn.sends.catch(() => {});
     }
+    const sent = txn.sends;
+    let logged: Promise<void> | undefined;
     if (chunk.rows.length > 0) {
       const rows = chunk.rows;
-      const logged = retrying(() => this.#o.log.write(rows), this.#closing.signal, this.#o.retry);
+      logged = retrying(() => this.#o.log.write(rows), this.#closing.signal, this.#o.retry);
       logged.catch(() => {});
       txn.rows.push(logged);
     }
+    // Sent and durable, the chunk holds no memory: its permits go back while the transaction
+    // waits for its tick. What the transaction holds is bounded by its request bound.
+    if (release) void Promise.all([sent, logged]).then(release, release);
     if (txn.requests >= this.#o.maxRequests) this.#close(txn);
     return abortable(txn.done, signal);
   }
