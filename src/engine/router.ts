@@ -61,6 +61,8 @@ export class Router {
   #lastPolicy = 'global';
   #feat = new Float32Array(0);
   #scores = new Float32Array(0);
+  /** The bit patterns of #scores (the same memory), which the ranking sorts on. */
+  #scoreBits = new Uint32Array(0);
   #ranker = new Ranker();
   /** Candidate indices in rank order, from the last #score. */
   #order: Int32Array = new Int32Array(0);
@@ -252,6 +254,7 @@ export class Router {
     if (this.#feat.length < n * FEATURE_COUNT) {
       this.#feat = new Float32Array(n * FEATURE_COUNT);
       this.#scores = new Float32Array(n);
+      this.#scoreBits = new Uint32Array(this.#scores.buffer);
     }
     const feat = this.#feat;
     const scores = this.#scores;
@@ -266,7 +269,7 @@ export class Router {
     if (!scoreRowsSimd(model.cell, feat, n, scores)) scoreBatch(model, feat, n, scores);
 
     // Rank: confidence descending, ties by input order (rank.ts).
-    this.#order = this.#ranker.rank(scores, n);
+    this.#order = this.#ranker.rank(this.#scoreBits, n);
 
     const choice = this.#policies.choose(req.metadata, this.#thresholds);
     this.#lastPolicy = choice.policy;

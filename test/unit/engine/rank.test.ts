@@ -10,10 +10,11 @@ function reference(scores: Float32Array): number[] {
 describe('Ranker', () => {
   const ranker = new Ranker();
   const check = (scores: Float32Array): void => {
-    expect(Array.from(ranker.rank(scores, scores.length).subarray(0, scores.length))).toEqual(reference(scores));
+    const bits = new Uint32Array(scores.buffer, scores.byteOffset, scores.length);
+    expect(Array.from(ranker.rank(bits, scores.length).subarray(0, scores.length))).toEqual(reference(scores));
   };
 
-  it('ranks like the comparator sort: spread scores, ties, crowded buckets, every size', () => {
+  it('ranks like the comparator sort: spread, tied, bunched and saturated scores, every size', () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 1000 }),
@@ -28,7 +29,7 @@ describe('Ranker', () => {
           const scores = Float32Array.from({ length: n }, () => {
             if (kind === 'spread') return r();
             if (kind === 'ties') return Math.floor(r() * 5) / 4;
-            if (kind === 'crowded') return 0.5 + r() * 1e-3; // distinct but in one bucket
+            if (kind === 'crowded') return r() < 0.5 ? r() * 1e-4 : 0.5 + r() * 1e-3; // distinct, bunched
             return r() < 0.5 ? (r() < 0.5 ? 0 : 1) : r();
           });
           check(scores);
