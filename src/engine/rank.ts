@@ -8,10 +8,10 @@
 // confidence descending, then index ascending; M (a power of two ≥ n) keeps i recoverable, and
 // keys < 2^30·M stay exact integers in float64. The keys are distinct, and sorted in place by a
 // quicksort (median of three, the smaller side first so its explicit stack stays logarithmic)
-// with insertion sort for short runs. (Measured against it here: a bucket sort on the scores
-// loses when scores bunch, as a trained model's do near 0 and 1, and an LSD radix sort's four
-// passes over 256 counters cost more than the comparisons at these sizes.) Indices come back
-// as key − ⌊key/M⌋·M, exact, where key % M would be a floating-point modulo call.
+// with insertion sort for short runs. Not a bucket sort on the score values: it degrades when
+// scores bunch, as a trained model's do near 0 and 1; not an LSD radix sort: its four passes
+// over 256 counters outweigh the comparisons at these sizes. Indices come back as
+// key − ⌊key/M⌋·M, exact, where key % M would be a floating-point modulo call.
 
 /** bits(1.0f). */
 const ONE = 0x3f800000;
