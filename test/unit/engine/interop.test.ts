@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FEATURE_NAMES } from '../../../src/engine/features.js';
-import { encodeModel } from '../../../src/engine/model.js';
+import { encodeModel, loadModelFile } from '../../../src/engine/model.js';
+import { scoreRowsSimd } from '../../../src/engine/simd/fastgrnn-simd.js';
 import { writeSafetensors, type Tensor } from '../../../src/engine/safetensors.js';
 import { ROOT, runCli, runInProcess } from './cli-run.js';
 
@@ -44,6 +45,27 @@ describe.skipIf(!havePython)('models written by another tool (numpy)', () => {
     const got = r.stdout.trim().split('\n').map(Number);
     expect(got).toHaveLength(expected.length);
     const worst = Math.max(...got.map((g, i) => Math.abs(g - expected[i]!)));
+    expect(worst).toBeLessThan(2e-5);
+  });
+
+  it.each(models)('the WebAssembly SIMD cell the Router uses reproduces the reference for %s within 2e-5 (one-step inputs)', (name) => {
+    const model = loadModelFile(join(dir, `${name}.safetensors`));
+    const expected = JSON.parse(readFileSync(join(dir, `${name}.expected.json`), 'utf8')) as number[];
+    const lines = readFileSync(join(dir, `${name}.inputs.jsonl`), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as number[] | number[][]);
+    const D = model.inputDim;
+    const rows: number[] = [];
+    const want: number[] = [];
+    lines.forEach((x, k) => {
+      const steps = Array.isArray(x[0]) ? (x as number[][]) : [x as number[]];
+      if (steps.length !== 1) return; // the cell is the routing case, T = 1
+      rows.push(...steps[0]!);
+      want.push(expected[k]!);
+    });
+    if (want.length === 0) return; // a sequence-only model
+    const out = new Float32Array(want.length);
+    if (!scoreRowsSimd(model.cell, Float32Array.from(rows), want.length, out)) return; // no WASM SIMD here, or too large to unroll
+    expect(rows.length).toBe(want.length * D);
+    const worst = Math.max(...want.map((w, i) => Math.abs(out[i]! - w)));
     expect(worst).toBeLessThan(2e-5);
   });
 
