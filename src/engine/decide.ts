@@ -30,10 +30,16 @@ const BELOW: Readonly<Decision> = Object.freeze({ use_lightweight: false, reason
 const UNCERTAIN: Readonly<Decision> = Object.freeze({ use_lightweight: false, reason: 'uncertain' });
 const LIGHT: Readonly<Decision> = Object.freeze({ use_lightweight: true, reason: 'model' });
 
+// PERF: the set masks copied into module constants, read once at load. decide() runs per
+// candidate, and where the modules are transpiled to CommonJS (tsx, under which the benchmarks
+// run) an imported name is an accessor on the exporting module's object, called on every read.
+const HEAVY_ONLY = SET_HEAVY;
+const LIGHT_ONLY = SET_LIGHT;
+
 /** Applies the rule above. Returns shared frozen objects (no allocation per candidate). */
 export function decide(confidence: number, uncertainty: number, set: PredictionSetMask, thresholds: Thresholds): Readonly<Decision> {
-  if (set === SET_HEAVY) return HEAVY_MODEL;
+  if (set === HEAVY_ONLY) return HEAVY_MODEL;
   if (!(confidence >= thresholds.confidence)) return BELOW;
-  if (set !== SET_LIGHT || uncertainty > thresholds.maxUncertainty) return UNCERTAIN;
+  if (set !== LIGHT_ONLY || uncertainty > thresholds.maxUncertainty) return UNCERTAIN;
   return LIGHT;
 }

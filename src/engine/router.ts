@@ -49,6 +49,13 @@ export function assertRoutable(model: LoadedModel): void {
 
 const defaultNow = (): number => Date.now() / 1000;
 
+// PERF: the per-candidate functions of the decision loops as module constants, read once at
+// load: where the modules are transpiled to CommonJS (tsx, under which the benchmarks run) an
+// imported name is an accessor on the exporting module's object, called on every use.
+const setOf = predictionSet;
+const uncertaintyOf = uncertaintyFromSet;
+const rule = decide;
+
 export class Router {
   #model: LoadedModel;
   #features: FeatureConfig;
@@ -171,9 +178,9 @@ export class Router {
     for (let r = 0; r < n; r++) {
       const i = order[r]!;
       const p = scores[i]!;
-      const set = predictionSet(p, qhat);
-      const u = uncertaintyFromSet(p, qhat, set);
-      const d = decide(p, u, set, th);
+      const set = setOf(p, qhat);
+      const u = uncertaintyOf(p, qhat, set);
+      const d = rule(p, u, set, th);
       decisions[r] = {
         request_id: rid,
         candidate_id: ids[i]!,
@@ -214,9 +221,9 @@ export class Router {
     for (let r = 0; r < req.n; r++) {
       const i = order[r]!;
       const p = scores[i]!;
-      const set = predictionSet(p, qhat);
-      const u = uncertaintyFromSet(p, qhat, set);
-      const d = decide(p, u, set, th);
+      const set = setOf(p, qhat);
+      const u = uncertaintyOf(p, qhat, set);
+      const d = rule(p, u, set, th);
       const q = first + r * stride;
       out[q] = i;
       out[q + 1] = p;
