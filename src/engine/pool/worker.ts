@@ -93,6 +93,13 @@ class Out {
 // offsets 0..3, which must be the protocol's.
 if (D_INDEX !== 0 || D_CONF !== 1 || D_UNC !== 2 || D_CODE !== 3) throw new Error('decision layout out of step with Router.rankValidated');
 
+// PERF: the layout constants of the per-decision loops as module constants, read once at load:
+// where the modules are transpiled to CommonJS (tsx) an imported name is an accessor on the
+// exporting module's object, called on every use.
+const STRIDE = DECISION_STRIDE;
+const TIME = D_TIME;
+const NFEAT = FEATURE_COUNT;
+
 /** Results of the batch being handled (reused: the results are copied into the arena). */
 const batchOut = new Out(4096);
 
@@ -177,13 +184,13 @@ async function onBatch(batch: RouteBatch): Promise<void> {
       const t0 = performance.now();
       const { featureUs, policy } = router.rankValidated(req, b, first, DECISION_STRIDE, REASONS);
       const totalUs = (performance.now() - t0) * 1000;
-      for (let r = 0; r < n; r++) b[first + r * DECISION_STRIDE + D_TIME] = totalUs;
-      let end = first + n * DECISION_STRIDE;
+      for (let r = 0; r < n; r++) b[first + r * STRIDE + TIME] = totalUs;
+      let end = first + n * STRIDE;
       if (init.returnFeatures) {
         const feat = router.lastFeatures(n);
         for (let r = 0; r < n; r++) {
-          const src = b[first + r * DECISION_STRIDE + D_INDEX]! * FEATURE_COUNT;
-          for (let k = 0; k < FEATURE_COUNT; k++) b[end++] = feat[src + k]!;
+          const src = b[first + r * STRIDE]! * NFEAT;
+          for (let k = 0; k < NFEAT; k++) b[end++] = feat[src + k]!;
         }
       }
       b[p0 + R_ID] = taskId;
