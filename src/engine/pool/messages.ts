@@ -70,7 +70,7 @@ export const reducedBytes = (n: number): number => 24 * n;
 export const TaskKind = Object.freeze({
   /** Validated on the main thread, embeddings reduced to similarities there; numbers in the arena. */
   Reduced: 0,
-  /** Raw JSON bytes (a SPEC §1 RoutingRequest) in the arena; decoded and validated in the worker. */
+  /** Raw JSON bytes (a docs/contracts.md §1 RoutingRequest) in the arena; decoded and validated in the worker. */
   EncodedJson: 1,
   /** Raw protobuf bytes (tiny_dancer.v1.RoutingRequest); decoded in the worker. */
   EncodedProtobuf: 2,
