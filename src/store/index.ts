@@ -4,7 +4,8 @@ export { pgConnection, type PgTls } from './tls.js';
 export type { PoolOptions, Queryable, StoreLog } from './pg.js';
 export { MIGRATIONS, migrate, migrationChecksum, migrationLockKey } from './migrations.js';
 export type { AppliedMigration, Migration, MigrateOptions, MigrateResult } from './migrations.js';
-export { DecisionLog, encodeBatch } from './decision-log.js';
+export { DecisionLog } from './decision-log.js';
+export { encodeBatch } from './decision-rows.js';
 export type {
   BacklogInfo,
   BreakerState,
