@@ -13,6 +13,7 @@ import { TinyDancerError } from '../errors.js';
 import type { RoutingRequest, RoutingResponse } from '../wire/types.js';
 import type { FeedbackSnapshot } from '../feedback/service.js';
 import type { CostFigures } from '../observe/cost.js';
+import type { StoreAggregates } from '../store/stats-cache.js';
 import type { FleetTotalsView, FleetViewSnapshot } from './fleet-table.js';
 
 export type HealthStatus = 'SERVING' | 'NOT_SERVING';
@@ -114,24 +115,8 @@ export interface DecisionLogView {
   healthy: boolean;
 }
 
-export interface StoreAggregatesView {
-  /** False when Postgres did not answer; `error` then says why (one line, no secrets). */
-  available: boolean;
-  error?: string;
-  windowSeconds: number;
-  decisions: number;
-  requests: number;
-  lightweightShare: number;
-  reasons: Record<string, number>;
-  modelVersions: Record<string, number>;
-  meanConfidence: number;
-  meanUncertainty: number;
-  p50InferenceUs: number;
-  p95InferenceUs: number;
-  p99InferenceUs: number;
-  lastDecidedAt?: number;
-  computedAt: number;
-}
+/** Postgres aggregates of the decision log, as src/store/stats-cache.ts computes them. */
+export type StoreAggregatesView = StoreAggregates;
 
 export interface RatesView {
   windowSeconds: number;
