@@ -1,4 +1,4 @@
-// The library entry (SPEC §7): what `import … from 'tiny-dancer'` gives.
+// The library entry (docs/contracts.md §7): what `import … from 'tiny-dancer'` gives.
 //
 //   new Router({ modelPath?, confidenceThreshold?, maxUncertainty?, … })   synchronous, in-process
 //   router.route(request) -> RoutingResponse

@@ -110,7 +110,7 @@ export interface StatsMessage {
     paused_partitions: number;
   } | null;
   decision_log: { backlog: number; written: number; failed_batches: number; healthy: boolean } | null;
-  /** FEEDBACK (issue 8): rolling calibration monitoring from outcomes. */
+  /** Rolling calibration monitoring from outcomes. */
   feedback?: {
     window: number;
     epsilon: number;

@@ -229,7 +229,7 @@ export function statsMsg(s: ControlStats, ctx: StatsContext): Msg {
       computed_at_unix_ms: u(a.computedAt),
     };
   }
-  if (s.feedback) msg.feedback = feedbackStatsMsg(s.feedback); // FEEDBACK (issue 8)
+  if (s.feedback) msg.feedback = feedbackStatsMsg(s.feedback);
   if (s.cost) {
     const c = s.cost;
     msg.cost = {

@@ -1,4 +1,4 @@
-// The gRPC control plane (SPEC §5): tiny_dancer.v1.ControlPlane, the standard
+// The gRPC control plane (docs/contracts.md §5): tiny_dancer.v1.ControlPlane, the standard
 // grpc.health.v1.Health service and server reflection, on one port.
 //
 // The server knows only a ControlTarget (./target.ts): the App of `serve` or the route-only

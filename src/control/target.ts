@@ -144,7 +144,7 @@ export interface ControlStats {
   decisionLog?: DecisionLogView;
   /** Postgres aggregates; absent in a route-only deployment. Cache them: stats() is called often. */
   store?: StoreAggregatesView;
-  /** FEEDBACK (issue 8): live calibration monitoring from outcomes; absent when the loop is off. */
+  /** Live calibration monitoring from outcomes; absent when the feedback loop is off. */
   feedback?: FeedbackSnapshot;
   /** Estimated spend and savings over `totals`; absent when no prices are configured. */
   cost?: CostFigures;
@@ -239,7 +239,7 @@ export interface ControlTarget {
   setPolicy?(policy: TenantPolicyView, opts?: ChangeOptions): Promise<PolicyChangeResult>;
   deletePolicy?(tenant: string, opts?: ChangeOptions): Promise<PolicyChangeResult>;
   listPolicies?(): TenantPolicyView[];
-  /** Routes one request; InvalidInputError for a request that breaks SPEC §1. */
+  /** Routes one request; InvalidInputError for a request that breaks docs/contracts.md §1. */
   route(request: RoutingRequest): Promise<RoutingResponse>;
   /** SERVING only when every part the deployment needs is usable; NOT_SERVING while draining. */
   health(): HealthStatus;

@@ -1,4 +1,4 @@
-// The in-process Router (SPEC §7): validate → features → FastGRNN → conformal set → rule.
+// The in-process Router (docs/contracts.md §7): validate → features → FastGRNN → conformal set → rule.
 //
 // WHY synchronous and stateful in this way: the worker pool runs one Router per worker thread,
 // the CLI and the gRPC `Route` call run one in-process; all of them want a plain function call

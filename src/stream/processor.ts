@@ -357,7 +357,7 @@ export class Processor extends EventEmitter {
       exactlyOnce: c.exactlyOnce,
     });
     await consumer.connect();
-    // fromBeginning: a group without committed offsets starts at the earliest offset (SPEC §2).
+    // fromBeginning: a group without committed offsets starts at the earliest offset (docs/contracts.md §2).
     await consumer.subscribe({ topics: [c.topics.requests], fromBeginning: true });
     this.#running = true;
     await consumer.run({

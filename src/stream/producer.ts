@@ -1,4 +1,4 @@
-// Decision records (SPEC §1, §2): one per candidate, on the lightweight or heavyweight topic,
+// Decision records (docs/contracts.md §1, §2): one per candidate, on the lightweight or heavyweight topic,
 // keyed by request_id (so all decisions of a request land in one partition, in rank order),
 // in the request's encoding with the same content-type, plus the model version and a
 // correlation header tying a decision back to its request record, and the request's W3C trace

@@ -1,4 +1,4 @@
-// The routing contract (SPEC §1, §7) as TypeScript types. snake_case on purpose: these objects
+// The routing contract (docs/contracts.md §1, §7) as TypeScript types. snake_case on purpose: these objects
 // are the JSON payloads on Kafka and the gRPC messages, field for field.
 
 export type Embedding = ArrayLike<number> | Float32Array;
@@ -73,7 +73,7 @@ export interface Outcome {
   served_by?: 'lightweight' | 'heavyweight';
 }
 
-/** Limits of SPEC §1, enforced by validation everywhere a request enters. */
+/** Limits of docs/contracts.md §1, enforced by validation everywhere a request enters. */
 export const LIMITS = Object.freeze({
   maxRequestIdBytes: 256,
   minDim: 1,
