@@ -159,16 +159,16 @@ export interface ControlPlaneClient extends grpc.Client {
   resetCircuitBreaker(argument: _tiny_dancer_v1_ResetCircuitBreakerRequest, callback: grpc.requestCallback<_tiny_dancer_v1_CircuitBreaker__Output>): grpc.ClientUnaryCall;
   
   /**
-   * Routes one request in-process (SPEC §1): its decisions, ordered by rank. A request that
-   * breaks a limit of SPEC §1 gets INVALID_ARGUMENT naming the field.
+   * Routes one request in-process (docs/contracts.md §1): its decisions, ordered by rank. A request that
+   * breaks a limit of docs/contracts.md §1 gets INVALID_ARGUMENT naming the field.
    */
   Route(argument: _tiny_dancer_v1_RoutingRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_tiny_dancer_v1_RoutingResponse__Output>): grpc.ClientUnaryCall;
   Route(argument: _tiny_dancer_v1_RoutingRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_tiny_dancer_v1_RoutingResponse__Output>): grpc.ClientUnaryCall;
   Route(argument: _tiny_dancer_v1_RoutingRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_tiny_dancer_v1_RoutingResponse__Output>): grpc.ClientUnaryCall;
   Route(argument: _tiny_dancer_v1_RoutingRequest, callback: grpc.requestCallback<_tiny_dancer_v1_RoutingResponse__Output>): grpc.ClientUnaryCall;
   /**
-   * Routes one request in-process (SPEC §1): its decisions, ordered by rank. A request that
-   * breaks a limit of SPEC §1 gets INVALID_ARGUMENT naming the field.
+   * Routes one request in-process (docs/contracts.md §1): its decisions, ordered by rank. A request that
+   * breaks a limit of docs/contracts.md §1 gets INVALID_ARGUMENT naming the field.
    */
   route(argument: _tiny_dancer_v1_RoutingRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_tiny_dancer_v1_RoutingResponse__Output>): grpc.ClientUnaryCall;
   route(argument: _tiny_dancer_v1_RoutingRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_tiny_dancer_v1_RoutingResponse__Output>): grpc.ClientUnaryCall;
@@ -274,8 +274,8 @@ export interface ControlPlaneHandlers extends grpc.UntypedServiceImplementation 
   ResetCircuitBreaker: grpc.handleUnaryCall<_tiny_dancer_v1_ResetCircuitBreakerRequest__Output, _tiny_dancer_v1_CircuitBreaker>;
   
   /**
-   * Routes one request in-process (SPEC §1): its decisions, ordered by rank. A request that
-   * breaks a limit of SPEC §1 gets INVALID_ARGUMENT naming the field.
+   * Routes one request in-process (docs/contracts.md §1): its decisions, ordered by rank. A request that
+   * breaks a limit of docs/contracts.md §1 gets INVALID_ARGUMENT naming the field.
    */
   Route: grpc.handleUnaryCall<_tiny_dancer_v1_RoutingRequest__Output, _tiny_dancer_v1_RoutingResponse>;
   

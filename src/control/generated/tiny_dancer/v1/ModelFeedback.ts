@@ -4,7 +4,7 @@
 import type { Long } from '@grpc/proto-loader';
 
 /**
- * Rolling monitoring of one model version from the outcomes of its decisions (issue 8).
+ * Rolling monitoring of one model version from the outcomes of its decisions.
  */
 export interface ModelFeedback {
   'version'?: (string);
@@ -45,7 +45,7 @@ export interface ModelFeedback {
 }
 
 /**
- * Rolling monitoring of one model version from the outcomes of its decisions (issue 8).
+ * Rolling monitoring of one model version from the outcomes of its decisions.
  */
 export interface ModelFeedback__Output {
   'version': (string);

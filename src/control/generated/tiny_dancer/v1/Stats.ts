@@ -55,7 +55,7 @@ export interface Stats {
   'decision_log'?: (_tiny_dancer_v1_DecisionLogStats | null);
   'store'?: (_tiny_dancer_v1_StoreAggregates | null);
   /**
-   * Live calibration monitoring from outcomes (issue 8); absent when the feedback loop is off.
+   * Live calibration monitoring from outcomes; absent when the feedback loop is off.
    */
   'feedback'?: (_tiny_dancer_v1_FeedbackStats | null);
   /**
@@ -107,7 +107,7 @@ export interface Stats__Output {
   'decision_log': (_tiny_dancer_v1_DecisionLogStats__Output | null);
   'store': (_tiny_dancer_v1_StoreAggregates__Output | null);
   /**
-   * Live calibration monitoring from outcomes (issue 8); absent when the feedback loop is off.
+   * Live calibration monitoring from outcomes; absent when the feedback loop is off.
    */
   'feedback': (_tiny_dancer_v1_FeedbackStats__Output | null);
   /**
