@@ -14,7 +14,7 @@ function configError(env: Record<string, string>): ConfigError {
 }
 
 describe('loadConfig', () => {
-  it('has the SPEC §2 defaults', () => {
+  it('has the docs/contracts.md §2 defaults', () => {
     const c = loadConfig({});
     expect(c.brokers).toEqual(['localhost:9092']);
     expect(c.brokersFromEnv).toBe(false);
