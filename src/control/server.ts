@@ -77,7 +77,8 @@ export interface ControlServer {
   close(opts?: { timeoutMs?: number }): Promise<void>;
 }
 
-type Msg = Record<string, unknown>;
+/** A message as proto-loader serializes it (convert.ts types each one with the generated types). */
+type Msg = object;
 
 function splitAddress(address: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9._-]+)):(\d{1,5})$/.exec(address);
