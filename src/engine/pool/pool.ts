@@ -40,6 +40,7 @@ import { MAX_MODEL_BYTES, defaultModelPath, parseModel } from '../model.js';
 import { Router, assertRoutable } from '../router.js';
 import { DEFAULT_TENANT_KEY, GLOBAL_POLICY, PolicyTable, policyEntries, type TenantPolicies } from '../policy.js';
 import type { DecisionReason, RoutingDecision, RoutingRequest, RoutingResponse } from '../../wire/types.js';
+import { requestTopK } from '../../wire/response.js';
 import {
   EMPTY_METADATA, completeFiniteCheck, isValidatedRequest, noMetadata, validateRequest, type CandidateArrays, type ValidateOptions, type ValidatedRequest,
 } from '../validate.js';
@@ -133,6 +134,8 @@ interface Task {
   /** null when every candidate's metadata is empty: decisions then share EMPTY_METADATA. */
   candidateMetadata: Record<string, string>[] | null;
   bytes: number;
+  /** The request's td-top-k (wire/response.ts), passed on in its response. */
+  topK: number | undefined;
 }
 
 interface Batch {
@@ -476,14 +479,14 @@ export class RouterPool {
     // A task holds its candidates' metadata only when there is some: n empty maps kept while in
     // flight survived young-generation GCs and were promoted, at a visible CPU cost.
     return this.#addTask(slot, b, [0, TaskKind.Reduced, dim, n, nums.createdAt.byteOffset, 0, metaIdx], req.request_id, req.ids,
-      noMetadata(req.candidateMetadata, n) ? null : req.candidateMetadata, b.used - usedBefore);
+      noMetadata(req.candidateMetadata, n) ? null : req.candidateMetadata, b.used - usedBefore, requestTopK(req.metadata));
   }
 
-  #addTask(slot: Slot, batch: Batch, row: number[], requestId: string, ids: string[], meta: Record<string, string>[] | null, bytes: number): Promise<RoutingResponse> {
+  #addTask(slot: Slot, batch: Batch, row: number[], requestId: string, ids: string[], meta: Record<string, string>[] | null, bytes: number, topK?: number): Promise<RoutingResponse> {
     const id = this.#nextTask++;
     row[0] = id;
     return new Promise<RoutingResponse>((resolve, reject) => {
-      const task: Task = { id, resolve, reject, requestId, ids, candidateMetadata: meta, bytes };
+      const task: Task = { id, resolve, reject, requestId, ids, candidateMetadata: meta, bytes, topK };
       for (const v of row) batch.index.push(v);
       batch.tasks.push(task);
       slot.load++;
@@ -627,6 +630,7 @@ export class RouterPool {
           task.requestId = info.request_id;
           task.ids = info.ids;
           task.candidateMetadata = info.candidateMetadata;
+          task.topK = info.topK ?? undefined;
         }
         this.#completed++;
         const pi = data[p + R_POLICY]!;
@@ -646,6 +650,8 @@ export class RouterPool {
   #response(task: Task, data: Float64Array, p: number, n: number, version: string, policy: string): RoutingResponse {
     const { requestId, ids, candidateMetadata } = task;
     const decisions = new Array<RoutingDecision>(n);
+    let lightweight = 0;
+    for (let r = 0, q = p + RESULT_HEADER; r < n; r++, q += DECISION_STRIDE) lightweight += data[q + D_CODE]! & 1;
     let q = p + RESULT_HEADER;
     for (let r = 0; r < n; r++, q += DECISION_STRIDE) {
       const i = data[q + D_INDEX]!;
@@ -662,6 +668,8 @@ export class RouterPool {
         reason: REASONS[code >> 1] as DecisionReason,
         metadata: candidateMetadata ? candidateMetadata[i]! : EMPTY_METADATA,
         inference_time_us: data[q + D_TIME]!,
+        candidate_count: n,
+        lightweight_count: lightweight,
         policy,
       };
     }
@@ -672,6 +680,7 @@ export class RouterPool {
       candidates_processed: data[p + R_PROCESSED]!,
       policy,
     };
+    if (task.topK !== undefined) response.top_k = task.topK;
     if (this.#init.returnFeatures) response.features = Float32Array.from(data.subarray(q, q + n * FEATURE_COUNT));
     return response;
   }
