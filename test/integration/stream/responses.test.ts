@@ -121,7 +121,7 @@ describe('the responses topic', () => {
     expect(answer.decisions.every((d) => d.candidate_count === 7)).toBe(true);
   });
 
-  it('unset: serve writes nothing to a responses topic (and does not create one)', async () => {
+  it('unset: serve writes nothing to a responses topic', async () => {
     const admin = testKafka().admin();
     await admin.connect();
     try {
