@@ -20,6 +20,7 @@ import { PolicyTable, type TenantPolicies } from './engine/policy.js';
 import type { RoutingRequest, RoutingResponse } from './wire/types.js';
 import { errorMessage, oneLine } from './errors.js';
 import { ControlTopic } from './control/control-topic.js';
+import { ControlHistory } from './store/control-history.js';
 import { ControlCore, type RoutingPool } from './control/core.js';
 import { DesiredState, type ApplyErrorView, type PoliciesListener } from './control/desired-state.js';
 import { FleetControl, type ConvergenceProbe } from './control/fleet-control.js';
@@ -142,6 +143,7 @@ export class App extends EventEmitter implements ControlTarget {
   /** The fleet's desired state (control topic), read before the engine starts. */
   readonly #desired: DesiredState;
   #controlTopic: ControlTopic | undefined;
+  #controlHistory: ControlHistory | undefined;
   #fleet: FleetControl | undefined;
   #kafka: Kafka | undefined;
   #admin: Admin | undefined;
@@ -302,6 +304,10 @@ export class App extends EventEmitter implements ControlTarget {
     // so this replica starts with the model and thresholds the fleet runs.
     this.#kafka = createKafka(c, log);
     await this.#waitForBroker();
+    // Every control record this replica reads, from the start of the topic, is mirrored into
+    // Postgres as the audit history (idempotent across replicas: keyed by offset).
+    const history = (this.#controlHistory = new ControlHistory({ pool: pgPool, schema: c.dbSchema, log }));
+    this.#desired.onProcessed((entry) => history.record(entry));
     this.#controlTopic = new ControlTopic({
       kafka: this.#kafka,
       topic: c.topics.control,
@@ -584,6 +590,7 @@ export class App extends EventEmitter implements ControlTarget {
     }
     await this.#feedback?.stop().catch((err: unknown) => this.logger.warn('outcome consumer stop failed', { err })); // FEEDBACK (issue 8)
     await this.#controlTopic?.stop();
+    await this.#controlHistory?.close(Math.min(2000, left()));
     if (this.#log) {
       const r = await this.#log.close({ timeout: left() }).catch((err: unknown) => {
         this.logger.warn('decision log close failed', { err });

@@ -8,7 +8,8 @@
 // its record's offset to learn whether this replica applied it.
 import { errorMessage, oneLine } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
-import { ControlRecordError, decodeControlRecord, type ControlChange, type RecordMeta, type TenantThresholds } from './control-records.js';
+import type { ControlHistoryEntry } from '../store/control-history.js';
+import { ControlRecordError, decodeControlRecord, MODEL_KEY, POLICY_KEY_PREFIX, THRESHOLDS_KEY, type ControlChange, type RecordMeta, type TenantThresholds } from './control-records.js';
 import type { PreparedModel } from './reload.js';
 import { ControlError } from './target.js';
 
@@ -57,6 +58,7 @@ export class DesiredState {
   readonly #waiters = new Set<Waiter>();
   readonly #policyListeners = new Set<PoliciesListener>();
   readonly #errorListeners = new Set<(e: ApplyErrorView) => void>();
+  readonly #processedListeners = new Set<(e: ControlHistoryEntry) => void>();
   readonly #log: Logger | undefined;
   readonly #now: () => number;
 
@@ -110,16 +112,32 @@ export class DesiredState {
     return () => this.#errorListeners.delete(listener);
   }
 
+  /** Called with every record processed, applied or refused, in topic order (the audit history). */
+  onProcessed(listener: (e: ControlHistoryEntry) => void): () => void {
+    this.#processedListeners.add(listener);
+    return () => this.#processedListeners.delete(listener);
+  }
+
   /** Processes one record of the control topic, in offset order. Never throws. */
   async handle(key: string, value: Uint8Array | null, offset: number): Promise<void> {
+    let entry: ControlHistoryEntry;
     try {
       const change = await decodeControlRecord(key, value);
       await this.#apply(change, offset);
+      entry = historyEntry(key, offset, change);
     } catch (err) {
-      this.#refuse(key, offset, err);
+      const message = this.#refuse(key, offset, err);
+      entry = { offset, key, kind: kindOfKey(key), detail: {}, outcome: 'refused', error: message };
     }
     this.#revision = Math.max(this.#revision, offset);
     this.#settleWaiters();
+    for (const l of [...this.#processedListeners]) {
+      try {
+        l(entry);
+      } catch (err) {
+        this.#log?.warn('control: a history listener failed', { err });
+      }
+    }
   }
 
   async #apply(change: ControlChange, offset: number): Promise<void> {
@@ -157,7 +175,7 @@ export class DesiredState {
     }
   }
 
-  #refuse(key: string, offset: number, err: unknown): void {
+  #refuse(key: string, offset: number, err: unknown): string {
     const message = oneLine(errorMessage(err), 400);
     const e: ApplyErrorView = { key: oneLine(key, 120), offset, message, at: this.#now() };
     this.#lastApplyError = e;
@@ -169,6 +187,7 @@ export class DesiredState {
       { key: e.key, offset, err: message },
     );
     for (const l of [...this.#errorListeners]) l(e);
+    return message;
   }
 
   /**
@@ -209,5 +228,27 @@ export class DesiredState {
       w.reject(new ControlError('unavailable', 'the service is stopping'));
     }
     this.#waiters.clear();
+  }
+}
+
+function kindOfKey(key: string): ControlHistoryEntry['kind'] {
+  if (key === MODEL_KEY) return 'model';
+  if (key === THRESHOLDS_KEY) return 'thresholds';
+  if (key.startsWith(POLICY_KEY_PREFIX)) return 'policy';
+  return 'unknown';
+}
+
+/** What an applied record set, for the history: never the model's bytes. */
+function historyEntry(key: string, offset: number, change: ControlChange): ControlHistoryEntry {
+  const base = { offset, key, outcome: 'applied' as const };
+  switch (change.kind) {
+    case 'model':
+      return { ...base, kind: 'model', detail: { version: change.prepared.model.version, sha256: change.sha256, bytes: change.prepared.bytes.length }, writtenBy: change.meta.writtenBy, writtenAt: change.meta.writtenAt };
+    case 'thresholds':
+      return { ...base, kind: 'thresholds', detail: { confidence: change.thresholds.confidence, max_uncertainty: change.thresholds.maxUncertainty }, writtenBy: change.meta.writtenBy, writtenAt: change.meta.writtenAt };
+    case 'policy':
+      return { ...base, kind: 'policy', detail: { tenant: change.tenant, confidence: change.policy.confidence, max_uncertainty: change.policy.maxUncertainty }, writtenBy: change.meta.writtenBy, writtenAt: change.meta.writtenAt };
+    case 'policy-delete':
+      return { ...base, kind: 'policy-delete', detail: { tenant: change.tenant } };
   }
 }

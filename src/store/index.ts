@@ -3,6 +3,8 @@ export { DEFAULT_DATABASE_URL, createPool, quoteSchema, redactUrl, withClient } 
 export { pgConnection, type PgTls } from './tls.js';
 export type { PoolOptions, Queryable, StoreLog } from './pg.js';
 export { MIGRATIONS, migrate, migrationChecksum, migrationLockKey } from './migrations.js';
+export { ControlHistory } from './control-history.js';
+export type { ControlHistoryEntry, ControlHistoryKind, ControlHistoryOptions } from './control-history.js';
 export type { AppliedMigration, Migration, MigrateOptions, MigrateResult } from './migrations.js';
 export { DecisionLog, encodeBatch } from './decision-log.js';
 export type {

@@ -114,6 +114,26 @@ CREATE INDEX routing_decisions_trace_id_idx ON {{schema}}.routing_decisions (tra
 ALTER TABLE {{schema}}.routing_decisions ADD COLUMN policy text;
 `,
   },
+  {
+    version: 6,
+    name: 'control_history',
+    // The audit history of the control topic (docs/contracts.md §6, §10): one row per record,
+    // applied or refused, keyed by its offset in the one-partition topic so that every
+    // replica's mirror of the same record is one row.
+    sql: `
+CREATE TABLE {{schema}}.control_history (
+  control_offset bigint      PRIMARY KEY,
+  record_key     text        NOT NULL,
+  kind           text        NOT NULL CHECK (kind IN ('model', 'thresholds', 'policy', 'policy-delete', 'unknown')),
+  detail         jsonb       NOT NULL DEFAULT '{}'::jsonb,
+  written_by     text,
+  written_at     timestamptz,
+  outcome        text        NOT NULL CHECK (outcome IN ('applied', 'refused')),
+  error          text,
+  mirrored_at    timestamptz NOT NULL DEFAULT now()
+);
+`,
+  },
 ]);
 
 export interface MigrateOptions {

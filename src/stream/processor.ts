@@ -18,7 +18,8 @@
 // Flow. kafkajs fetches a round of batches (one per partition) and hands up to
 // `partitionsConcurrency` of them to eachBatch at once. Requests are taken in chunks; a chunk
 // holds permits of a process-wide semaphore (TD_MAX_IN_FLIGHT) from decoding until the sink
-// delivered it — that is the bound on work in memory. eachBatch returns as soon as its chunks are
+// delivered it, or until it holds nothing in memory any more (exactly-once: records sent, rows
+// durable, its transaction waiting for its tick) — that is the bound on work in memory. eachBatch returns as soon as its chunks are
 // scored and handed to the sink, so the next fetch overlaps the previous round's Kafka
 // acknowledgements, Postgres writes and transactions. When the decision log (or the pool)
 // reports pressure, the request partitions are paused; a chunk that cannot get permits waits,
@@ -446,13 +447,19 @@ export class Processor extends EventEmitter {
         // Not abandoned on a rebalance: the work finishes (at-least-once: idempotent rows, at
         // most duplicate records, simply not committed; exactly-once: the open transaction
         // commits or is fenced). Only the drain's deadline cuts it short.
+        let held = true;
+        const release = () => {
+          if (!held) return;
+          held = false;
+          this.#release(permits);
+        };
         sink
-          .deliver(chunk, ticket, this.#deadlineCtl.signal)
+          .deliver(chunk, ticket, this.#deadlineCtl.signal, release)
           .then(
             () => this.#delivered(chunk, tracked),
             (err: unknown) => this.#failed(chunk, ticket, tracked, err),
           )
-          .finally(() => this.#release(permits));
+          .finally(release);
         p.resolveOffset(chunk.lastOffset);
       }
     } catch (err) {
@@ -550,7 +557,7 @@ export class Processor extends EventEmitter {
   /** Takes permits, or gives them back at once if the wait was abandoned meanwhile. */
   async #acquire(n: number, signal: AbortSignal): Promise<number> {
     // The window is full: what holds it should finish now. Open transactions commit at once
-    // instead of at the end of their interval (permits come back only with a commit).
+    // instead of at their tick, so the sends queued behind them can start.
     if (this.#slots.inUse + n > this.#slots.capacity) this.#sink?.flush();
     const granted = this.#slots.acquire(n);
     try {

@@ -48,8 +48,12 @@ export interface DeliverySink<W extends RecordWriter = RecordWriter> {
    * Delivers a chunk. Resolves once its records are acknowledged and its rows durable
    * (at-least-once) or once its transaction committed (exactly-once); rejects when it could not
    * be delivered. `signal` abandons the waits (the drain's deadline).
+   *
+   * `release`, when given, may be called earlier, once the chunk holds nothing in memory any
+   * more (its records sent, its rows durable) although it is not delivered yet: a transaction
+   * that waits for its commit interval then does not hold the in-flight window.
    */
-  deliver(chunk: Chunk<W>, ticket: BatchTicket, signal: AbortSignal): Promise<void>;
+  deliver(chunk: Chunk<W>, ticket: BatchTicket, signal: AbortSignal, release?: () => void): Promise<void>;
   /** The group is rebalancing: the sink's positions of every partition are void. */
   rebalancing(): void;
   /** The group's new assignment. */

@@ -96,6 +96,8 @@ interface Part {
   owned: boolean;
 }
 
+const TRANSACTION_RETRY = Object.freeze({ retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 10, maxRetryTime: 2_000 });
+
 function isFenced(err: unknown): boolean {
   for (let e = err as { type?: string; code?: number; cause?: unknown } | undefined, i = 0; e && i < 5; e = e.cause as typeof e, i++) {
     if (e.type === 'INVALID_PRODUCER_EPOCH' || e.type === 'PRODUCER_FENCED' || e.code === 90 || e.type === 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED') return true;
@@ -200,6 +202,11 @@ export class TransactionalSink implements DeliverySink<MessageLists> {
     const producer = this.#o.kafka.producer({
       ...DECISION_PRODUCER,
       maxInFlightRequests: 1,
+      // The first produce of a transaction registers its partitions (AddPartitionsToTxn). Right
+      // after the previous commit the coordinator may still be writing that commit's markers and
+      // answers CONCURRENT_TRANSACTIONS for a few milliseconds; a retry that starts at 200 ms
+      // would hold every record of the partition's next transaction that long.
+      retry: TRANSACTION_RETRY,
       transactionalId: part.id,
       transactionTimeout: this.#o.transactionTimeoutMs,
     });
@@ -217,7 +224,7 @@ export class TransactionalSink implements DeliverySink<MessageLists> {
     part.renew = false;
   }
 
-  deliver(chunk: Chunk<MessageLists>, ticket: BatchTicket, signal: AbortSignal): Promise<void> {
+  deliver(chunk: Chunk<MessageLists>, ticket: BatchTicket, signal: AbortSignal, release?: () => void): Promise<void> {
     const part = this.#parts.get(key(chunk.topic, chunk.partition));
     if (!part || ticket.epoch !== part.epoch || part.verified !== part.epoch || !part.producer) {
       return Promise.reject(new StaleChunkError(`${chunk.topic}/${chunk.partition}: its position was given up`));
@@ -233,12 +240,17 @@ export class TransactionalSink implements DeliverySink<MessageLists> {
       });
       txn.sends.catch(() => {});
     }
+    const sent = txn.sends;
+    let logged: Promise<void> | undefined;
     if (chunk.rows.length > 0) {
       const rows = chunk.rows;
-      const logged = retrying(() => this.#o.log.write(rows), this.#closing.signal, this.#o.retry);
+      logged = retrying(() => this.#o.log.write(rows), this.#closing.signal, this.#o.retry);
       logged.catch(() => {});
       txn.rows.push(logged);
     }
+    // Sent and durable, the chunk holds no memory: its permits go back while the transaction
+    // waits for its tick. What the transaction holds is bounded by its request bound.
+    if (release) void Promise.all([sent, logged]).then(release, release);
     if (txn.requests >= this.#o.maxRequests) this.#close(txn);
     return abortable(txn.done, signal);
   }
@@ -273,7 +285,13 @@ export class TransactionalSink implements DeliverySink<MessageLists> {
       reject,
     };
     txn.sends.catch(() => {});
-    txn.timer = setTimeout(() => this.#close(txn), this.#o.commitIntervalMs);
+    // Every partition's transaction ends on the same tick of the commit interval. A decision
+    // record becomes visible to read_committed readers only when every transaction that wrote to
+    // its output partition before it has ended (the last stable offset), and each partition's
+    // producer writes to every output partition: with intervals started at each transaction's
+    // first record, those waits chain across partitions; on a shared tick they end together.
+    const interval = this.#o.commitIntervalMs;
+    txn.timer = setTimeout(() => this.#close(txn), interval - (Date.now() % interval));
     part.open = txn;
     part.tail = done.then(
       () => {},

@@ -24,6 +24,7 @@ import {
   makeRequest,
   names,
   produce,
+  query,
   record,
   testKafka,
   waitFor,
@@ -255,5 +256,29 @@ describe('a fleet of three serve processes', () => {
     await fleet[0]!.client.deleteTenantPolicy('acme');
     await waitFor(async () => (await Promise.all(fleet.map((m) => m.client.listTenantPolicies()))).every((l) => l.policies.length === 0), 5000, 'the policy gone everywhere');
     await waitFor(async () => (await Promise.all(fleet.map((m) => policiesOf(m, 'acme')))).every((p) => p.size === 1 && p.has('global')), 5000, 'acme back on the global policy everywhere');
+  });
+
+  it('Postgres keeps the history: every control record once, applied or refused, by whom', async () => {
+    type Row = { control_offset: string; kind: string; outcome: string; written_by: string | null; detail: Record<string, unknown>; error: string | null };
+    const rows = () => query<Row>(`SELECT control_offset, kind, outcome, written_by, detail, error FROM "${n.schema}".control_history ORDER BY control_offset`);
+    let history: Row[] = [];
+    // The policy delete is the last record written; every replica mirrors it, the first insert wins.
+    await waitFor(async () => (history = await rows()).some((r) => r.kind === 'policy-delete'), 10_000, 'the history up to the policy delete');
+    const offsets = history.map((r) => Number(r.control_offset));
+    expect(new Set(offsets).size).toBe(offsets.length);
+    expect(history.filter((r) => r.kind === 'model' && r.outcome === 'applied').map((r) => r.detail.version)).toContain(NEW_VERSION);
+    const refused = history.filter((r) => r.outcome === 'refused');
+    expect(refused).toHaveLength(1);
+    expect(refused[0]).toMatchObject({ kind: 'model' });
+    expect(refused[0]!.error).toMatch(/SHA-256 of the bytes is/);
+    const thresholds = history.filter((r) => r.kind === 'thresholds' && r.outcome === 'applied').at(-1)!.detail as { confidence: number; max_uncertainty: number };
+    expect(thresholds.confidence).toBeCloseTo(0.61, 6);
+    expect(thresholds.max_uncertainty).toBeCloseTo(0.27, 6);
+    const policies = history.filter((r) => r.kind === 'policy').map((r) => r.detail as { tenant: string; confidence: number; max_uncertainty: number });
+    expect(policies.map((p) => p.tenant)).toEqual(['acme']);
+    expect(policies[0]!.confidence).toBeCloseTo(0.9, 6);
+    for (const r of history.filter((h) => h.outcome === 'applied' && h.kind !== 'policy-delete')) expect(r.written_by).toBeTruthy();
+    // No model bytes in the history.
+    for (const r of history) expect(JSON.stringify(r.detail).length).toBeLessThan(300);
   });
 });

@@ -30,7 +30,7 @@ describe('migrate', () => {
       `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name`,
       [schema],
     );
-    expect(tables.rows.map((r) => r.table_name)).toEqual(['model_registry', 'routing_decisions', 'routing_outcomes', 'td_schema_migrations']);
+    expect(tables.rows.map((r) => r.table_name)).toEqual(['control_history', 'model_registry', 'routing_decisions', 'routing_outcomes', 'td_schema_migrations']);
 
     const cols = await pool.query<{ column_name: string }>(
       `SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'routing_decisions'`,

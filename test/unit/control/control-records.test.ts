@@ -9,6 +9,7 @@ import {
   ControlRecordError,
 } from '../../../src/control/control-records.js';
 import { DesiredState } from '../../../src/control/desired-state.js';
+import type { ControlHistoryEntry } from '../../../src/store/control-history.js';
 import { prepareModel } from '../../../src/control/reload.js';
 import { defaultModelPath } from '../../../src/engine/model.js';
 
@@ -76,5 +77,29 @@ describe('DesiredState', () => {
     expect(state.thresholds).toEqual({ confidence: 0.6, maxUncertainty: 0.3 });
     expect(policies).toEqual([1, 0]);
     expect(state.revision).toBe(4);
+  });
+
+  it('tells the history every record in order, applied or refused, without model bytes', async () => {
+    const prepared = await prepareModel({ path: defaultModelPath() });
+    const state = new DesiredState();
+    const seen: ControlHistoryEntry[] = [];
+    state.onProcessed((e) => seen.push(e));
+    await state.handle('model', encodeModelRecord(prepared, meta), 0);
+    await state.handle('model', Buffer.from('corrupt'), 1);
+    await state.handle('policy/a', encodePolicyRecord('a', { confidence: 0.5, maxUncertainty: 0.25 }, meta), 2);
+    await state.handle('policy/a', null, 3);
+    await state.handle('what', Buffer.from('x'), 4);
+    expect(seen.map((e) => [e.offset, e.kind, e.outcome])).toEqual([
+      [0, 'model', 'applied'],
+      [1, 'model', 'refused'],
+      [2, 'policy', 'applied'],
+      [3, 'policy-delete', 'applied'],
+      [4, 'unknown', 'refused'],
+    ]);
+    expect(seen[0]).toMatchObject({ writtenBy: 'test', writtenAt: meta.writtenAt, detail: { version: prepared.model.version, sha256: expect.stringMatching(/^[0-9a-f]{64}$/) } });
+    expect(JSON.stringify(seen[0]!.detail).length).toBeLessThan(200);
+    expect(seen[4]!.error).toBe(state.lastApplyError!.message);
+    expect(seen[1]!.error).toMatch(/./);
+    expect(seen[2]!.detail).toEqual({ tenant: 'a', confidence: 0.5, max_uncertainty: 0.25 });
   });
 });
