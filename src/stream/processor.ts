@@ -10,10 +10,10 @@
 // the commit scheduler (./commit-scheduler.ts) commits, per partition, the end of the longest
 // finished prefix of chunks. A crash at any point replays from the last commit; a replay adds
 // no row (the log is idempotent on (request_id, candidate_id)) and may repeat decision and
-// response records. Exactly-once (TD_EXACTLY_ONCE=true,
-// ./transactional-sink.ts): a partition's decisions, DLQ records and consumed offsets are one
-// Kafka transaction per commit interval on that partition's own transactional producer,
-// committed only once the rows are durable; read_committed consumers see each decision once.
+// response records. Exactly-once (TD_EXACTLY_ONCE=true, ./transactional-sink.ts): a
+// partition's decisions, responses, DLQ records and consumed offsets are one Kafka transaction
+// per commit interval on that partition's own transactional producer, committed only once the
+// rows are durable; read_committed consumers see each decision and response once.
 //
 // Flow. kafkajs fetches a round of batches (one per partition) and hands up to
 // `partitionsConcurrency` of them to eachBatch at once. Requests are taken in chunks; a chunk
