@@ -14,6 +14,7 @@ import { FEATURE_COUNT, FEATURE_NAMES, extractFeatures, resolveFeatureConfig, ty
 import { defaultModelPath, loadModelFile, scoreBatch, type LoadedModel } from './model.js';
 import type { RoutingDecision, RoutingRequest, RoutingResponse } from '../wire/types.js';
 import { validateRequest, type ValidatedRequest } from './validate.js';
+import { requestTopK } from '../wire/response.js';
 import { scoreRowsSimd } from './simd/fastgrnn-simd.js';
 import { StagedArrays } from './simd/staging.js';
 
@@ -153,6 +154,7 @@ export class Router {
     const n = req.n;
     const version = this.#model.version;
     const decisions = new Array<RoutingDecision>(n);
+    let lightweight = 0;
     const featureUs = this.#rank(req, (r, i, p, u, d) => {
       decisions[r] = {
         request_id: req.request_id,
@@ -165,17 +167,24 @@ export class Router {
         reason: d.reason,
         metadata: req.candidateMetadata[i]!,
         inference_time_us: 0,
+        candidate_count: n,
+        lightweight_count: 0,
         policy: '',
       };
+      if (d.use_lightweight) lightweight++;
     });
     const totalUs = (performance.now() - t0) * 1000;
     const policy = this.#lastPolicy;
     for (let r = 0; r < n; r++) {
       const d = decisions[r]!;
       d.inference_time_us = totalUs;
+      d.lightweight_count = lightweight;
       d.policy = policy;
     }
-    return { decisions, inference_time_us: totalUs, feature_time_us: featureUs, candidates_processed: n, policy };
+    const response: RoutingResponse = { decisions, inference_time_us: totalUs, feature_time_us: featureUs, candidates_processed: n, policy };
+    const topK = requestTopK(req.metadata);
+    if (topK !== undefined) response.top_k = topK;
+    return response;
   }
 
   /**

@@ -94,6 +94,7 @@ export async function ensureTopics(admin: Admin, config: Config, logger: Logger)
     { topic: config.topics.heavyweight, numPartitions: config.decisionPartitions },
     { topic: config.topics.dlq, numPartitions: Math.min(3, config.decisionPartitions) },
     { topic: config.topics.outcomes, numPartitions: config.decisionPartitions },
+    ...(config.topics.responses === undefined ? [] : [{ topic: config.topics.responses, numPartitions: config.decisionPartitions }]),
   ].map((t) => ({ ...t, replicationFactor: config.replicationFactor }));
   const existing = new Set(await admin.listTopics());
   const missing = wanted.filter((t) => !existing.has(t.topic));

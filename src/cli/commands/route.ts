@@ -66,7 +66,8 @@ export async function run(argv: string[], io: CommandIO = processIO()): Promise<
   } catch (err) {
     throw new InvalidInputError(`malformed JSON on stdin: ${(err as Error).message}`);
   }
-  const response = router.route(request);
+  // top_k is the engine's note of the request's td-top-k, not a field of the response.
+  const { top_k: _topK, ...response } = router.route(request);
   io.stdout.write(`${JSON.stringify(response, null, values.pretty ? 2 : undefined)}\n`);
   return 0;
 }

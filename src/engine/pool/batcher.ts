@@ -24,6 +24,8 @@ export interface Task {
   /** null when every candidate's metadata is empty: decisions then share EMPTY_METADATA. */
   candidateMetadata: Record<string, string>[] | null;
   bytes: number;
+  /** The request's td-top-k (wire/response.ts), passed on in its response. */
+  topK?: number | undefined;
 }
 
 export interface Batch {

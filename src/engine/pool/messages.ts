@@ -129,6 +129,8 @@ export interface DecodedInfo {
   ids: string[];
   /** null when no candidate has metadata (saves cloning n empty objects per request). */
   candidateMetadata: Record<string, string>[] | null;
+  /** The request's td-top-k (wire/response.ts); null when it named none. */
+  topK: number | null;
 }
 
 // ---------------------------------------------------------------------------------------------

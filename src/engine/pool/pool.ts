@@ -36,6 +36,7 @@ import { MAX_MODEL_BYTES, defaultModelPath, parseModel } from '../model.js';
 import { Router, assertRoutable } from '../router.js';
 import { DEFAULT_TENANT_KEY, PolicyTable, policyEntries, type TenantPolicies } from '../policy.js';
 import type { RoutingRequest, RoutingResponse } from '../../wire/types.js';
+import { requestTopK } from '../../wire/response.js';
 import { completeFiniteCheck, isValidatedRequest, noMetadata, validateRequest, type ValidatedRequest } from '../validate.js';
 import { cosineBatch } from '../features.js';
 import { ARENA_BYTES, ArenaCache, Packer, packBytes, packNumbers, type PackedNumbers } from './arena.js';
@@ -356,14 +357,14 @@ export class RouterPool {
     // A task holds its candidates' metadata only when there is some: n empty maps kept while in
     // flight survived young-generation GCs and were promoted, at a visible CPU cost.
     return this.#addTask(slot, b, [0, TaskKind.Reduced, dim, n, nums.createdAt.byteOffset, 0, metaIdx], req.request_id, req.ids,
-      noMetadata(req.candidateMetadata, n) ? null : req.candidateMetadata, b.used - usedBefore);
+      noMetadata(req.candidateMetadata, n) ? null : req.candidateMetadata, b.used - usedBefore, requestTopK(req.metadata));
   }
 
-  #addTask(slot: WorkerSlot, batch: Batch, row: number[], requestId: string, ids: string[], meta: Record<string, string>[] | null, bytes: number): Promise<RoutingResponse> {
+  #addTask(slot: WorkerSlot, batch: Batch, row: number[], requestId: string, ids: string[], meta: Record<string, string>[] | null, bytes: number, topK?: number): Promise<RoutingResponse> {
     const id = this.#nextTask++;
     row[0] = id;
     return new Promise<RoutingResponse>((resolve, reject) => {
-      const task: Task = { id, resolve, reject, requestId, ids, candidateMetadata: meta, bytes };
+      const task: Task = { id, resolve, reject, requestId, ids, candidateMetadata: meta, bytes, topK };
       this.#batcher.add(batch, task, row);
       slot.load++;
       this.#queued++;

@@ -19,6 +19,8 @@ export interface PendingTask {
   ids: string[];
   /** null when every candidate's metadata is empty: decisions then share EMPTY_METADATA. */
   candidateMetadata: Record<string, string>[] | null;
+  /** The request's td-top-k (wire/response.ts), passed on in its response. */
+  topK?: number | undefined;
 }
 
 export type TaskOutcome = { ok: true; response: RoutingResponse } | { ok: false; error: Error };
@@ -46,7 +48,7 @@ export function decodeResults(msg: RouteResults, tasks: readonly PendingTask[], 
       const info = decoded.get(task.id);
       // Tasks decoded in the worker: their ids and metadata came back with the results.
       const known: PendingTask = info
-        ? { id: task.id, requestId: info.request_id, ids: info.ids, candidateMetadata: info.candidateMetadata }
+        ? { id: task.id, requestId: info.request_id, ids: info.ids, candidateMetadata: info.candidateMetadata, topK: info.topK ?? undefined }
         : task;
       const pi = data[p + R_POLICY]!;
       const policy = pi >= 0 && msg.policies ? (msg.policies[pi] ?? GLOBAL_POLICY) : GLOBAL_POLICY;
@@ -62,6 +64,8 @@ export function decodeResults(msg: RouteResults, tasks: readonly PendingTask[], 
 function buildResponse(task: PendingTask, data: Float64Array, p: number, n: number, version: string, policy: string, returnFeatures: boolean): RoutingResponse {
   const { requestId, ids, candidateMetadata } = task;
   const decisions = new Array<RoutingDecision>(n);
+  let lightweight = 0;
+  for (let r = 0, q = p + RESULT_HEADER; r < n; r++, q += DECISION_STRIDE) lightweight += data[q + D_CODE]! & 1;
   let q = p + RESULT_HEADER;
   for (let r = 0; r < n; r++, q += DECISION_STRIDE) {
     const i = data[q + D_INDEX]!;
@@ -78,6 +82,8 @@ function buildResponse(task: PendingTask, data: Float64Array, p: number, n: numb
       reason: REASONS[code >> 1] as DecisionReason,
       metadata: candidateMetadata ? candidateMetadata[i]! : EMPTY_METADATA,
       inference_time_us: data[q + D_TIME]!,
+      candidate_count: n,
+      lightweight_count: lightweight,
       policy,
     };
   }
@@ -88,6 +94,7 @@ function buildResponse(task: PendingTask, data: Float64Array, p: number, n: numb
     candidates_processed: data[p + R_PROCESSED]!,
     policy,
   };
+  if (task.topK !== undefined) response.top_k = task.topK;
   if (returnFeatures) response.features = Float32Array.from(data.subarray(q, q + n * FEATURE_COUNT));
   return response;
 }

@@ -38,8 +38,8 @@ describe('decodeResults', () => {
     if (!o!.ok) return;
     expect(o!.response).toEqual({
       decisions: [
-        { request_id: 'req-5', candidate_id: 'c1', confidence: 0.9, uncertainty: 0.1, use_lightweight: true, rank: 0, model_version: 'v9', reason: 'model', metadata: meta[1], inference_time_us: 3, policy: 'global' },
-        { request_id: 'req-5', candidate_id: 'c0', confidence: 0.2, uncertainty: 0.4, use_lightweight: false, rank: 1, model_version: 'v9', reason: 'uncertain', metadata: meta[0], inference_time_us: 4, policy: 'global' },
+        { request_id: 'req-5', candidate_id: 'c1', confidence: 0.9, uncertainty: 0.1, use_lightweight: true, rank: 0, model_version: 'v9', reason: 'model', metadata: meta[1], inference_time_us: 3, candidate_count: 2, lightweight_count: 1, policy: 'global' },
+        { request_id: 'req-5', candidate_id: 'c0', confidence: 0.2, uncertainty: 0.4, use_lightweight: false, rank: 1, model_version: 'v9', reason: 'uncertain', metadata: meta[0], inference_time_us: 4, candidate_count: 2, lightweight_count: 1, policy: 'global' },
       ],
       inference_time_us: 11,
       feature_time_us: 7,
@@ -77,11 +77,12 @@ describe('decodeResults', () => {
 
   it('takes ids and metadata from the worker for requests it decoded', () => {
     const msg = results(taskRows(4, TaskStatus.Ok, [[0, 0.5, 0, 1, 1]]), {
-      decoded: [{ taskId: 4, request_id: 'wire-req', ids: ['w0'], candidateMetadata: [{ k: 'v' }] }],
+      decoded: [{ taskId: 4, request_id: 'wire-req', ids: ['w0'], candidateMetadata: [{ k: 'v' }], topK: 3 }],
     });
     const [o] = decodeResults(msg, [task(4, [])], false);
     if (!o!.ok) throw new Error('expected ok');
     expect(o!.response.decisions[0]).toMatchObject({ request_id: 'wire-req', candidate_id: 'w0', metadata: { k: 'v' } });
+    expect(o!.response.top_k).toBe(3);
   });
 
   it('reads results from `data` when they did not fit in the arena', () => {

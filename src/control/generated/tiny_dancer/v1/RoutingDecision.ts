@@ -30,6 +30,12 @@ export interface RoutingDecision {
   'metadata'?: ({[key: string]: string});
   'inference_time_us'?: (number | string | Long);
   /**
+   * How many candidates the request had, and how many of them went lightweight: every decision
+   * of a request says so, so a reader of the decision topics knows when it holds them all.
+   */
+  'candidate_count'?: (number);
+  'lightweight_count'?: (number);
+  /**
    * The policy whose thresholds decided it: "global", or "tenant:<name>" when the request's
    * tenant (request metadata key TD_TENANT_KEY, default "tenant") has a policy.
    */
@@ -62,6 +68,12 @@ export interface RoutingDecision__Output {
    */
   'metadata': ({[key: string]: string});
   'inference_time_us': (number);
+  /**
+   * How many candidates the request had, and how many of them went lightweight: every decision
+   * of a request says so, so a reader of the decision topics knows when it holds them all.
+   */
+  'candidate_count': (number);
+  'lightweight_count': (number);
   /**
    * The policy whose thresholds decided it: "global", or "tenant:<name>" when the request's
    * tenant (request metadata key TD_TENANT_KEY, default "tenant") has a policy.

@@ -5,7 +5,7 @@ import type { Candidate as _tiny_dancer_v1_Candidate, Candidate__Output as _tiny
 
 export interface RoutingRequest {
   /**
-   * required, <= 256 bytes; Kafka key of every decision
+   * required, <= 256 bytes; Kafka key of every decision and response
    */
   'request_id'?: (string);
   /**
@@ -17,14 +17,14 @@ export interface RoutingRequest {
    */
   'candidates'?: (_tiny_dancer_v1_Candidate)[];
   /**
-   * optional; used for metadata-overlap scoring
+   * optional; used for metadata-overlap scoring; td-top-k trims the response
    */
   'metadata'?: ({[key: string]: string});
 }
 
 export interface RoutingRequest__Output {
   /**
-   * required, <= 256 bytes; Kafka key of every decision
+   * required, <= 256 bytes; Kafka key of every decision and response
    */
   'request_id': (string);
   /**
@@ -36,7 +36,7 @@ export interface RoutingRequest__Output {
    */
   'candidates': (_tiny_dancer_v1_Candidate__Output)[];
   /**
-   * optional; used for metadata-overlap scoring
+   * optional; used for metadata-overlap scoring; td-top-k trims the response
    */
   'metadata': ({[key: string]: string});
 }

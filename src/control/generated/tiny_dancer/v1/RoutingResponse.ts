@@ -13,6 +13,12 @@ export interface RoutingResponse {
   'feature_time_us'?: (number | string | Long);
   'candidates_processed'?: (number);
   /**
+   * On the responses topic (TD_TOPIC_RESPONSES) and in triage's protobuf output: the request's
+   * id and the model version that decided it; decisions then hold at most the top k.
+   */
+  'request_id'?: (string);
+  'model_version'?: (string);
+  /**
    * The policy that decided the request, as in RoutingDecision.policy.
    */
   'policy'?: (string);
@@ -26,6 +32,12 @@ export interface RoutingResponse__Output {
   'inference_time_us': (number);
   'feature_time_us': (number);
   'candidates_processed': (number);
+  /**
+   * On the responses topic (TD_TOPIC_RESPONSES) and in triage's protobuf output: the request's
+   * id and the model version that decided it; decisions then hold at most the top k.
+   */
+  'request_id': (string);
+  'model_version': (string);
   /**
    * The policy that decided the request, as in RoutingDecision.policy.
    */
