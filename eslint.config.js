@@ -29,7 +29,7 @@ function layer(files, name, forbidden, ignores = []) {
 }
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.cache/**', 'coverage/**', 'bench/results/**', '**/*.wasm'] },
+  { ignores: ['dist/**', 'node_modules/**', 'src/control/generated/**', '.cache/**', 'coverage/**', 'bench/results/**', '**/*.wasm'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -258,10 +258,13 @@ async function main(): Promise<void> {
             decisions[r] = {
               request_id: d.request_id, candidate_id: d.candidate_id, confidence: d.confidence + t, uncertainty: d.uncertainty + t,
               use_lightweight: d.use_lightweight, rank: r, model_version: d.model_version, reason: d.reason, metadata: d.metadata,
-              inference_time_us: 0, policy: d.policy,
+              inference_time_us: 0, candidate_count: n, lightweight_count: 0, policy: d.policy,
             };
           }
-          for (let r = 0; r < n; r++) decisions[r]!.inference_time_us = 12.5 + t;
+          for (let r = 0; r < n; r++) {
+            decisions[r]!.inference_time_us = 12.5 + t;
+            decisions[r]!.lightweight_count = k & 7;
+          }
           return { decisions, inference_time_us: 12.5 + t, feature_time_us: 1.5 + t, candidates_processed: n, policy: sample.policy };
         }),
       });

@@ -29,6 +29,9 @@
 // workers) with TD_TRACING on and off, interleaved; BENCH_TRACEPARENT=1 gives every request
 // record a traceparent and tracestate of its own, so the traced path does its full work (no SDK
 // is registered in serve: the cost measured is that of the API's no-op spans and the headers).
+// Responses topic cost: BENCH_MODES=passthrough,workers,responses runs serve as deployed with the
+// responses topic off and on (TD_TOPIC_RESPONSES, every decision in each response unless
+// BENCH_RESPONSE_TOP_K sets TD_RESPONSE_TOP_K), interleaved.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -279,7 +282,13 @@ async function metricValue(url: string, name: string): Promise<number | undefine
   }
 }
 
-type Mode = 'passthrough' | 'serve' | 'serve, exactly-once' | 'serve, decode in workers' | 'serve, decode in workers, tracing off';
+type Mode =
+  | 'passthrough'
+  | 'serve'
+  | 'serve, exactly-once'
+  | 'serve, decode in workers'
+  | 'serve, decode in workers, tracing off'
+  | 'serve, decode in workers, responses on';
 
 interface Result {
   mode: Mode;
@@ -338,7 +347,8 @@ async function runMode(
 ): Promise<Result> {
   const kind = mode === 'passthrough' ? 'passthrough' : 'serve';
   const id = `bench-${kind}-${encoding}-${Date.now().toString(36)}`;
-  const topics = { requests: `${id}.in`, lightweight: `${id}.light`, heavyweight: `${id}.heavy`, dlq: `${id}.dlq`, outcomes: `${id}.outcomes`, passthrough: `${id}.out` };
+  const topics = { requests: `${id}.in`, lightweight: `${id}.light`, heavyweight: `${id}.heavy`, dlq: `${id}.dlq`, outcomes: `${id}.outcomes`, passthrough: `${id}.out`, responses: `${id}.responses` };
+  const responsesOn = mode === 'serve, decode in workers, responses on';
   const schema = `bench_${Date.now().toString(36)}_${kind}`;
   const group = `${id}.group`;
   const outTopics = kind === 'serve' ? [topics.lightweight, topics.heavyweight] : [topics.passthrough];
@@ -348,7 +358,7 @@ async function runMode(
     try {
       await admin.createTopics({
         waitForLeaders: true,
-        topics: [topics.requests, topics.lightweight, topics.heavyweight, topics.dlq, topics.outcomes, topics.passthrough].map((topic) => ({ topic, numPartitions: 6 })),
+        topics: [topics.requests, topics.lightweight, topics.heavyweight, topics.dlq, topics.outcomes, topics.passthrough, topics.responses].map((topic) => ({ topic, numPartitions: 6 })),
       });
       break;
     } catch (err) {
@@ -375,9 +385,11 @@ async function runMode(
     TD_FEEDBACK: 'false',
     TD_LOG_LEVEL: 'info',
     BENCH_PASSTHROUGH_OUT: topics.passthrough,
-    TD_DECODE_IN_WORKERS: mode === 'serve, decode in workers' || mode === 'serve, decode in workers, tracing off' ? 'true' : 'false',
+    TD_DECODE_IN_WORKERS: mode === 'serve, decode in workers' || mode === 'serve, decode in workers, tracing off' || responsesOn ? 'true' : 'false',
     TD_EXACTLY_ONCE: mode === 'serve, exactly-once' ? 'true' : 'false',
     TD_TRACING: mode === 'serve, decode in workers, tracing off' ? 'off' : 'on',
+    ...(responsesOn ? { TD_TOPIC_RESPONSES: topics.responses } : {}),
+    ...(responsesOn && process.env.BENCH_RESPONSE_TOP_K ? { TD_RESPONSE_TOP_K: process.env.BENCH_RESPONSE_TOP_K } : {}),
   };
   const child = spawnChild(kind, env);
   let maxRss = 0;
@@ -534,10 +546,18 @@ async function orchestrate(): Promise<void> {
   ].filter((x) => wantedCandidates.includes(x.candidates));
   const latencySeconds = num('BENCH_LATENCY_SECONDS', QUICK ? 3 : 5);
   const rounds = num('BENCH_ROUNDS', QUICK ? 1 : 3);
-  const allModes = ['passthrough', 'serve', 'serve, exactly-once', 'serve, decode in workers', 'serve, decode in workers, tracing off'] as const;
+  const allModes = ['passthrough', 'serve', 'serve, exactly-once', 'serve, decode in workers', 'serve, decode in workers, tracing off', 'serve, decode in workers, responses on'] as const;
   const modeKey = (m: Mode) =>
-    m === 'serve, decode in workers' ? 'workers' : m === 'serve, exactly-once' ? 'eos' : m === 'serve, decode in workers, tracing off' ? 'untraced' : m;
-  // BENCH_MODES=serve,eos (comma list: passthrough, serve, eos, workers, untraced) and BENCH_ENCODINGS=protobuf narrow a run.
+    m === 'serve, decode in workers'
+      ? 'workers'
+      : m === 'serve, exactly-once'
+        ? 'eos'
+        : m === 'serve, decode in workers, tracing off'
+          ? 'untraced'
+          : m === 'serve, decode in workers, responses on'
+            ? 'responses'
+            : m;
+  // BENCH_MODES=serve,eos (comma list: passthrough, serve, eos, workers, untraced, responses) and BENCH_ENCODINGS=protobuf narrow a run.
   const wanted = (process.env.BENCH_MODES ?? 'passthrough,serve,eos,workers').split(',').map((m) => m.trim());
   const modes = allModes.filter((m) => wanted.includes(modeKey(m)));
   const encodings = (process.env.BENCH_ENCODINGS ?? 'protobuf,json').split(',').map((e) => e.trim());
@@ -600,6 +620,17 @@ async function orchestrate(): Promise<void> {
     ...rows.map((r) =>
       `| ${r.mode} | ${r.encoding} | ${r.candidates} | ${r.n} | ${r.rate.toFixed(0)} (${r.rates.join(', ')}) | ${(100 * r.ratio).toFixed(0)} % | ${Number.isFinite(r.vsServe) ? `${(100 * r.vsServe).toFixed(0)} %` : '–'} | ${r.cpuMs.toFixed(2)} | ${r.p50ms.toFixed(0)} / ${r.p99ms.toFixed(0)} (${r.latencyRate}/s) | ${r.maxRssMb.toFixed(0)} | ${r.maxBacklog ?? '–'} | ${r.rowsOk === undefined ? '–' : r.rowsOk ? 'yes' : 'NO'} |`,
     ),
+    // The responses topic's cost: on against off, both decoding on the workers (as deployed).
+    ...rows
+      .filter((r) => r.mode === 'serve, decode in workers, responses on')
+      .flatMap((on) => {
+        const offRow = rows.find((r) => r.mode === 'serve, decode in workers' && r.encoding === on.encoding && r.candidates === on.candidates);
+        if (!offRow) return [];
+        return [
+          '',
+          `responses on vs off, ${on.encoding}, ${on.candidates} candidates: throughput ${(100 * (on.rate / offRow.rate)).toFixed(0)} %, CPU ms/req ${on.cpuMs.toFixed(2)} vs ${offRow.cpuMs.toFixed(2)} (${(100 * (on.cpuMs / offRow.cpuMs - 1)).toFixed(0)} %)`,
+        ];
+      }),
   ].join('\n');
   process.stdout.write(`${table}\n`);
   mkdirSync(new URL('./results/', import.meta.url), { recursive: true });

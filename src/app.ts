@@ -13,18 +13,19 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import type { Admin, Kafka } from 'kafkajs';
 import type pg from 'pg';
-import { decodesInWorkers, describeConfig, type Config } from './config.js';
+import { decodesInWorkers, type Config } from './config.js';
 import { DEFAULT_THRESHOLDS } from './engine/decide.js';
 import { RouterPool } from './engine/pool/pool.js';
 import { PolicyTable, type TenantPolicies } from './engine/policy.js';
 import type { RoutingRequest, RoutingResponse } from './wire/types.js';
-import { errorMessage, oneLine } from './errors.js';
+import { errorMessage } from './errors.js';
 import { ControlTopic } from './control/control-topic.js';
 import { ControlHistory } from './store/control-history.js';
 import { ControlCore, type RoutingPool } from './control/core.js';
 import { DesiredState, type ApplyErrorView, type PoliciesListener } from './control/desired-state.js';
 import { FleetControl, type ConvergenceProbe } from './control/fleet-control.js';
-import { prepareModel, type PreparedModel } from './control/reload.js';
+import { startupModel } from './control/reload.js';
+import { replicaSample, routeCounts, serviceConfig, serviceStats, type ServiceParts } from './control/service-views.js';
 import {
   ControlError,
   type BreakerView,
@@ -37,42 +38,36 @@ import {
   type PolicyChangeResult,
   type ReloadResult,
   type SetThresholdsResult,
-  type StoreAggregatesView,
   type TenantPolicyView,
   type ThresholdsUpdate,
 } from './control/target.js';
 import { startHttpServer, type HttpServer, type ReadinessReport } from './observe/http.js';
 import { FleetView } from './control/fleet-view.js';
 import type { FleetViewSnapshot } from './control/fleet-table.js';
-import type { ReplicaSample } from './observe/heartbeat.js';
 import { VERSION } from './version.js';
 import { createLogger, type Logger } from './observe/logger.js';
-import { costFigures, registerCostMetrics } from './observe/cost.js';
+import { registerCostMetrics } from './observe/cost.js';
+import { logDecisionLogEvents } from './observe/decision-log-events.js';
+import { LagSampler } from './observe/lag.js';
+import { serviceReadiness } from './observe/readiness.js';
 import { StatusTracker } from './observe/status.js';
 import { statusRoutes } from './observe/status-page.js';
 import { createMetrics, setModelVersion, type Metrics } from './observe/metrics.js';
-import {
-  DecisionLog,
-  createPool,
-  decisionStats,
-  migrate,
-  redactUrl,
-  resolveDatabase,
-  type ResolvedDatabase,
-} from './store/index.js';
+import { DecisionLog, createPool, migrate, redactUrl, resolveDatabase, type ResolvedDatabase } from './store/index.js';
+import { StoreStatsCache } from './store/stats-cache.js';
 import type { Scorer } from './resilience/breaker.js';
 import { createKafka, ensureTopics } from './stream/kafka.js';
-import { preflightKafka } from './stream/preflight.js';
+import { startLocalBroker } from './stream/local-broker.js';
 import { securityFailure } from './stream/security-errors.js';
 import { decisionLogPort } from './stream/log-port.js';
-import { isRetriableKafkaError } from './stream/kafka-errors.js';
+import { waitForBroker } from './stream/wait-for-broker.js';
 import { StartupPatience } from './startup.js';
 import { classifyPgError } from './store/errors.js';
 import { Processor, type DecisionLogPort, type ProcessorEvent, type ProcessorOptions } from './stream/processor.js';
-// FEEDBACK (issue 8): outcomes consumer, calibration monitor, model registry.
 import { FeedbackService, type FeedbackSettings } from './feedback/service.js';
 
 export type { Scorer } from './resilience/breaker.js';
+export { startLocalBroker } from './stream/local-broker.js';
 
 export interface AppOptions {
   config: Config;
@@ -88,13 +83,13 @@ export interface AppOptions {
   localBroker?: boolean;
   /** Fall back to the embedded Postgres when DATABASE_URL is not set and nothing answers. Default true. */
   embeddedDatabase?: boolean;
-  /** Where a Postgres is looked for when DATABASE_URL is not set (default SPEC §2's; tests point it at a closed port). */
+  /** Where a Postgres is looked for when DATABASE_URL is not set (default docs/contracts.md §2's; tests point it at a closed port). */
   defaultDatabaseUrl?: string;
   /** Use this pool instead of creating one (closed with the app). */
   pool?: RoutingPool;
   /** Processor tuning (chunk size, heartbeat period, session timeout). */
   processor?: Pick<ProcessorOptions, 'chunkSize' | 'heartbeatIntervalMs' | 'sessionTimeoutMs' | 'createProducerThread'>;
-  /** FEEDBACK (issue 8): the feedback loop's settings (feedbackSettingsFromEnv); default: its defaults. */
+  /** The feedback loop's settings (feedbackSettingsFromEnv); default: its defaults. */
   feedback?: FeedbackSettings;
 }
 
@@ -107,23 +102,6 @@ export type AppEvent =
   | { type: 'stopped'; clean: boolean }
   /** The service cannot go on (the consumer stopped for good); the process should exit 1. */
   | { type: 'fatal'; reason: string };
-
-/** Starts (or finds) the local development broker: `up()` of scripts/kafka.mjs. */
-export async function startLocalBroker(): Promise<{ brokers: string; started: boolean }> {
-  const url = new URL('../scripts/kafka.mjs', import.meta.url);
-  let mod: { up: () => Promise<{ brokers: string; started: boolean }> };
-  try {
-    mod = (await import(url.href)) as typeof mod;
-  } catch (err) {
-    throw new ControlError(
-      'failed_precondition',
-      `KAFKA_BROKERS is not set and the local broker script (${url.pathname}) cannot be loaded: ${errorMessage(err)}; set KAFKA_BROKERS`,
-    );
-  }
-  return mod.up();
-}
-
-const STORE_STATS_TTL_MS = 5000;
 
 export class App extends EventEmitter implements ControlTarget {
   readonly mode = 'serve';
@@ -148,14 +126,12 @@ export class App extends EventEmitter implements ControlTarget {
   #kafka: Kafka | undefined;
   #admin: Admin | undefined;
   #processor: Processor | undefined;
-  /** FEEDBACK (issue 8). */
   #feedback: FeedbackService | undefined;
-  #lagTimer: NodeJS.Timeout | undefined;
+  #lag: LagSampler | undefined;
+  #storeStats: StoreStatsCache | undefined;
   /** The fleet view: this replica's heartbeats, and every replica's from the status topic. */
   #fleetView: FleetView | undefined;
   #fleetStarting: Promise<void> | undefined;
-  /** Lag per partition of the requests topic, as last sampled. */
-  #lagByPartition = new Map<number, number>();
   #healthTimer: NodeJS.Timeout | undefined;
   /** Waits for Postgres and the broker at start; aborted by a stop during start-up. */
   readonly #startupAbort = new AbortController();
@@ -171,14 +147,11 @@ export class App extends EventEmitter implements ControlTarget {
   #stopping: Promise<{ clean: boolean }> | undefined;
   #health: HealthStatus = 'NOT_SERVING';
   readonly #healthListeners = new Set<(s: HealthStatus) => void>();
-  #lag: { total: number; at: number } | undefined;
-  #store: StoreAggregatesView | undefined;
-  #storeRefreshing = false;
   #logFailedBatches = 0;
   readonly #status = new StatusTracker({
     stats: () => this.stats(),
     counters: () => {
-      const r = this.#routeCounts();
+      const r = routeCounts({ processor: this.#processor, core: this.#core });
       return { decisions: r.lightweight + r.heavyweight, lightweight: r.lightweight, dlq: this.#processor?.counters.dlq ?? 0 };
     },
     meta: () => ({ mode: this.mode, health: this.#health }),
@@ -191,7 +164,7 @@ export class App extends EventEmitter implements ControlTarget {
     this.logger = opts.logger ?? createLogger({ level: opts.config.logLevel, secrets: [opts.config.adminToken] });
     this.metrics = createMetrics();
     const prices = opts.config.cost;
-    if (prices) registerCostMetrics(this.metrics.registry, prices, () => this.#routeCounts());
+    if (prices) registerCostMetrics(this.metrics.registry, prices, () => routeCounts({ processor: this.#processor, core: this.#core }));
     this.#desired = new DesiredState({ logger: this.logger.child({ component: 'desired-state' }) });
     this.#policies = new PolicyTable(opts.config.tenantKey);
   }
@@ -288,22 +261,14 @@ export class App extends EventEmitter implements ControlTarget {
       flushIntervalMs: c.logFlushIntervalMs,
       concurrency: c.logConcurrency,
     });
-    this.#log.on('pressure', (b) => log.warn('decision log under pressure', { backlog: b.backlog, maxBuffered: b.maxBuffered }));
-    this.#log.on('relief', (b) => log.info('decision log pressure relieved', { backlog: b.backlog }));
-    this.#log.on('retry', (r) => {
-      this.#logFailedBatches++;
-      if (r.attempt === 1 || r.attempt % 10 === 0) {
-        log.warn('decision log write failed; retrying', { err: r.error, code: r.code, kind: r.kind, attempt: r.attempt, rows: r.rows });
-      }
-    });
-    this.#log.on('rejected', (r) => log.error('decision row refused by Postgres (bad data); set aside', { err: r.error, code: r.code, request_id: r.row.request_id, candidate_id: r.row.candidate_id }));
-    this.#log.on('breaker', (s) => log.info(`decision log breaker ${s}`));
+    logDecisionLogEvents(this.#log, log, () => this.#logFailedBatches++);
+    this.#storeStats = new StoreStatsCache({ pool: this.#pg, schema: c.dbSchema });
 
     this.#checkNotStopped();
     // The fleet's desired state, read to the end of the control topic before the engine starts,
     // so this replica starts with the model and thresholds the fleet runs.
     this.#kafka = createKafka(c, log);
-    await this.#waitForBroker();
+    await waitForBroker(c, this.#patience!, log);
     // Every control record this replica reads, from the start of the topic, is mirrored into
     // Postgres as the audit history (idempotent across replicas: keyed by offset).
     const history = (this.#controlHistory = new ControlHistory({ pool: pgPool, schema: c.dbSchema, log }));
@@ -321,7 +286,7 @@ export class App extends EventEmitter implements ControlTarget {
 
     this.#checkNotStopped();
     // Engine: validate the model here first, so a bad file fails start-up with a precise message.
-    const prepared = await this.#startupModel(log);
+    const prepared = await startupModel(this.#desired.model, c.modelPath, log);
     const thresholds = { ...c.thresholds, ...(this.#desired.thresholds ?? {}) };
     if (this.#opts.pool) this.#pool = this.#opts.pool;
     else {
@@ -388,8 +353,8 @@ export class App extends EventEmitter implements ControlTarget {
     });
     await this.#processor.start();
     this.#checkNotStopped();
-    // FEEDBACK (issue 8): the outcomes topic in its own group, the calibration monitor (metrics
-    // on this registry, a section of GetStats) and the registry's record of the serving model.
+    // The feedback loop: the outcomes topic in its own group, the calibration monitor (metrics on
+    // this registry, a section of GetStats) and the registry's record of the serving model.
     this.#feedback = new FeedbackService({
       kafka: this.#kafka,
       topics: c.topics,
@@ -421,8 +386,15 @@ export class App extends EventEmitter implements ControlTarget {
     this.onPoliciesChanged((policies) => {
       this.setTenantPolicies(policies).catch((err: unknown) => log.warn('tenant policies not applied', { err: errorMessage(err) }));
     });
-    this.#lagTimer = setInterval(() => void this.#sampleLag(), c.lagIntervalMs);
-    this.#lagTimer.unref();
+    this.#lag = new LagSampler({
+      admin: () => this.#admin,
+      groupId: c.groupId,
+      topic: c.topics.requests,
+      gauge: this.metrics.consumerLag,
+      logger: this.logger,
+      intervalMs: c.lagIntervalMs,
+    });
+    this.#lag.start();
     this.#startFleetView();
   }
 
@@ -440,7 +412,7 @@ export class App extends EventEmitter implements ControlTarget {
       groupId: c.groupId,
       replicationFactor: c.replicationFactor,
       identity: { instance: c.instanceId, host: hostname(), version: VERSION, startedAt: Date.now(), controlAddress: `${host}:${c.grpcAddr.port}` },
-      source: { sample: () => this.#replicaSample() },
+      source: { sample: () => replicaSample(this.#parts(), this.readiness().ready) },
       heartbeatMs: c.heartbeatMs,
       logger: this.logger,
     }));
@@ -454,108 +426,9 @@ export class App extends EventEmitter implements ControlTarget {
     });
   }
 
-  /** The heartbeat's sample of this replica. */
-  #replicaSample(): ReplicaSample {
-    const st = this.#processor?.status();
-    const k = this.#processor?.counters;
-    const r = this.#core?.routeTotals() ?? { requests: 0, decisions: 0, lightweight: 0 };
-    const partitions = st?.assignment[this.settings.topics.requests] ?? [];
-    let lag: number | undefined;
-    if (this.#lag) {
-      lag = 0;
-      for (const p of partitions) lag += this.#lagByPartition.get(p) ?? 0;
-    }
-    const d = this.#desired;
-    return {
-      modelVersion: this.#pool?.modelVersion ?? '',
-      policyRevision: Math.max(0, d.revision),
-      lastApplyError: d.lastApplyError?.message,
-      partitions: [...partitions],
-      requests: (k?.decided ?? 0) + r.requests,
-      decisions: (k?.decisions ?? 0) + r.decisions,
-      lightweight: (k?.lightweight ?? 0) + r.lightweight,
-      consumerLag: lag,
-      logBacklog: this.#log?.backlog() ?? 0,
-      breaker: this.#core?.breaker.state ?? 'closed',
-      ready: this.readiness().ready,
-    };
-  }
-
-  /**
-   * Start-up's patience with the broker: a client with no retries of its own and no logs asks
-   * for the cluster's metadata until it answers, so the wait is one backoff and one log line per
-   * window (kafkajs would log every failed connection).
-   */
-  async #waitForBroker(): Promise<void> {
-    const c = this.settings;
-    await this.#patience!.until(
-      'kafka',
-      `the Kafka broker at ${c.brokers.join(',')}`,
-      async () => {
-        // A secured cluster is checked first, so a wrong CA or mechanism fails at once, in words.
-        await preflightKafka(c.brokers, c.kafkaSecurity, this.logger);
-        const probe = createKafka(c, this.logger, { logLevel: 0 /* NOTHING */, retry: { retries: 0 } }).admin();
-        try {
-          await probe.connect();
-          await probe.listTopics();
-        } catch (err) {
-          throw securityFailure(err, c.brokers) ?? err;
-        } finally {
-          await probe.disconnect().catch(() => {});
-        }
-      },
-      isRetriableKafkaError,
-    );
-  }
-
-  /**
-   * The model `serve` starts with: the fleet's active model from the control topic — what the
-   * last ReloadModel, `retrain --promote` or `admin rollback` made current through any replica,
-   * already validated (hash, parse, features) when it was read; otherwise TD_MODEL_PATH, or
-   * models/default.safetensors. The Postgres registry is the audit history, not consulted here.
-   */
-  async #startupModel(log: Logger): Promise<PreparedModel> {
-    const c = this.settings;
-    const desired = this.#desired.model;
-    if (desired) {
-      if (c.modelPath !== undefined) {
-        log.warn('TD_MODEL_PATH is set, but the fleet\'s control topic names the active model; serving the fleet\'s', { modelPath: c.modelPath, version: desired.prepared.model.version });
-      }
-      log.info('serving the fleet\'s active model (control topic)', { version: desired.prepared.model.version, sha256: desired.sha256, by: desired.meta.writtenBy });
-      return desired.prepared;
-    }
-    const { defaultModelPath } = await import('./engine/model.js');
-    return prepareModel({ path: c.modelPath ?? defaultModelPath() });
-  }
-
   #checkNotStopped(): void {
     if (this.#fatal !== undefined) throw new ControlError('unavailable', this.#fatal);
     if (this.#draining) throw new ControlError('aborted', 'stopped during start-up');
-  }
-
-  async #sampleLag(): Promise<void> {
-    const admin = this.#admin;
-    if (!admin || this.#draining) return;
-    const topic = this.settings.topics.requests;
-    try {
-      const [committed, ends] = await Promise.all([
-        admin.fetchOffsets({ groupId: this.settings.groupId, topics: [topic] }),
-        admin.fetchTopicOffsets(topic),
-      ]);
-      const byPartition = new Map((committed[0]?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
-      let total = 0;
-      for (const e of ends) {
-        const c = byPartition.get(e.partition) ?? -1;
-        const start = c >= 0 ? c : Number(e.low);
-        const lag = Math.max(0, Number(e.high) - start);
-        total += lag;
-        this.#lagByPartition.set(e.partition, lag);
-        this.metrics.consumerLag.set({ topic, partition: String(e.partition) }, lag);
-      }
-      this.#lag = { total, at: Date.now() };
-    } catch (err) {
-      this.logger.debug('consumer lag sample failed', { err });
-    }
   }
 
   /**
@@ -574,7 +447,8 @@ export class App extends EventEmitter implements ControlTarget {
     this.#draining = true;
     this.#startupAbort.abort();
     this.#setHealth('NOT_SERVING');
-    if (this.#lagTimer) clearInterval(this.#lagTimer);
+    this.#lag?.stop();
+    this.#storeStats?.stop();
     if (this.#healthTimer) clearInterval(this.#healthTimer);
     // Leave the fleet first: a tombstone, so other replicas stop listing this one at once.
     if (this.#fleetStarting) await Promise.race([this.#fleetStarting, new Promise((r) => setTimeout(r, 2000).unref())]);
@@ -588,7 +462,7 @@ export class App extends EventEmitter implements ControlTarget {
         return false;
       });
     }
-    await this.#feedback?.stop().catch((err: unknown) => this.logger.warn('outcome consumer stop failed', { err })); // FEEDBACK (issue 8)
+    await this.#feedback?.stop().catch((err: unknown) => this.logger.warn('outcome consumer stop failed', { err }));
     await this.#controlTopic?.stop();
     await this.#controlHistory?.close(Math.min(2000, left()));
     if (this.#log) {
@@ -611,17 +485,17 @@ export class App extends EventEmitter implements ControlTarget {
 
   // ---- health -------------------------------------------------------------------------------
 
-  /** Readiness (SPEC §2): in the group with partitions, engine loaded, log accepting writes. */
+  /** Readiness (docs/contracts.md §2): in the group with partitions, engine loaded, log accepting writes. */
   readiness(): ReadinessReport {
-    const checks: Record<string, true | string> = {};
-    const st = this.#processor?.status();
-    checks.consumer = st?.joined ? true : this.#processor ? 'not (yet) a member of the consumer group' : 'not started';
-    checks.engine = this.#pool && this.#core ? true : 'model not loaded';
-    if (!this.#log || !this.#logPort) checks.decisionLog = 'not started';
-    else checks.decisionLog = this.#logPort.underPressure() ? `full: backlog ${this.#log.backlog()} of at most ${this.#log.maxBuffered} rows` : true;
-    if (this.#draining) checks.draining = 'draining';
-    Object.assign(checks, this.#patience?.checks());
-    return { ready: Object.values(checks).every((v) => v === true), checks };
+    const log = this.#log;
+    const port = this.#logPort;
+    return serviceReadiness({
+      processor: this.#processor,
+      engineLoaded: this.#pool !== undefined && this.#core !== undefined,
+      log: log && port ? { backlog: () => log.backlog(), maxBuffered: log.maxBuffered, underPressure: port.underPressure() } : undefined,
+      draining: this.#draining,
+      startup: this.#patience?.checks(),
+    });
   }
 
   health(): HealthStatus {
@@ -679,29 +553,7 @@ export class App extends EventEmitter implements ControlTarget {
   }
 
   config(): ConfigSnapshot {
-    const c = this.settings;
-    const snap: ConfigSnapshot = {
-      thresholds: this.#core?.thresholds() ?? { confidence: c.thresholds.confidence ?? 0, maxUncertainty: c.thresholds.maxUncertainty ?? 0 },
-      breaker: {
-        timeoutMs: c.breaker.timeoutMs,
-        errorThresholdPercentage: c.breaker.errorThresholdPercentage,
-        volumeThreshold: c.breaker.volumeThreshold,
-        resetTimeoutMs: c.breaker.resetTimeoutMs,
-        rollingWindowMs: c.breaker.rollingCountTimeoutMs,
-      },
-      settings: {
-        ...describeConfig(c),
-        mode: 'serve',
-        database: this.#db ? redactUrl(this.#db.url) : undefined,
-        embeddedDatabase: this.#db?.embedded ?? false,
-        workers: this.#pool?.stats().workers,
-        controlRevision: this.#desired.revision,
-        controlApplyError: this.#desired.lastApplyError?.message,
-      },
-    };
-    const path = this.#core?.modelView().source ?? c.modelPath;
-    if (path !== undefined && path !== 'bytes' && path !== 'control-topic') snap.modelPath = path;
-    return snap;
+    return serviceConfig(this.#parts());
   }
 
   setThresholds(update: ThresholdsUpdate, opts: ChangeOptions = {}): Promise<SetThresholdsResult> {
@@ -770,114 +622,28 @@ export class App extends EventEmitter implements ControlTarget {
     this.#require(this.#fleet, 'the control topic').setConvergenceProbe(probe);
   }
 
-  /** Decisions by route, from the stream and from Route calls. */
-  #routeCounts(): { lightweight: number; heavyweight: number } {
-    const k = this.#processor?.counters;
-    const r = this.#core?.routeTotals();
-    const lightweight = (k?.lightweight ?? 0) + (r?.lightweight ?? 0);
-    return { lightweight, heavyweight: (k?.decisions ?? 0) + (r?.decisions ?? 0) - lightweight };
-  }
-
   stats(): ControlStats {
     const core = this.#require(this.#core, 'the engine');
-    const k = this.#processor?.counters;
-    const r = core.routeTotals();
-    const reasons: Record<string, number> = { model: 0, breaker_open: 0, uncertain: 0, below_threshold: 0 };
-    for (const src of [k?.reasons ?? {}, r.reasons]) for (const [key, v] of Object.entries(src)) reasons[key] = (reasons[key] ?? 0) + v;
-    const routes = this.#routeCounts();
-    const lightweight = routes.lightweight;
-    const decisions = routes.lightweight + routes.heavyweight;
-    const st = this.#processor?.status();
-    const stats: ControlStats = {
-      startedAt: this.#startedAt,
-      model: core.modelView(),
-      thresholds: core.thresholds(),
-      totals: {
-        requests: (k?.decided ?? 0) + r.requests,
-        decisions,
-        lightweight,
-        heavyweight: decisions - lightweight,
-        failed: r.failed,
-        rejected: (k?.rejected ?? 0) + r.rejected,
-        reasons,
-      },
-      engineLatency: core.engineLatency.summary(),
-      endToEndLatency: core.endToEndLatency.summary(),
-      breaker: core.breakerView(),
-    };
-    if (this.#pool) stats.pool = { ...this.#pool.stats() };
-    if (k && st) {
-      stats.stream = {
-        connected: st.joined,
-        assignedPartitions: Object.values(st.assignment).reduce((n, ps) => n + ps.length, 0),
-        consumed: k.consumed,
-        produced: k.produced,
-        dlq: k.dlq,
-        inFlight: st.inFlight,
-        pausedPartitions: st.paused ? Object.values(st.assignment).reduce((n, ps) => n + ps.length, 0) : 0,
-        ...(this.#lag ? { consumerLag: this.#lag.total, lagSampledAt: this.#lag.at } : {}),
-      };
-    }
-    if (this.#log) {
-      const m = this.#log.metrics();
-      stats.decisionLog = { backlog: m.backlog, written: m.inserted + m.duplicates, failedBatches: this.#logFailedBatches, healthy: m.breaker === 'closed' };
-    }
-    this.#refreshStoreStats();
-    if (this.#store) stats.store = { ...this.#store };
-    if (this.#feedback) stats.feedback = this.#feedback.snapshot(); // FEEDBACK (issue 8)
-    if (this.settings.cost) stats.cost = costFigures(this.settings.cost, routes);
-    if (this.#fleetView) stats.fleet = this.#fleetView.totals();
-    return stats;
+    // Only GetStats reads (and so refreshes) the Postgres aggregates.
+    return serviceStats({ ...this.#parts(), store: this.#storeStats?.read() }, core);
   }
 
-  /** Postgres aggregates, refreshed in the background at most every few seconds. */
-  #refreshStoreStats(): void {
-    const pgPool = this.#pg;
-    if (!pgPool || this.#storeRefreshing || this.#draining) return;
-    if (this.#store && Date.now() - this.#store.computedAt < STORE_STATS_TTL_MS) return;
-    this.#storeRefreshing = true;
-    const computedAt = Date.now();
-    decisionStats(pgPool, { schema: this.settings.dbSchema })
-      .then((s) => {
-        const windowSeconds = s.window.from ? (s.window.to.getTime() - s.window.from.getTime()) / 1000 : 0;
-        this.#store = {
-          available: true,
-          windowSeconds,
-          decisions: s.decisions,
-          requests: s.requests,
-          lightweightShare: s.lightweightShare,
-          reasons: { ...s.byReason },
-          modelVersions: Object.fromEntries(s.byModelVersion.map((v) => [v.modelVersion, v.decisions])),
-          meanConfidence: s.meanConfidence,
-          meanUncertainty: s.meanUncertainty,
-          p50InferenceUs: s.latencyUs?.p50 ?? 0,
-          p95InferenceUs: s.latencyUs?.p95 ?? 0,
-          p99InferenceUs: s.latencyUs?.p99 ?? 0,
-          ...(s.lastDecidedAt ? { lastDecidedAt: s.lastDecidedAt.getTime() } : {}),
-          computedAt,
-        };
-      })
-      .catch((err: unknown) => {
-        this.#store = {
-          available: false,
-          error: oneLine(redactUrl(errorMessage(err)), 300),
-          windowSeconds: 0,
-          decisions: 0,
-          requests: 0,
-          lightweightShare: 0,
-          reasons: {},
-          modelVersions: {},
-          meanConfidence: 0,
-          meanUncertainty: 0,
-          p50InferenceUs: 0,
-          p95InferenceUs: 0,
-          p99InferenceUs: 0,
-          computedAt,
-        };
-      })
-      .finally(() => {
-        this.#storeRefreshing = false;
-      });
+  /** What the control plane's views are assembled from (service-views.ts). */
+  #parts(): ServiceParts {
+    return {
+      settings: this.settings,
+      startedAt: this.#startedAt,
+      core: this.#core,
+      pool: this.#pool,
+      processor: this.#processor,
+      log: this.#log,
+      logFailedBatches: this.#logFailedBatches,
+      lag: this.#lag,
+      feedback: this.#feedback,
+      fleet: this.#fleetView,
+      desired: this.#desired,
+      database: this.#db,
+    };
   }
 
   /** Every replica of the fleet (GetFleet): any replica answers for all. */

@@ -8,6 +8,7 @@
 import { availableParallelism, hostname } from 'node:os';
 import { inspect } from 'node:util';
 import { ConfigError } from './errors.js';
+import { LIMITS } from './wire/types.js';
 import { loadKafkaSecurity, loadPgTls, type KafkaSecurity, type PgTlsSettings } from './config-security.js';
 
 const REDACTED = '[redacted]';
@@ -63,6 +64,11 @@ export interface TopicsConfig {
   control: string;
   /** Replica heartbeats (compacted, keyed by instance id): the fleet view. */
   status: string;
+  /**
+   * One RoutingResponse per decided request (docs/contracts.md §12), when set
+   * (TD_TOPIC_RESPONSES); absent: no responses are written.
+   */
+  responses?: string;
 }
 
 export interface Config {
@@ -81,6 +87,11 @@ export interface Config {
   transactionalId: string;
   /** Exactly-once: how long a partition's transaction gathers decisions before it commits. */
   eosCommitIntervalMs: number;
+  /**
+   * TD_RESPONSE_TOP_K: decisions kept in a response on the responses topic (a request's own
+   * td-top-k wins); undefined keeps all.
+   */
+  responseTopK: number | undefined;
   groupId: string;
   databaseUrl: string;
   /** False when DATABASE_URL was not set: the embedded Postgres may stand in if nothing answers. */
@@ -271,6 +282,42 @@ function topicVar(env: Env, name: string, fallback: string): string {
   return v;
 }
 
+/**
+ * TD_TOPIC_RESPONSES: unset is off. It must not name another of the service's topics: responses
+ * on the request topic would come back as requests, and mixed into a decision topic they would
+ * break its readers.
+ */
+function responsesTopicVar(env: Env, topics: TopicsConfig): string | undefined {
+  if (raw(env, 'TD_TOPIC_RESPONSES') === undefined) return undefined;
+  const v = topicVar(env, 'TD_TOPIC_RESPONSES', '');
+  const names: [keyof TopicsConfig, string][] = [
+    ['requests', 'TD_TOPIC_REQUESTS'],
+    ['lightweight', 'TD_TOPIC_LIGHTWEIGHT'],
+    ['heavyweight', 'TD_TOPIC_HEAVYWEIGHT'],
+    ['dlq', 'TD_TOPIC_DLQ'],
+    ['outcomes', 'TD_TOPIC_OUTCOMES'],
+    ['control', 'TD_TOPIC_CONTROL'],
+    ['status', 'TD_TOPIC_STATUS'],
+  ];
+  for (const [key, name] of names) if (topics[key] === v) bad('TD_TOPIC_RESPONSES', v, `it is already ${name}; give the responses a topic of their own`);
+  return v;
+}
+
+function topicsVar(env: Env): TopicsConfig {
+  const topics: TopicsConfig = {
+    requests: topicVar(env, 'TD_TOPIC_REQUESTS', CONFIG_DEFAULTS.topics.requests),
+    lightweight: topicVar(env, 'TD_TOPIC_LIGHTWEIGHT', CONFIG_DEFAULTS.topics.lightweight),
+    heavyweight: topicVar(env, 'TD_TOPIC_HEAVYWEIGHT', CONFIG_DEFAULTS.topics.heavyweight),
+    dlq: topicVar(env, 'TD_TOPIC_DLQ', CONFIG_DEFAULTS.topics.dlq),
+    outcomes: topicVar(env, 'TD_TOPIC_OUTCOMES', CONFIG_DEFAULTS.topics.outcomes),
+    control: topicVar(env, 'TD_TOPIC_CONTROL', CONFIG_DEFAULTS.topics.control),
+    status: topicVar(env, 'TD_TOPIC_STATUS', CONFIG_DEFAULTS.topics.status),
+  };
+  const responses = responsesTopicVar(env, topics);
+  if (responses !== undefined) topics.responses = responses;
+  return topics;
+}
+
 /** Masks the password in a URL-shaped connection string ("postgres://u:pw@h" -> "postgres://u:***@h"). */
 export function redactUrl(url: string): string {
   return url.replace(/(\/\/[^:/@\s]*:)[^@\s]*@/g, '$1***@');
@@ -367,20 +414,13 @@ export function loadConfig(env: Env = process.env): Config {
     brokersFromEnv: brokersRaw !== undefined,
     kafkaSecurity: loadKafkaSecurity(env),
     clientId: raw(env, 'TD_CLIENT_ID') ?? 'tiny-dancer',
-    topics: {
-      requests: topicVar(env, 'TD_TOPIC_REQUESTS', CONFIG_DEFAULTS.topics.requests),
-      lightweight: topicVar(env, 'TD_TOPIC_LIGHTWEIGHT', CONFIG_DEFAULTS.topics.lightweight),
-      heavyweight: topicVar(env, 'TD_TOPIC_HEAVYWEIGHT', CONFIG_DEFAULTS.topics.heavyweight),
-      dlq: topicVar(env, 'TD_TOPIC_DLQ', CONFIG_DEFAULTS.topics.dlq),
-      outcomes: topicVar(env, 'TD_TOPIC_OUTCOMES', CONFIG_DEFAULTS.topics.outcomes),
-      control: topicVar(env, 'TD_TOPIC_CONTROL', CONFIG_DEFAULTS.topics.control),
-      status: topicVar(env, 'TD_TOPIC_STATUS', CONFIG_DEFAULTS.topics.status),
-    },
+    topics: topicsVar(env),
     exactlyOnce: boolVar(env, 'TD_EXACTLY_ONCE', false),
     // The prefix of the per-partition transactional ids (`<prefix>-<topic>-<partition>`): the
     // same for every instance of a group, so whoever takes a partition fences its previous owner.
     transactionalId: raw(env, 'TD_TRANSACTIONAL_ID') ?? groupId,
     eosCommitIntervalMs: intVar(env, 'TD_EOS_COMMIT_INTERVAL_MS', 100, 1, 60_000),
+    responseTopK: optionalIntVar(env, 'TD_RESPONSE_TOP_K', 1, LIMITS.maxCandidates),
     groupId,
     databaseUrl: databaseUrlVar(env),
     databaseUrlFromEnv: raw(env, 'DATABASE_URL') !== undefined,

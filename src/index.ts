@@ -1,4 +1,4 @@
-// The library entry (SPEC §7): what `import … from 'tiny-dancer'` gives.
+// The library entry (docs/contracts.md §7): what `import … from 'tiny-dancer'` gives.
 //
 //   new Router({ modelPath?, confidenceThreshold?, maxUncertainty?, … })   synchronous, in-process
 //   router.route(request) -> RoutingResponse
@@ -23,6 +23,10 @@ export {
   type RoutingRequest,
   type RoutingResponse,
 } from './wire/types.js';
+// A request's ranked answer as the responses topic and `triage` write it (docs/contracts.md §12),
+// for pipelines that build or read it themselves.
+export { TOP_K_KEY, answerOf, encodeResponse, requestTopK } from './wire/response.js';
+export { decodeResponse } from './wire/client.js';
 export { TinyDancerError, InvalidInputError, UsageError, ModelError, ConfigError } from './errors.js';
 export { WorkerCrashedError, PoolSaturatedError, PoolClosedError } from './engine/pool/errors.js';
 export { VERSION } from './version.js';

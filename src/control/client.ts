@@ -5,190 +5,39 @@ import { Metadata, status as GrpcStatus, type Client, type ClientReadableStream,
 import { TinyDancerError } from '../errors.js';
 import type { RoutingRequest, RoutingResponse } from '../wire/types.js';
 import { statusName } from './errors.js';
-import type { FleetMessage, FleetTotalsMessage } from './fleet-status.js';
+import type { FleetMessage } from './fleet-status.js';
+import type { BreakerSettings__Output } from './generated/tiny_dancer/v1/BreakerSettings.js';
+import type { CircuitBreaker__Output } from './generated/tiny_dancer/v1/CircuitBreaker.js';
+import type { ConfigView__Output } from './generated/tiny_dancer/v1/ConfigView.js';
+import type { Convergence__Output } from './generated/tiny_dancer/v1/Convergence.js';
+import type { LatencySummary__Output } from './generated/tiny_dancer/v1/LatencySummary.js';
+import type { ModelInfo__Output } from './generated/tiny_dancer/v1/ModelInfo.js';
+import type { ReloadModelResponse__Output } from './generated/tiny_dancer/v1/ReloadModelResponse.js';
+import type { Stats__Output } from './generated/tiny_dancer/v1/Stats.js';
+import type { TenantPolicies__Output } from './generated/tiny_dancer/v1/TenantPolicies.js';
+import type { TenantPolicy__Output } from './generated/tiny_dancer/v1/TenantPolicy.js';
+import type { TenantPolicyChange__Output } from './generated/tiny_dancer/v1/TenantPolicyChange.js';
+import type { Thresholds__Output } from './generated/tiny_dancer/v1/Thresholds.js';
 import { controlClientConstructor, healthClientConstructor } from './proto.js';
 import { clientCredentials, DEFAULT_MAX_MESSAGE_BYTES, type ClientTlsFiles } from './tls.js';
 
-// ---- message shapes as received (proto-loader: snake_case, defaults filled, sub-messages null when absent)
+// ---- message shapes as received: generated from proto/ (npm run proto:types) with the loader's
+// options (snake_case, defaults filled, sub-messages null when absent).
 
-export interface ConvergenceMessage {
-  revision: number;
-  converged: number;
-  /** 0 when the replica cannot see the fleet. */
-  live: number;
-}
-export interface ThresholdsMessage {
-  confidence: number;
-  max_uncertainty: number;
-  /** Only in a SetThresholds reply that went through the control topic. */
-  convergence?: ConvergenceMessage | null;
-}
-export interface TenantPolicyMessage {
-  tenant: string;
-  confidence: number;
-  max_uncertainty: number;
-}
-export interface TenantPolicyChangeMessage {
-  tenant: string;
-  policy: TenantPolicyMessage | null;
-  changed: boolean;
-  convergence: ConvergenceMessage | null;
-}
-export interface ModelInfoMessage {
-  version: string;
-  loaded_at_unix_ms: number;
-  source: string;
-  input_dim: number;
-  hidden_dim: number;
-  features: string[];
-  calibrated: boolean;
-  calibration_alpha: number;
-  calibration_qhat: number;
-  calibration_n: number;
-}
-export interface BreakerSettingsMessage {
-  timeout_ms: number;
-  error_threshold_percentage: number;
-  volume_threshold: number;
-  reset_timeout_ms: number;
-  rolling_window_ms: number;
-}
-export interface CircuitBreakerMessage {
-  state: 'BREAKER_STATE_UNSPECIFIED' | 'BREAKER_STATE_CLOSED' | 'BREAKER_STATE_OPEN' | 'BREAKER_STATE_HALF_OPEN';
-  trips: number;
-  fallbacks: number;
-  opened_at_unix_ms: number;
-  window: { successes: number; failures: number; timeouts: number; rejects: number; fallbacks: number } | null;
-  settings: BreakerSettingsMessage | null;
-}
-export interface LatencyMessage {
-  count: number;
-  p50_us: number;
-  p90_us: number;
-  p99_us: number;
-  max_us: number;
-}
-export interface StatsMessage {
-  mode: string;
-  service_version: string;
-  time_unix_ms: number;
-  started_at_unix_ms: number;
-  uptime_seconds: number;
-  health: string;
-  model: ModelInfoMessage | null;
-  thresholds: ThresholdsMessage | null;
-  totals: {
-    requests: number;
-    decisions: number;
-    lightweight: number;
-    heavyweight: number;
-    failed: number;
-    rejected: number;
-    reasons: Record<string, number>;
-  } | null;
-  rates: {
-    window_seconds: number;
-    requests_per_second: number;
-    decisions_per_second: number;
-    lightweight_share: number;
-    rejected_per_second: number;
-  } | null;
-  lightweight_share: number;
-  engine_latency: LatencyMessage | null;
-  end_to_end_latency: LatencyMessage | null;
-  breaker: CircuitBreakerMessage | null;
-  pool: { workers: number; in_flight: number; queued: number; completed: number; failed: number; crashes: number } | null;
-  stream: {
-    connected: boolean;
-    assigned_partitions: number;
-    consumed: number;
-    produced: number;
-    dlq: number;
-    consumer_lag?: number;
-    lag_sampled_at_unix_ms: number;
-    in_flight: number;
-    paused_partitions: number;
-  } | null;
-  decision_log: { backlog: number; written: number; failed_batches: number; healthy: boolean } | null;
-  /** FEEDBACK (issue 8): rolling calibration monitoring from outcomes. */
-  feedback?: {
-    window: number;
-    epsilon: number;
-    min_samples: number;
-    versions: {
-      version: string;
-      calibrated: boolean;
-      alpha: number;
-      qhat: number;
-      target_coverage: number;
-      drift_threshold: number;
-      outcomes: number;
-      labeled: number;
-      coverage?: number | null;
-      lightweight_samples: number;
-      lightweight_success_rate?: number | null;
-      calibration_error?: number | null;
-      drifting: boolean;
-      drift_events: number;
-    }[];
-    outcomes_stored: number;
-    outcomes_duplicate: number;
-    outcomes_rejected: number;
-    outcomes_unjoined: number;
-    pending_joins: number;
-    consumer_joined: boolean;
-  } | null;
-  /** Estimated spend and savings; absent (null) when the server has no prices configured. */
-  cost?: {
-    lightweight_price: number;
-    heavyweight_price: number;
-    lightweight_spend: number;
-    heavyweight_spend: number;
-    spend: number;
-    all_heavyweight_spend: number;
-    savings: number;
-    savings_share: number;
-  } | null;
-  store: {
-    available: boolean;
-    error: string;
-    window_seconds: number;
-    decisions: number;
-    requests: number;
-    lightweight_share: number;
-    reasons: Record<string, number>;
-    model_versions: Record<string, number>;
-    mean_confidence: number;
-    mean_uncertainty: number;
-    p50_inference_us: number;
-    p95_inference_us: number;
-    p99_inference_us: number;
-    last_decided_at_unix_ms: number;
-    computed_at_unix_ms: number;
-  } | null;
-  /** Sums over the fleet's live replicas; absent in a route-only deployment. */
-  fleet?: FleetTotalsMessage | null;
-}
-
+export type ConvergenceMessage = Convergence__Output;
+/** Thresholds; in a SetThresholds reply `convergence` only when the change went through the control topic. */
+export type ThresholdsMessage = Thresholds__Output & { convergence?: Convergence__Output | null };
+export type TenantPolicyMessage = TenantPolicy__Output;
+export type TenantPolicyChangeMessage = TenantPolicyChange__Output;
+export type ModelInfoMessage = ModelInfo__Output;
+export type BreakerSettingsMessage = BreakerSettings__Output;
+export type CircuitBreakerMessage = CircuitBreaker__Output;
+export type LatencyMessage = LatencySummary__Output;
+export type StatsMessage = Stats__Output;
+export type ReloadMessage = ReloadModelResponse__Output;
+export type ConfigMessage = ConfigView__Output;
+export type TenantPoliciesMessage = TenantPolicies__Output;
 export type { FleetMessage, FleetTotalsMessage, ReplicaStatusMessage } from './fleet-status.js';
-export interface ReloadMessage {
-  model: ModelInfoMessage | null;
-  previous_version: string;
-  calibrated: boolean;
-  notes: string[];
-  duration_ms: number;
-  /** Set when the model went through the fleet's control topic. */
-  convergence?: ConvergenceMessage | null;
-}
-export interface ConfigMessage {
-  mode: string;
-  service_version: string;
-  model_path: string;
-  model_version: string;
-  thresholds: ThresholdsMessage | null;
-  breaker: BreakerSettingsMessage | null;
-  settings: Record<string, string>;
-}
 
 /** A failed call: `code` is the gRPC status; the message reads "STATUS_NAME: details". */
 export class RpcError extends TinyDancerError {
@@ -295,7 +144,7 @@ export class ControlClient {
     return this.#unary(this.#client, 'DeleteTenantPolicy', { tenant, wait_ms: opts.waitMs ?? 0 });
   }
 
-  listTenantPolicies(): Promise<{ policies: TenantPolicyMessage[] }> {
+  listTenantPolicies(): Promise<TenantPoliciesMessage> {
     return this.#unary(this.#client, 'ListTenantPolicies', {});
   }
 

@@ -1,5 +1,5 @@
 // ControlTarget views (camelCase TypeScript) → control.proto messages (snake_case plain
-// objects for proto-loader). Pure. Anything a target leaves out becomes the proto3 default or
+// objects for proto-loader, typed by the generated types of src/control/generated/). Pure. Anything a target leaves out becomes the proto3 default or
 // an absent sub-message, never `undefined` inside a message.
 import type {
   BreakerSettingsView,
@@ -19,10 +19,24 @@ import type {
 } from './target.js';
 import { feedbackStatsMsg } from '../feedback/stats.js';
 import { fleetTotalsMsg } from './fleet-status.js';
+import type { BreakerSettings } from './generated/tiny_dancer/v1/BreakerSettings.js';
+import type { BreakerState } from './generated/tiny_dancer/v1/BreakerState.js';
+import type { CircuitBreaker } from './generated/tiny_dancer/v1/CircuitBreaker.js';
+import type { ConfigView } from './generated/tiny_dancer/v1/ConfigView.js';
+import type { Convergence } from './generated/tiny_dancer/v1/Convergence.js';
+import type { LatencySummary } from './generated/tiny_dancer/v1/LatencySummary.js';
+import type { ModelInfo } from './generated/tiny_dancer/v1/ModelInfo.js';
+import type { Rates } from './generated/tiny_dancer/v1/Rates.js';
+import type { ReloadModelResponse } from './generated/tiny_dancer/v1/ReloadModelResponse.js';
+import type { SetThresholdsResponse } from './generated/tiny_dancer/v1/SetThresholdsResponse.js';
+import type { Stats } from './generated/tiny_dancer/v1/Stats.js';
+import type { StreamStats } from './generated/tiny_dancer/v1/StreamStats.js';
+import type { TenantPolicy } from './generated/tiny_dancer/v1/TenantPolicy.js';
+import type { TenantPolicyChange } from './generated/tiny_dancer/v1/TenantPolicyChange.js';
+import type { Totals } from './generated/tiny_dancer/v1/Totals.js';
 
-type Msg = Record<string, unknown>;
 
-const BREAKER_STATE: Readonly<Record<string, string>> = Object.freeze({
+const BREAKER_STATE: Readonly<Record<string, BreakerState>> = Object.freeze({
   closed: 'BREAKER_STATE_CLOSED',
   open: 'BREAKER_STATE_OPEN',
   half_open: 'BREAKER_STATE_HALF_OPEN',
@@ -43,7 +57,7 @@ function counts(rec: Record<string, number> | undefined): Record<string, number>
   return out;
 }
 
-export function modelMsg(m: ModelView): Msg {
+export function modelMsg(m: ModelView): ModelInfo {
   return {
     version: m.version,
     loaded_at_unix_ms: u(m.loadedAt),
@@ -58,28 +72,28 @@ export function modelMsg(m: ModelView): Msg {
   };
 }
 
-export function thresholdsMsg(t: ThresholdsView & { convergence?: ConvergenceView }): Msg {
-  const msg: Msg = { confidence: d(t.confidence), max_uncertainty: d(t.maxUncertainty) };
+export function thresholdsMsg(t: ThresholdsView & { convergence?: ConvergenceView }): SetThresholdsResponse {
+  const msg: SetThresholdsResponse = { confidence: d(t.confidence), max_uncertainty: d(t.maxUncertainty) };
   if (t.convergence) msg.convergence = convergenceMsg(t.convergence);
   return msg;
 }
 
-export function convergenceMsg(c: ConvergenceView): Msg {
+export function convergenceMsg(c: ConvergenceView): Convergence {
   return { revision: c.revision, converged: u(c.converged), live: u(c.live) };
 }
 
-export function tenantPolicyMsg(p: TenantPolicyView): Msg {
+export function tenantPolicyMsg(p: TenantPolicyView): TenantPolicy {
   return { tenant: p.tenant, confidence: d(p.confidence), max_uncertainty: d(p.maxUncertainty) };
 }
 
-export function policyChangeMsg(r: PolicyChangeResult): Msg {
-  const msg: Msg = { tenant: r.tenant, changed: r.changed };
+export function policyChangeMsg(r: PolicyChangeResult): TenantPolicyChange {
+  const msg: TenantPolicyChange = { tenant: r.tenant, changed: r.changed };
   if (r.policy) msg.policy = tenantPolicyMsg(r.policy);
   if (r.convergence) msg.convergence = convergenceMsg(r.convergence);
   return msg;
 }
 
-export function breakerSettingsMsg(s: BreakerSettingsView): Msg {
+export function breakerSettingsMsg(s: BreakerSettingsView): BreakerSettings {
   return {
     timeout_ms: u(s.timeoutMs),
     error_threshold_percentage: u(s.errorThresholdPercentage),
@@ -89,8 +103,8 @@ export function breakerSettingsMsg(s: BreakerSettingsView): Msg {
   };
 }
 
-export function breakerMsg(b: BreakerView): Msg {
-  const msg: Msg = {
+export function breakerMsg(b: BreakerView): CircuitBreaker {
+  const msg: CircuitBreaker = {
     state: BREAKER_STATE[b.state] ?? 'BREAKER_STATE_UNSPECIFIED',
     trips: u(b.trips),
     fallbacks: u(b.fallbacks),
@@ -109,11 +123,11 @@ export function breakerMsg(b: BreakerView): Msg {
   return msg;
 }
 
-export function latencyMsg(l: LatencyView): Msg {
+export function latencyMsg(l: LatencyView): LatencySummary {
   return { count: u(l.count), p50_us: d(l.p50), p90_us: d(l.p90), p99_us: d(l.p99), max_us: d(l.max) };
 }
 
-function totalsMsg(t: TotalsView): Msg {
+function totalsMsg(t: TotalsView): Totals {
   return {
     requests: u(t.requests),
     decisions: u(t.decisions),
@@ -125,7 +139,7 @@ function totalsMsg(t: TotalsView): Msg {
   };
 }
 
-function ratesMsg(r: RatesView): Msg {
+function ratesMsg(r: RatesView): Rates {
   return {
     window_seconds: d(r.windowSeconds),
     requests_per_second: d(r.requestsPerSecond),
@@ -160,8 +174,8 @@ export interface StatsContext {
   rates: RatesView;
 }
 
-export function statsMsg(s: ControlStats, ctx: StatsContext): Msg {
-  const msg: Msg = {
+export function statsMsg(s: ControlStats, ctx: StatsContext): Stats {
+  const msg: Stats = {
     mode: ctx.mode,
     service_version: ctx.serviceVersion,
     time_unix_ms: u(ctx.now),
@@ -188,7 +202,7 @@ export function statsMsg(s: ControlStats, ctx: StatsContext): Msg {
     };
   }
   if (s.stream) {
-    const st: Msg = {
+    const st: StreamStats = {
       connected: s.stream.connected,
       assigned_partitions: u(s.stream.assignedPartitions),
       consumed: u(s.stream.consumed),
@@ -229,7 +243,7 @@ export function statsMsg(s: ControlStats, ctx: StatsContext): Msg {
       computed_at_unix_ms: u(a.computedAt),
     };
   }
-  if (s.feedback) msg.feedback = feedbackStatsMsg(s.feedback); // FEEDBACK (issue 8)
+  if (s.feedback) msg.feedback = feedbackStatsMsg(s.feedback);
   if (s.cost) {
     const c = s.cost;
     msg.cost = {
@@ -247,7 +261,7 @@ export function statsMsg(s: ControlStats, ctx: StatsContext): Msg {
   return msg;
 }
 
-export function reloadMsg(r: ReloadResult, durationMs: number): Msg {
+export function reloadMsg(r: ReloadResult, durationMs: number): ReloadModelResponse {
   const notes = [...(r.notes ?? [])];
   if (r.model.calibration === undefined && !notes.some((n) => /calibrat/i.test(n))) {
     notes.push('the model has no conformal calibration: uncertainty uses the uncalibrated fallback');
@@ -275,7 +289,7 @@ function render(value: unknown): string {
   }
 }
 
-export function configMsg(c: ConfigSnapshot, ctx: { mode: string; serviceVersion: string; modelVersion: string }): Msg {
+export function configMsg(c: ConfigSnapshot, ctx: { mode: string; serviceVersion: string; modelVersion: string }): ConfigView {
   const settings: Record<string, string> = {};
   for (const [k, v] of Object.entries(c.settings)) {
     if (SECRET_KEY.test(k)) {
@@ -285,7 +299,7 @@ export function configMsg(c: ConfigSnapshot, ctx: { mode: string; serviceVersion
     // URL passwords too ("postgres://u:pw@h"), in case a target forgot to mask them.
     settings[k] = render(v).replace(/(\/\/[^:/@\s"']*:)[^@\s"']*@/g, '$1***@');
   }
-  const msg: Msg = {
+  const msg: ConfigView = {
     mode: ctx.mode,
     service_version: ctx.serviceVersion,
     model_path: c.modelPath ?? '',

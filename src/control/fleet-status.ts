@@ -8,6 +8,9 @@
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 import type { BreakerStateText, FleetTotalsView, FleetViewSnapshot, ReplicaStatus } from './fleet-table.js';
+import type { Fleet__Output } from './generated/tiny_dancer/v1/Fleet.js';
+import type { FleetTotals__Output } from './generated/tiny_dancer/v1/FleetTotals.js';
+import type { ReplicaStatus__Output } from './generated/tiny_dancer/v1/ReplicaStatus.js';
 
 const PROTO_PATH = fileURLToPath(new URL('../../proto/tiny_dancer/v1/fleet.proto', import.meta.url));
 
@@ -143,52 +146,9 @@ export function fleetMsg(f: FleetViewSnapshot): Msg {
   };
 }
 
-// ---- what a client receives (proto-loader objects: snake_case, defaults filled) --------------
+// ---- what a client receives: generated from proto/ (npm run proto:types) with the loader's
+// options (snake_case, defaults filled) ---------------------------------------------------------
 
-export interface ReplicaStatusMessage {
-  instance: string;
-  host: string;
-  version: string;
-  model_version: string;
-  policy_revision: number;
-  partitions: number[];
-  requests_per_second: number;
-  decisions_per_second: number;
-  consumer_lag?: number;
-  log_backlog: number;
-  breaker: string;
-  last_apply_error: string;
-  sent_at_unix_ms: number;
-  started_at_unix_ms: number;
-  heartbeat_interval_ms: number;
-  requests: number;
-  decisions: number;
-  lightweight: number;
-  ready: boolean;
-  control_address: string;
-}
-
-export interface FleetTotalsMessage {
-  replicas: number;
-  stale: number;
-  ready: number;
-  partitions: number;
-  requests_per_second: number;
-  decisions_per_second: number;
-  consumer_lag: number;
-  log_backlog: number;
-  breakers_open: number;
-  apply_errors: number;
-  model_versions: Record<string, number>;
-  requests: number;
-  decisions: number;
-  lightweight: number;
-}
-
-export interface FleetMessage {
-  answered_by: string;
-  time_unix_ms: number;
-  replicas: { status: ReplicaStatusMessage | null; last_seen_unix_ms: number; stale: boolean; self: boolean }[];
-  totals: FleetTotalsMessage | null;
-  caught_up: boolean;
-}
+export type ReplicaStatusMessage = ReplicaStatus__Output;
+export type FleetTotalsMessage = FleetTotals__Output;
+export type FleetMessage = Fleet__Output;

@@ -21,7 +21,7 @@ const HEALTH_PROTO_PATH = (require('grpc-health-check') as { protoPath: string }
 const HEALTH_PROTO_ROOT = resolve(dirname(HEALTH_PROTO_PATH), '..', '..');
 
 export const LOADER_OPTIONS: Readonly<Options> = Object.freeze({
-  // snake_case field names, as in the .proto and in SPEC §1 payloads.
+  // snake_case field names, as in the .proto and in docs/contracts.md §1 payloads.
   keepCase: true,
   // Counters and Unix-ms times stay far below 2^53.
   longs: Number,

@@ -9,7 +9,9 @@
 import { readFile, stat } from 'node:fs/promises';
 import { ModelError, errorMessage } from '../errors.js';
 import { FEATURE_COUNT, FEATURE_NAMES } from '../engine/features.js';
-import { MAX_MODEL_BYTES, parseModel, type LoadedModel } from '../engine/model.js';
+import { MAX_MODEL_BYTES, defaultModelPath, parseModel, type LoadedModel } from '../engine/model.js';
+import type { Logger } from '../observe/logger.js';
+import type { DesiredModel } from './desired-state.js';
 import { ControlError, type ModelSource, type ModelView } from './target.js';
 
 export interface PreparedModel {
@@ -97,4 +99,22 @@ export function modelNotes(model: LoadedModel): string[] {
     notes.push(`the model carries thresholds (confidence ${model.thresholds.confidence ?? '-'}, max uncertainty ${model.thresholds.maxUncertainty ?? '-'}); thresholds set by SetThresholds still win`);
   }
   return notes;
+}
+
+/**
+ * The model `serve` starts with: the fleet's active model from the control topic — what the
+ * last ReloadModel, `retrain --promote` or `admin rollback` made current through any replica,
+ * already validated (hash, parse, features) when it was read; otherwise `modelPath`
+ * (TD_MODEL_PATH), or models/default.safetensors. The Postgres registry is the audit history,
+ * not consulted here.
+ */
+export async function startupModel(desired: DesiredModel | undefined, modelPath: string | undefined, log: Logger): Promise<PreparedModel> {
+  if (desired) {
+    if (modelPath !== undefined) {
+      log.warn('TD_MODEL_PATH is set, but the fleet\'s control topic names the active model; serving the fleet\'s', { modelPath, version: desired.prepared.model.version });
+    }
+    log.info('serving the fleet\'s active model (control topic)', { version: desired.prepared.model.version, sha256: desired.sha256, by: desired.meta.writtenBy });
+    return desired.prepared;
+  }
+  return prepareModel({ path: modelPath ?? defaultModelPath() });
 }

@@ -1,4 +1,4 @@
-// The gRPC control plane (SPEC §5): tiny_dancer.v1.ControlPlane, the standard
+// The gRPC control plane (docs/contracts.md §5): tiny_dancer.v1.ControlPlane, the standard
 // grpc.health.v1.Health service and server reflection, on one port.
 //
 // The server knows only a ControlTarget (./target.ts): the App of `serve` or the route-only
@@ -77,7 +77,8 @@ export interface ControlServer {
   close(opts?: { timeoutMs?: number }): Promise<void>;
 }
 
-type Msg = Record<string, unknown>;
+/** A message as proto-loader serializes it (convert.ts types each one with the generated types). */
+type Msg = object;
 
 function splitAddress(address: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9._-]+)):(\d{1,5})$/.exec(address);

@@ -13,6 +13,7 @@ import { TinyDancerError } from '../errors.js';
 import type { RoutingRequest, RoutingResponse } from '../wire/types.js';
 import type { FeedbackSnapshot } from '../feedback/service.js';
 import type { CostFigures } from '../observe/cost.js';
+import type { StoreAggregates } from '../store/stats-cache.js';
 import type { FleetTotalsView, FleetViewSnapshot } from './fleet-table.js';
 
 export type HealthStatus = 'SERVING' | 'NOT_SERVING';
@@ -114,24 +115,8 @@ export interface DecisionLogView {
   healthy: boolean;
 }
 
-export interface StoreAggregatesView {
-  /** False when Postgres did not answer; `error` then says why (one line, no secrets). */
-  available: boolean;
-  error?: string;
-  windowSeconds: number;
-  decisions: number;
-  requests: number;
-  lightweightShare: number;
-  reasons: Record<string, number>;
-  modelVersions: Record<string, number>;
-  meanConfidence: number;
-  meanUncertainty: number;
-  p50InferenceUs: number;
-  p95InferenceUs: number;
-  p99InferenceUs: number;
-  lastDecidedAt?: number;
-  computedAt: number;
-}
+/** Postgres aggregates of the decision log, as src/store/stats-cache.ts computes them. */
+export type StoreAggregatesView = StoreAggregates;
 
 export interface RatesView {
   windowSeconds: number;
@@ -159,7 +144,7 @@ export interface ControlStats {
   decisionLog?: DecisionLogView;
   /** Postgres aggregates; absent in a route-only deployment. Cache them: stats() is called often. */
   store?: StoreAggregatesView;
-  /** FEEDBACK (issue 8): live calibration monitoring from outcomes; absent when the loop is off. */
+  /** Live calibration monitoring from outcomes; absent when the feedback loop is off. */
   feedback?: FeedbackSnapshot;
   /** Estimated spend and savings over `totals`; absent when no prices are configured. */
   cost?: CostFigures;
@@ -254,7 +239,7 @@ export interface ControlTarget {
   setPolicy?(policy: TenantPolicyView, opts?: ChangeOptions): Promise<PolicyChangeResult>;
   deletePolicy?(tenant: string, opts?: ChangeOptions): Promise<PolicyChangeResult>;
   listPolicies?(): TenantPolicyView[];
-  /** Routes one request; InvalidInputError for a request that breaks SPEC §1. */
+  /** Routes one request; InvalidInputError for a request that breaks docs/contracts.md §1. */
   route(request: RoutingRequest): Promise<RoutingResponse>;
   /** SERVING only when every part the deployment needs is usable; NOT_SERVING while draining. */
   health(): HealthStatus;

@@ -1,4 +1,4 @@
-// The FastGRNN cell of SPEC §3 (Kusupati et al., NeurIPS 2018) as an allocation-free kernel:
+// The FastGRNN cell of docs/contracts.md §3 (Kusupati et al., NeurIPS 2018) as an allocation-free kernel:
 //
 //   a_t = W x_t + U h_{t-1};  z_t = σ(a_t + b_z);  c_t = tanh(a_t + b_h)
 //   h_t = (σ(ζ)(1 − z_t) + σ(ν)) ⊙ c_t + z_t ⊙ h_{t-1};   score = σ(fc_w · h_T + fc_b)

@@ -6,7 +6,7 @@
 // similarity, bounded in [0, 1]:
 //   similarity       cosine(query, embedding) in [-1, 1]; 0 when either vector has norm 0.
 //   recency          exp(-decay · age_seconds), age = now − created_at in SECONDS (the unit of
-//                    created_at in SPEC §1). The seed's default decay 0.001/s gives a half-life
+//                    created_at in docs/contracts.md §1). The seed's default decay 0.001/s gives a half-life
 //                    of ln 2 / 0.001 ≈ 693 s ≈ 11.5 min. Future-dated items clamp to age 0 (→ 1).
 //   frequency        min(1, log1p(access_count) / log1p(frequencySaturation)), saturation 10 000
 //                    by default: 0 accesses → 0, 10 000+ → 1, log-spaced between.
@@ -200,11 +200,12 @@ export function weightedScores(features: Float32Array, n: number, weights: reado
 }
 
 /**
- * Features of every candidate of `req` at `decidedAt`, looked up by candidate id: the rows the
- * decision log keeps for retraining. Computed with the same function, configuration (the
- * default, as `serve` configures the router pool) and clock (the decision time) the pool's
- * Router used, so a row is exactly what the model scored. One Float32Array per request; each
- * lookup is a view of its candidate's FEATURE_COUNT values.
+ * Features of every candidate of `req` at `decidedAt`, looked up by candidate id. The decision
+ * log keeps, for retraining, the vectors the pool's workers return with each response
+ * (RouterPool `returnFeatures`); this recomputes them for decisions that came without (the
+ * breaker's fallback), with the same function and the default configuration `serve` gives the
+ * pool, at the decision time. One Float32Array per request; each lookup is a view of its
+ * candidate's FEATURE_COUNT values.
  */
 export function decisionFeatures(
   req: ValidatedRequest,

@@ -1,4 +1,4 @@
-// Model files (SPEC §3): safetensors → a fully validated FastGRNN ready to score.
+// Model files (docs/contracts.md §3): safetensors → a fully validated FastGRNN ready to score.
 //
 // WHY all the checks up front: a model arrives from disk, from the training job or as bytes
 // over the gRPC control plane, and is swapped in under live traffic. `parseModel` either
@@ -186,7 +186,7 @@ export function parseModel(bytes: Uint8Array, source = 'model'): LoadedModel {
   for (const name of tensors.keys()) {
     const base = name.endsWith('.scale') ? name.slice(0, -'.scale'.length) : name;
     if (!KNOWN.has(base) || (base !== name && !MATRIX_NAMES.has(base))) {
-      throw new ModelError(`${where}: unexpected tensor '${name}' (SPEC §3 names: ${[...KNOWN].join(', ')})`);
+      throw new ModelError(`${where}: unexpected tensor '${name}' (docs/contracts.md §3 names: ${[...KNOWN].join(', ')})`);
     }
     if (base !== name && tensors.get(base)?.dtype !== 'I8') {
       throw new ModelError(`${where}: '${name}' present but '${base}' is not an I8 tensor`);
@@ -409,7 +409,7 @@ export function quantizeI8(values: ArrayLike<number>): { q: Int8Array; scale: nu
   return { q, scale };
 }
 
-/** Serialises a FastGRNN to SPEC §3 safetensors bytes (validated by parsing them back). */
+/** Serialises a FastGRNN to docs/contracts.md §3 safetensors bytes (validated by parsing them back). */
 export function encodeModel(p: ModelParams): Uint8Array {
   const { inputDim: D, hiddenDim: H } = p;
   const entries: [string, Tensor][] = [];

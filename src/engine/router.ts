@@ -1,4 +1,4 @@
-// The in-process Router (SPEC §7): validate → features → FastGRNN → conformal set → rule.
+// The in-process Router (docs/contracts.md §7): validate → features → FastGRNN → conformal set → rule.
 //
 // WHY synchronous and stateful in this way: the worker pool runs one Router per worker thread,
 // the CLI and the gRPC `Route` call run one in-process; all of them want a plain function call
@@ -14,6 +14,7 @@ import { FEATURE_COUNT, FEATURE_NAMES, extractFeatures, resolveFeatureConfig, ty
 import { defaultModelPath, loadModelFile, scoreBatch, type LoadedModel } from './model.js';
 import type { RoutingDecision, RoutingRequest, RoutingResponse } from '../wire/types.js';
 import { validateRequest, type ValidatedRequest } from './validate.js';
+import { requestTopK } from '../wire/response.js';
 import { scoreRowsSimd } from './simd/fastgrnn-simd.js';
 import { StagedArrays } from './simd/staging.js';
 import { Ranker } from './rank.js';
@@ -64,7 +65,7 @@ export class Router {
   #override: { confidence?: number; maxUncertainty?: number } = {};
   #thresholds: Thresholds;
   #policies: PolicyTable;
-  /** The policy that decided the last #rank call. */
+  /** The policy that decided the last #score call. */
   #lastPolicy = 'global';
   #feat = new Float32Array(0);
   #scores = new Float32Array(0);
@@ -164,7 +165,8 @@ export class Router {
     const n = req.n;
     const featureUs = this.#score(req);
     // PERF: the decision objects are built here in one loop, in rank order, each with its final
-    // shape and every field but the total time (known only once they exist) already set.
+    // shape and every field but the total time and the lightweight count (known only once all
+    // decisions exist) already set.
     const version = this.#model.version;
     const policy = this.#lastPolicy;
     const th = this.#lastThresholds;
@@ -175,6 +177,7 @@ export class Router {
     const ids = req.ids;
     const metas = req.candidateMetadata;
     const decisions = new Array<RoutingDecision>(n);
+    let lightweight = 0;
     for (let r = 0; r < n; r++) {
       const i = order[r]!;
       const p = scores[i]!;
@@ -192,12 +195,22 @@ export class Router {
         reason: d.reason,
         metadata: metas[i]!,
         inference_time_us: 0,
+        candidate_count: n,
+        lightweight_count: 0,
         policy,
       };
+      if (d.use_lightweight) lightweight++;
     }
     const totalUs = (performance.now() - t0) * 1000;
-    for (let r = 0; r < n; r++) decisions[r]!.inference_time_us = totalUs;
-    return { decisions, inference_time_us: totalUs, feature_time_us: featureUs, candidates_processed: n, policy };
+    for (let r = 0; r < n; r++) {
+      const d = decisions[r]!;
+      d.inference_time_us = totalUs;
+      d.lightweight_count = lightweight;
+    }
+    const response: RoutingResponse = { decisions, inference_time_us: totalUs, feature_time_us: featureUs, candidates_processed: n, policy };
+    const topK = requestTopK(req.metadata);
+    if (topK !== undefined) response.top_k = topK;
+    return response;
   }
 
   /**

@@ -1,4 +1,4 @@
-// Request validation (SPEC §1) and conversion to the engine's packed layout.
+// Request validation (docs/contracts.md §1) and conversion to the engine's packed layout.
 //
 // WHY this shape: everything downstream (features, the FastGRNN, the worker pool) wants typed
 // arrays, packed, and in memory the caller chooses (the SIMD kernel's staging area, a worker

@@ -1,5 +1,5 @@
 // Outcome records on the outcomes topic (TD_TOPIC_OUTCOMES): JSON or protobuf, told apart by
-// the `content-type` header exactly as requests are (SPEC §1), decoded and validated here.
+// the `content-type` header exactly as requests are (docs/contracts.md §1), decoded and validated here.
 // Pure: no I/O beyond loading routing.proto once (through STREAM's schema loader, so one .proto
 // file stays the source of truth), no timers. Every problem with the bytes is a DecodeError with
 // a one-line reason fit for the `td-error` DLQ header, so a bad outcome is parked on the DLQ
@@ -14,7 +14,7 @@ import { LIMITS } from '../wire/types.js';
 
 /** An outcome is a few hundred bytes; anything far larger is not one (and is not parsed). */
 export const DEFAULT_MAX_OUTCOME_BYTES = 64 * 1024;
-/** Candidate ids have no limit in SPEC §1; this bound only keeps hostile records small. */
+/** Candidate ids have no limit in docs/contracts.md §1; this bound only keeps hostile records small. */
 export const MAX_CANDIDATE_ID_BYTES = 4096;
 
 const utf8 = new TextEncoder();

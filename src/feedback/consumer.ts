@@ -183,7 +183,7 @@ export class OutcomeConsumer {
       this.#logger.error('outcomes consumer crashed', { err: payload.error, restart: payload.restart });
     });
     await consumer.connect();
-    // SPEC §2: a group without committed offsets starts at the earliest offset.
+    // docs/contracts.md §2: a group without committed offsets starts at the earliest offset.
     await consumer.subscribe({ topics: [this.#o.topic], fromBeginning: true });
     this.#running = true;
     await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: (p) => this.#onBatch(p) });

@@ -7,6 +7,7 @@ import CircuitBreaker from 'opossum';
 import type { BreakerConfig } from '../config.js';
 import { EMPTY_METADATA, type ValidatedRequest } from '../engine/validate.js';
 import type { RoutingDecision, RoutingResponse } from '../wire/types.js';
+import { requestTopK } from '../wire/response.js';
 import { InvalidInputError, errorMessage } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import { BREAKER_STATE_VALUE, type BreakerStateName, type Metrics } from '../observe/metrics.js';
@@ -77,10 +78,15 @@ export function breakerOpenResponse(req: ValidatedRequest, modelVersion: string,
       reason: 'breaker_open',
       metadata: req.candidateMetadata[i] ?? EMPTY_METADATA,
       inference_time_us: 0,
+      candidate_count: req.n,
+      lightweight_count: 0,
       policy,
     };
   }
-  return { decisions, inference_time_us: 0, feature_time_us: 0, candidates_processed: req.n, policy };
+  const response: RoutingResponse = { decisions, inference_time_us: 0, feature_time_us: 0, candidates_processed: req.n, policy };
+  const topK = requestTopK(req.metadata);
+  if (topK !== undefined) response.top_k = topK;
+  return response;
 }
 
 export class ScoringBreaker {

@@ -1,4 +1,4 @@
-// First run on a bare machine (issue 5, item 9): when no DATABASE_URL is set and nothing answers
+// First run on a bare machine: when no DATABASE_URL is set and nothing answers
 // at the default address, the decision log goes to an embedded Postgres — PGlite (Postgres
 // compiled to WebAssembly, data in a local folder) served over the wire protocol by pglite-socket
 // on a loopback port — so the same `pg` code path runs unchanged. A real Postgres stays the
@@ -20,7 +20,7 @@ export interface ResolveDatabaseOptions {
   /** Where the embedded Postgres keeps its data, e.g. `.tiny-dancer/pgdata` (relative to cwd). */
   dataDir: string;
   log?: StoreLog;
-  /** The address probed when databaseUrl is not set. Default SPEC §2's. */
+  /** The address probed when databaseUrl is not set. Default docs/contracts.md §2's. */
   defaultUrl?: string;
   /** How long the probe waits for the default Postgres. Default 1 500 ms. */
   probeTimeoutMs?: number;

@@ -6,7 +6,8 @@ export { MIGRATIONS, migrate, migrationChecksum, migrationLockKey } from './migr
 export { ControlHistory } from './control-history.js';
 export type { ControlHistoryEntry, ControlHistoryKind, ControlHistoryOptions } from './control-history.js';
 export type { AppliedMigration, Migration, MigrateOptions, MigrateResult } from './migrations.js';
-export { DecisionLog, encodeBatch } from './decision-log.js';
+export { DecisionLog } from './decision-log.js';
+export { encodeBatch } from './decision-rows.js';
 export type {
   BacklogInfo,
   BreakerState,

@@ -27,10 +27,10 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
   {
     version: 1,
     name: 'routing_decisions',
-    // One row per decision (SPEC §6). The primary key is the idempotency key: a replayed request
-    // inserts nothing. Checks mirror SPEC §1 so a corrupt decision is refused as a row error
+    // One row per decision (docs/contracts.md §6). The primary key is the idempotency key: a replayed request
+    // inserts nothing. Checks mirror docs/contracts.md §1 so a corrupt decision is refused as a row error
     // (isolated by the log) instead of poisoning statistics. `features` keeps the engine's input
-    // vector for retraining (issue 8); `source_*` locate the request record in Kafka.
+    // vector for retraining; `source_*` locate the request record in Kafka.
     sql: `
 CREATE TABLE {{schema}}.routing_decisions (
   request_id        text             NOT NULL CHECK (octet_length(request_id) BETWEEN 1 AND 256),
@@ -58,7 +58,7 @@ CREATE INDEX routing_decisions_model_version_idx ON {{schema}}.routing_decisions
   {
     version: 2,
     name: 'routing_outcomes',
-    // Feedback from the pipelines that served a decision (issue 8). No foreign key to
+    // Feedback from the pipelines that served a decision. No foreign key to
     // routing_decisions on purpose: an outcome may arrive before its decision's batch is flushed.
     sql: `
 CREATE TABLE {{schema}}.routing_outcomes (
@@ -76,7 +76,7 @@ CREATE INDEX routing_outcomes_received_at_idx ON {{schema}}.routing_outcomes (re
   {
     version: 3,
     name: 'model_registry',
-    // Every model version ever loaded or trained (issue 8); at most one is active, enforced by a
+    // Every model version ever loaded or trained; at most one is active, enforced by a
     // unique partial index on a constant.
     sql: `
 CREATE TABLE {{schema}}.model_registry (

@@ -5,7 +5,7 @@ import { ConfigError } from '../errors.js';
 import { classifyPgError } from './errors.js';
 import { pgConnection, type PgTls } from './tls.js';
 
-/** SPEC §2: the Postgres used when DATABASE_URL is not set. */
+/** docs/contracts.md §2: the Postgres used when DATABASE_URL is not set. */
 export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
 
 /** Minimal logging surface the store needs; the service Logger satisfies it. */

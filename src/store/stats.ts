@@ -4,9 +4,8 @@
 // (the last 24 hours) so a table of millions of rows is read through the decided_at index, not
 // end to end; pass `from: null` to ask for all time knowingly.
 //
-// Outcome statistics (issue 8: coverage, lightweight success rate, calibration from
-// routing_outcomes joined to routing_decisions) belong here too, as further functions taking the
-// same StatsWindow and returning per-model-version rows like DecisionStats does.
+// Outcome statistics (coverage, lightweight success rate, calibration) are not computed from
+// Postgres: the feedback loop keeps them live, per model version (src/feedback/monitor.ts).
 import { StoreError, errorMessageWithCode } from './errors.js';
 import { quoteSchema, type Queryable } from './pg.js';
 

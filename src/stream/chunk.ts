@@ -1,5 +1,5 @@
 // The chunk stage: what a chunk of request records becomes once each was scored (or failed to
-// decode): decision records and DLQ records for Kafka, rows for the decision log, and the
+// decode): decision, DLQ and response records for Kafka, rows for the decision log, and the
 // request timestamps for end-to-end latency. Pure: no I/O, no clock except the `now` it is
 // given, no metrics (an observer hears each outcome). Decoding and scoring happen before it
 // (they are asynchronous: the pool); delivery after it (./sink.ts).
@@ -15,7 +15,7 @@ import { DecodeError } from '../wire/errors.js';
 import { getHeader, type Encoding, type Headers } from '../wire/headers.js';
 import type { RequestTrace } from '../observe/tracing.js';
 import { dlqMessage } from './dlq.js';
-import { DECISION_HEADERS, decisionMessages } from './producer.js';
+import { DECISION_HEADERS, decisionMessages, responseMessage } from './producer.js';
 import { ROUTE, type RecordWriter } from './records.js';
 
 /** One decision as the log stores it: the decision plus where its request came from. */
@@ -57,6 +57,14 @@ export type Outcome =
 /** Why a record went to the DLQ, as the metrics label it. */
 export type RejectKind = 'invalid' | 'internal' | DecodeError['kind'];
 
+/**
+ * The responses topic (docs/contracts.md §12): when given, each decided request also yields its
+ * answer there, cut to the request's td-top-k, else `topK`, else all.
+ */
+export interface ResponseOptions {
+  topK?: number | undefined;
+}
+
 /** Hears each outcome as the stage handles it (metrics and counters live with the caller). */
 export interface ChunkObserver {
   rejected?(kind: RejectKind, encoding: Encoding, error: unknown, message: ChunkMessage): void;
@@ -70,7 +78,7 @@ export interface Chunk<W extends RecordWriter = RecordWriter> {
   /** Offsets (decimal strings) of the first and last record of the chunk. */
   firstOffset: string;
   lastOffset: string;
-  /** Decision and DLQ records. */
+  /** Decision, DLQ and response records. */
   records: W;
   rows: LoggedDecision[];
   /** Record timestamps (ms) of the decided requests, for end-to-end latency. */
@@ -99,6 +107,7 @@ export function buildChunk<W extends RecordWriter>(
   records: W,
   observer: ChunkObserver = {},
   now: Date = new Date(),
+  responses?: ResponseOptions,
 ): Chunk<W> {
   if (outcomes.length === 0) throw new RangeError('a chunk holds at least one record');
   const chunk: Chunk<W> = {
@@ -123,7 +132,7 @@ export function buildChunk<W extends RecordWriter>(
       observer.rejected?.(rejectKind(o.error), o.encoding, o.error, m);
       continue;
     }
-    requestRecords(topic, partition, o, records);
+    requestRecords(topic, partition, o, records, responses);
     requestRows(topic, partition, o, chunk.rows, observer, now);
     chunk.timestamps.push(Number(o.message.timestamp));
     chunk.decided++;
@@ -132,10 +141,15 @@ export function buildChunk<W extends RecordWriter>(
   return chunk;
 }
 
-/** The Kafka records of one decided request. */
-export function requestRecords(topic: string, partition: number, o: Extract<Outcome, { ok: true }>, out: RecordWriter): void {
+/**
+ * The Kafka records of one decided request: its decisions, then (the responses topic on) its
+ * response with the same headers. They go into the same writer, so they are acknowledged, or
+ * committed in a transaction, together with the chunk's other records.
+ */
+export function requestRecords(topic: string, partition: number, o: Extract<Outcome, { ok: true }>, out: RecordWriter, responses?: ResponseOptions): void {
   const correlation = getHeader(o.message.headers, DECISION_HEADERS.correlationId) ?? `${topic}/${partition}/${o.message.offset}`;
-  decisionMessages(o.scored.response, o.encoding, correlation, out, o.trace?.headers);
+  const headers = decisionMessages(o.scored.response, o.encoding, correlation, out, o.trace?.headers);
+  if (responses && headers) responseMessage(o.scored.response, o.encoding, responses.topK, headers, out);
   o.trace?.decided(o.scored.response.decisions, o.scored.fallback);
 }
 

@@ -1,4 +1,4 @@
-// Dead-letter records (SPEC §2): the original key and value, byte for byte, plus headers saying
+// Dead-letter records (docs/contracts.md §2): the original key and value, byte for byte, plus headers saying
 // why and where from. The original headers are kept too (content-type above all), so a fixed
 // record can be re-published as is.
 import { oneLine } from '../errors.js';

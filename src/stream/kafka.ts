@@ -1,5 +1,5 @@
 // The kafkajs client, with its logs routed into the service's structured logger and topic
-// creation for `serve` (SPEC §2: serve creates its topics when they are missing).
+// creation for `serve` (docs/contracts.md §2: serve creates its topics when they are missing).
 import kafkajs, { type Admin, type ICustomPartitioner, type ITopicConfig, type Kafka, type KafkaConfig, type ProducerConfig, type logCreator } from 'kafkajs';
 import type { Config } from '../config.js';
 import type { Logger } from '../observe/logger.js';
@@ -12,9 +12,9 @@ const { Kafka: KafkaClient, logLevel, Partitioners } = kafkajs;
  * Java-compatible), so a decision keyed by request_id lands where a Java client would put it.
  * Naming it also silences kafkajs's v1 → v2 migration warning.
  *
- * PERF: a request's decisions are consecutive records with one key, and kafkajs asks the
- * partitioner once per record (the default hashes the key with murmur2 each time: ~5% of the
- * service's main thread at 10 decisions per request). For a keyed record the default's answer
+ * WHY the memo: a request's decisions are consecutive records with one key, and kafkajs asks
+ * the partitioner once per record (the default hashes the key with murmur2 each time, a visible
+ * share of the service's main thread). For a keyed record the default's answer
  * depends only on the key and the partition count, so the last answer is reused while both
  * repeat; anything else (an explicit partition, no key) goes to the default unchanged.
  */
@@ -94,6 +94,7 @@ export async function ensureTopics(admin: Admin, config: Config, logger: Logger)
     { topic: config.topics.heavyweight, numPartitions: config.decisionPartitions },
     { topic: config.topics.dlq, numPartitions: Math.min(3, config.decisionPartitions) },
     { topic: config.topics.outcomes, numPartitions: config.decisionPartitions },
+    ...(config.topics.responses === undefined ? [] : [{ topic: config.topics.responses, numPartitions: config.decisionPartitions }]),
   ].map((t) => ({ ...t, replicationFactor: config.replicationFactor }));
   const existing = new Set(await admin.listTopics());
   const missing = wanted.filter((t) => !existing.has(t.topic));

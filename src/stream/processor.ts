@@ -3,15 +3,17 @@
 // a delivery sink (./sink.ts) → offsets committed. Invalid records go to the DLQ and the stream
 // goes on.
 //
-// Delivery. At-least-once (default, ./alo-sink.ts): a chunk's offsets are committed only after
-// its decisions are acknowledged by every in-sync replica (idempotent producer, acks=-1) AND
-// its rows are durable in Postgres; the commit scheduler (./commit-scheduler.ts) commits, per
-// partition, the end of the longest finished prefix of chunks. A crash at any point replays
-// from the last commit; a replay adds no row (the log is idempotent on (request_id,
-// candidate_id)) and may repeat decision records. Exactly-once (TD_EXACTLY_ONCE=true,
-// ./transactional-sink.ts): a partition's decisions, DLQ records and consumed offsets are one
-// Kafka transaction per commit interval on that partition's own transactional producer,
-// committed only once the rows are durable; read_committed consumers see each decision once.
+// Delivery. A request's response record (the responses topic, when set) travels with its
+// decisions in the same chunk, so it has their guarantee. At-least-once (default,
+// ./alo-sink.ts): a chunk's offsets are committed only after its decisions are acknowledged by
+// every in-sync replica (idempotent producer, acks=-1) AND its rows are durable in Postgres;
+// the commit scheduler (./commit-scheduler.ts) commits, per partition, the end of the longest
+// finished prefix of chunks. A crash at any point replays from the last commit; a replay adds
+// no row (the log is idempotent on (request_id, candidate_id)) and may repeat decision and
+// response records. Exactly-once (TD_EXACTLY_ONCE=true, ./transactional-sink.ts): a
+// partition's decisions, responses, DLQ records and consumed offsets are one Kafka transaction
+// per commit interval on that partition's own transactional producer, committed only once the
+// rows are durable; read_committed consumers see each decision and response once.
 //
 // Flow. kafkajs fetches a round of batches (one per partition) and hands up to
 // `partitionsConcurrency` of them to eachBatch at once. Requests are taken in chunks; a chunk
@@ -38,7 +40,7 @@ import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 import { AtLeastOnceSink } from './alo-sink.js';
 import type { ScoringBreaker } from '../resilience/breaker.js';
-import { buildChunk, type Chunk, type ChunkObserver } from './chunk.js';
+import { buildChunk, type Chunk, type ChunkObserver, type ResponseOptions } from './chunk.js';
 import { scoreRecord, type Decoder, type Scoring } from './score.js';
 import { RequestTracer } from '../observe/tracing.js';
 import { decodeRequest } from '../engine/decode.js';
@@ -101,7 +103,7 @@ export interface StreamCounters {
   decisions: number;
   lightweight: number;
   reasons: Record<string, number>;
-  /** Decision and DLQ records acknowledged by Kafka. */
+  /** Decision, DLQ and response records acknowledged by Kafka. */
   produced: number;
   dlq: number;
   /** Requests answered by the breaker fallback. */
@@ -147,6 +149,8 @@ export class Processor extends EventEmitter {
   /** At-least-once mode: commits the consumer's offsets of delivered chunks. */
   readonly #commits: CommitScheduler;
   readonly #routeTopics: RouteTopics;
+  /** The responses topic's options (docs/contracts.md §12); undefined while it is off. */
+  readonly #responses: ResponseOptions | undefined;
   #running = false;
   #joined = false;
   #memberId: string | undefined;
@@ -189,7 +193,8 @@ export class Processor extends EventEmitter {
     setMaxListeners(4 * opts.config.maxInFlight + 16, this.#drainCtl.signal, this.#deadlineCtl.signal);
     const maxBytes = opts.config.maxMessageBytes;
     const t = opts.config.topics;
-    this.#routeTopics = [t.lightweight, t.heavyweight, t.dlq];
+    this.#routeTopics = t.responses === undefined ? [t.lightweight, t.heavyweight, t.dlq] : [t.lightweight, t.heavyweight, t.dlq, t.responses];
+    this.#responses = t.responses === undefined ? undefined : { topK: opts.config.responseTopK };
     this.#scoring = {
       breaker: opts.breaker,
       decode: opts.decode ?? ((value, encoding) => decodeRequest(value, encoding, { maxBytes })),
@@ -358,7 +363,7 @@ export class Processor extends EventEmitter {
       exactlyOnce: c.exactlyOnce,
     });
     await consumer.connect();
-    // fromBeginning: a group without committed offsets starts at the earliest offset (SPEC §2).
+    // fromBeginning: a group without committed offsets starts at the earliest offset (docs/contracts.md §2).
     await consumer.subscribe({ topics: [c.topics.requests], fromBeginning: true });
     this.#running = true;
     await consumer.run({
@@ -537,7 +542,7 @@ export class Processor extends EventEmitter {
     try {
       this.counters.consumed += messages.length;
       const outcomes = await Promise.all(messages.map((msg) => scoreRecord(msg, this.#scoring, topic, partition)));
-      return { permits, chunk: buildChunk<RecordWriter>(topic, partition, outcomes, sink.writer(messages.length), this.#observer) };
+      return { permits, chunk: buildChunk<RecordWriter>(topic, partition, outcomes, sink.writer(messages.length), this.#observer, new Date(), this.#responses) };
     } catch (err) {
       this.#release(permits);
       throw err;

@@ -1,4 +1,4 @@
-// Decision records (SPEC §1, §2): one per candidate, on the lightweight or heavyweight topic,
+// Decision records (docs/contracts.md §1, §2): one per candidate, on the lightweight or heavyweight topic,
 // keyed by request_id (so all decisions of a request land in one partition, in rank order),
 // in the request's encoding with the same content-type, plus the model version and a
 // correlation header tying a decision back to its request record, and the request's W3C trace
@@ -9,6 +9,7 @@
 import type { RoutingResponse } from '../wire/types.js';
 import { decisionJson, decisionProtoBound, writeDecisionProto, writeUtf8 } from '../wire/decision-writer.js';
 import { CONTENT_TYPES, type Encoding } from '../wire/headers.js';
+import { answerOf, responseJson, responseProtoBound, writeResponseProto } from '../wire/response.js';
 import { ROUTE, type RecordHeaders, type RecordWriter } from './records.js';
 
 export const DECISION_HEADERS = Object.freeze({
@@ -20,7 +21,8 @@ export const DECISION_HEADERS = Object.freeze({
 
 /**
  * Adds the records of one response to `out` (a chunk's writer); `trace`: the request's trace
- * context headers (traceparent, tracestate), when it has one.
+ * context headers (traceparent, tracestate), when it has one. Returns the headers object of the
+ * last decision, for the request's response record (./chunk.ts), which carries the same.
  */
 export function decisionMessages(
   response: RoutingResponse,
@@ -28,7 +30,7 @@ export function decisionMessages(
   correlationId: string,
   out: RecordWriter,
   trace?: Readonly<Record<string, string>>,
-): void {
+): RecordHeaders | undefined {
   const contentType = CONTENT_TYPES[encoding];
   let headers: RecordHeaders | undefined;
   let headersVersion: string | undefined;
@@ -51,5 +53,21 @@ export function decisionMessages(
       const json = decisionJson(d);
       out.addWritten(route, d.request_id, headers, json.length * 3, writeUtf8, json);
     }
+  }
+  return headers;
+}
+
+/**
+ * Adds a request's response record (docs/contracts.md §12) to `out`: its answer (decisions
+ * trimmed to the top k) on the responses topic, keyed by request_id, in the request's encoding,
+ * with `headers` — the very object its decisions carry, so the pack writes it once.
+ */
+export function responseMessage(response: RoutingResponse, encoding: Encoding, topK: number | undefined, headers: RecordHeaders, out: RecordWriter): void {
+  const answer = answerOf(response, topK);
+  const key = answer.request_id ?? '';
+  if (encoding === 'protobuf') out.addWritten(ROUTE.responses, key, headers, responseProtoBound(answer), writeResponseProto, answer);
+  else {
+    const json = responseJson(answer);
+    out.addWritten(ROUTE.responses, key, headers, json.length * 3, writeUtf8, json);
   }
 }

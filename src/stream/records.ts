@@ -1,5 +1,6 @@
 // The records a chunk produces (decisions on the lightweight/heavyweight topics, rejects on the
-// DLQ), gathered by one of two writers:
+// DLQ, one response per decided request when the responses topic is on), gathered by one of two
+// writers:
 // - MessageLists: kafkajs Message objects, for a producer on this thread (exactly-once mode,
 //   where the consumed offsets must ride in the same transaction).
 // - RecordPacker: one SharedArrayBuffer in a compact binary form, for the producer thread
@@ -24,17 +25,20 @@
 import type { Message, TopicMessages } from 'kafkajs';
 import { TinyDancerError } from '../errors.js';
 
-/** Where a record goes: index into the [lightweight, heavyweight, dlq] topics. */
-export type Route = 0 | 1 | 2;
-export const ROUTE = Object.freeze({ lightweight: 0, heavyweight: 1, dlq: 2 } as const);
-const ROUTES = 3;
+/** Where a record goes: index into the [lightweight, heavyweight, dlq, responses] topics. */
+export type Route = 0 | 1 | 2 | 3;
+export const ROUTE = Object.freeze({ lightweight: 0, heavyweight: 1, dlq: 2, responses: 3 } as const);
+const ROUTES = 4;
 
 export type RecordHeaders = Record<string, string | Buffer | (string | Buffer)[]>;
 
 export type ValueWriter<T> = (buf: Buffer, pos: number, arg: T) => number;
 
-/** [lightweight, heavyweight, dlq] topic names. */
-export type RouteTopics = readonly [string, string, string];
+/**
+ * [lightweight, heavyweight, dlq, responses] topic names; without the responses topic (it is
+ * off) a record routed there is refused.
+ */
+export type RouteTopics = readonly [lightweight: string, heavyweight: string, dlq: string, responses?: string];
 
 export interface RecordWriter {
   /**
@@ -56,7 +60,7 @@ export interface RecordWriter {
 
 /** kafkajs Messages per route, for a producer on this thread. */
 export class MessageLists implements RecordWriter {
-  readonly lists: [Message[], Message[], Message[]] = [[], [], []];
+  readonly lists: [Message[], Message[], Message[], Message[]] = [[], [], [], []];
   size = 0;
 
   add(route: Route, key: string | Buffer | null, value: Buffer | null, headers: RecordHeaders): void {
@@ -77,7 +81,10 @@ export class MessageLists implements RecordWriter {
     const out: TopicMessages[] = [];
     for (let r = 0; r < ROUTES; r++) {
       const messages = this.lists[r]!;
-      if (messages.length > 0) out.push({ topic: topics[r]!, messages });
+      if (messages.length === 0) continue;
+      const topic = topics[r];
+      if (topic === undefined) throw new RecordPackError(`${messages.length} records for route ${r}, which has no topic`);
+      out.push({ topic, messages });
     }
     return out;
   }
@@ -107,7 +114,7 @@ export class RecordPacker implements RecordWriter {
   #pos = 0;
   #lastKey: string | undefined;
   #lastHeaders: RecordHeaders | undefined;
-  readonly #counts = [0, 0, 0];
+  readonly #counts = [0, 0, 0, 0];
   size = 0;
 
   /** `capacity`: first guess of the bytes needed; the buffer doubles when it is short. */

@@ -6,7 +6,7 @@
 // different distribution than the user thinks):
 //   {"features": [f1, …, fD], "label": 0|1}              one step
 //   {"features": [[…], [...], …], "label": 0|1}          a sequence of steps (T ≥ 1)
-//   a RoutingRequest (SPEC §1) whose candidates each carry "label": 0|1 — validated by the
+//   a RoutingRequest (docs/contracts.md §1) whose candidates each carry "label": 0|1 — validated by the
 //   engine's validateRequest and turned into one sample per candidate by extractFeatures, so the
 //   model learns on exactly the features the router computes. An optional top-level "now"
 //   (Unix seconds, when the request was routed) fixes the clock for recency; otherwise

@@ -1,4 +1,4 @@
-// The FastGRNN cell of SPEC §3 for TRAINING: float64 forward pass that keeps what the backward
+// The FastGRNN cell of docs/contracts.md §3 for TRAINING: float64 forward pass that keeps what the backward
 // pass needs, and backpropagation through time with analytic gradients.
 //
 //   a_t = W x_t + U h_{t-1};  z_t = σ(a_t + b_z);  c_t = tanh(a_t + b_h)
@@ -61,7 +61,7 @@ export function paramEntries(p: GrnnParams): [ParamName, Float64Array][] {
   return out;
 }
 
-/** Shape of each tensor as in SPEC §3. */
+/** Shape of each tensor as in docs/contracts.md §3. */
 export function tensorShape(shape: GrnnShape, name: ParamName): number[] {
   const { inputDim: D, hiddenDim: H, rankW: rw, rankU: ru } = shape;
   switch (name) {

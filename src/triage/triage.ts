@@ -1,9 +1,11 @@
-// Bulk triage: a stream of RoutingRequests in, one line of ranked decisions per request out, in
-// input order. Memory stays constant whatever the file size: at most `window` requests are in
+// Bulk triage: a stream of RoutingRequests in, one ranked answer per request out, in input
+// order: the request's RoutingResponse as the responses topic carries it (wire/response.ts, the
+// same encoder), a JSON line or a length-delimited protobuf message. Memory stays constant whatever the file size: at most `window` requests are in
 // flight, the next record is read only when a slot frees, and output waits for the writer.
 import type { Writable } from 'node:stream';
 import { InvalidInputError, errorMessage, oneLine } from '../errors.js';
-import type { RoutingDecision, RoutingResponse } from '../wire/types.js';
+import type { RoutingResponse } from '../wire/types.js';
+import { answerOf, encodeResponseDelimited, responseJson } from '../wire/response.js';
 import { LineTooLongError, isBlank, type LineItem } from './lines.js';
 
 /** One input record: its bytes and where it came from (line number, or record index). */
@@ -15,8 +17,10 @@ export interface TriageOptions {
   route: (bytes: Uint8Array) => Promise<RoutingResponse>;
   output: Writable;
   rejects: Writable;
-  /** Keep only the best K decisions of each request. */
+  /** Keep only the best K decisions of each request (a request's own td-top-k wins). */
   topK?: number;
+  /** JSON lines (the default), or length-delimited protobuf RoutingResponse messages. */
+  format?: 'json' | 'protobuf';
   /** Requests in flight at once (bounded memory, enough to keep every worker busy). */
   window: number;
   /** Stops reading; what is in flight is finished and written, so the output ends on a whole line. */
@@ -39,7 +43,7 @@ interface Pending {
   result: Promise<RoutingResponse | InvalidInputError>;
 }
 
-function write(stream: Writable, text: string): Promise<void> | undefined {
+function write(stream: Writable, text: string | Uint8Array): Promise<void> | undefined {
   // Honour backpressure: only wait when the writer's buffer is full.
   if (stream.write(text)) return undefined;
   return new Promise((resolve, reject) => {
@@ -56,16 +60,10 @@ function write(stream: Writable, text: string): Promise<void> | undefined {
   });
 }
 
-export function decisionLine(response: RoutingResponse, topK?: number): string {
-  const decisions: RoutingDecision[] =
-    topK !== undefined && topK < response.decisions.length ? response.decisions.slice(0, topK) : response.decisions;
-  const requestId = response.decisions[0]?.request_id ?? '';
-  return `${JSON.stringify({
-    request_id: requestId,
-    candidates_processed: response.candidates_processed,
-    inference_time_us: response.inference_time_us,
-    decisions,
-  })}\n`;
+/** One request's answer as triage writes it: a JSON line, or a length-delimited protobuf message. */
+export function answerRecord(response: RoutingResponse, topK?: number, format: 'json' | 'protobuf' = 'json'): string | Buffer {
+  const answer = answerOf(response, topK);
+  return format === 'protobuf' ? encodeResponseDelimited(answer) : `${responseJson(answer)}\n`;
 }
 
 export async function triage(options: TriageOptions): Promise<TriageSummary> {
@@ -101,7 +99,7 @@ export async function triage(options: TriageOptions): Promise<TriageSummary> {
     summary.requests += 1;
     summary.candidates += result.candidates_processed;
     for (const d of result.decisions) if (d.use_lightweight) summary.lightweight += 1;
-    await write(options.output, decisionLine(result, options.topK));
+    await write(options.output, answerRecord(result, options.topK, options.format));
     options.onProgress?.(summary, position);
   };
 

@@ -20,6 +20,8 @@ export function decisionJson(d: RoutingDecision): string {
     reason: d.reason,
     metadata: d.metadata,
     inference_time_us: d.inference_time_us,
+    candidate_count: d.candidate_count,
+    lightweight_count: d.lightweight_count,
     policy: d.policy,
   });
 }
@@ -27,14 +29,15 @@ export function decisionJson(d: RoutingDecision): string {
 /** An upper bound of writeDecisionProto's output for `d`, in bytes. */
 export function decisionProtoBound(d: RoutingDecision): number {
   // 10 tags, 2 floats, 2 varints of ≤ 10 bytes, 4 string lengths of ≤ 5, strings at ≤ 3 bytes a unit.
-  let n = 10 + 8 + 20 + 20 + 3 * (d.request_id.length + d.candidate_id.length + d.model_version.length + d.reason.length);
+  // Plus the two counts (tag and a 5-byte varint each).
+  let n = 10 + 8 + 20 + 20 + 12 + 3 * (d.request_id.length + d.candidate_id.length + d.model_version.length + d.reason.length);
   const m = d.metadata;
   for (const k in m) n += 1 + 5 + 2 + 10 + 3 * (k.length + (m[k] as string).length);
   if (d.policy !== undefined) n += 1 + 5 + 3 * d.policy.length;
   return n;
 }
 
-function writeVarint(buf: Uint8Array, pos: number, v: number): number {
+export function writeVarint(buf: Uint8Array, pos: number, v: number): number {
   // v is a non-negative integer ≤ 2^53: no bit operations above 2^31.
   while (v >= 0x80) {
     buf[pos++] = (v % 0x80) | 0x80;
@@ -44,7 +47,7 @@ function writeVarint(buf: Uint8Array, pos: number, v: number): number {
   return pos;
 }
 
-function writeString(buf: Buffer, pos: number, tag: number, s: string): number {
+export function writeString(buf: Buffer, pos: number, tag: number, s: string): number {
   buf[pos++] = tag;
   // Up to 42 UTF-16 units are at most 126 bytes: a one-byte length, written after the bytes.
   if (s.length <= 42) {
@@ -90,12 +93,21 @@ export function writeDecisionProto(buf: Buffer, pos: number, d: RoutingDecision)
   }
   buf[pos++] = 0x50;
   pos = writeVarint(buf, pos, Math.max(0, Math.round(d.inference_time_us)));
+  // 11 candidate_count, 12 lightweight_count (docs/contracts.md §12): absent when not set.
+  if (d.candidate_count !== undefined) {
+    buf[pos++] = 0x58;
+    pos = writeVarint(buf, pos, d.candidate_count >>> 0);
+  }
+  if (d.lightweight_count !== undefined) {
+    buf[pos++] = 0x60;
+    pos = writeVarint(buf, pos, d.lightweight_count >>> 0);
+  }
   // 13 policy (docs/contracts.md §10): absent when the decision carries none.
   if (d.policy !== undefined) pos = writeString(buf, pos, 0x6a, d.policy);
   return pos;
 }
 
-function varintSize(v: number): number {
+export function varintSize(v: number): number {
   let n = 1;
   while (v >= 0x80) {
     v = Math.floor(v / 0x80);

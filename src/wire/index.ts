@@ -7,5 +7,6 @@ export { loadSchema, type Schema } from './schema.js';
 export { readProtobufRequest } from './protobuf-reader.js';
 export { parseRequest, type DecodeOptions } from './decode-request.js';
 export { decisionJson, decisionProtoBound, encodeDecision, writeDecisionProto, writeUtf8 } from './decision-writer.js';
-export { decodeDecision, encodeRequest } from './client.js';
+export { TOP_K_KEY, answerOf, encodeResponse, encodeResponseDelimited, requestTopK, responseJson, responseProtoBound, writeResponseProto } from './response.js';
+export { decodeDecision, decodeResponse, encodeRequest } from './client.js';
 export { TRACE_HEADERS, formatTraceparent, parseTraceparent, parseTracestate, readTraceContext, traceHeaders, type TraceContext } from './trace.js';

@@ -1,4 +1,4 @@
-// The routing contract (SPEC §1, §7) as TypeScript types. snake_case on purpose: these objects
+// The routing contract (docs/contracts.md §1, §7) as TypeScript types. snake_case on purpose: these objects
 // are the JSON payloads on Kafka and the gRPC messages, field for field.
 
 export type Embedding = ArrayLike<number> | Float32Array;
@@ -42,6 +42,13 @@ export interface RoutingDecision {
   metadata: Record<string, string>;
   inference_time_us: number;
   /**
+   * The request's number of candidates, and how many of them went lightweight (docs/contracts.md
+   * §12): a reader of the decision topics knows from any one decision when it holds them all.
+   * The engine sets both on every decision it makes.
+   */
+  candidate_count?: number;
+  lightweight_count?: number;
+  /**
    * The policy whose thresholds decided it: 'global', or 'tenant:<name>' for a request whose
    * tenant (request metadata, TD_TENANT_KEY) has a policy (src/engine/policy.ts).
    */
@@ -54,8 +61,20 @@ export interface RoutingResponse {
   inference_time_us: number;
   feature_time_us: number;
   candidates_processed: number;
+  /**
+   * The request's id and the model version that decided it: set on the answer the responses
+   * topic and triage write (wire/response.ts), where the decisions may be trimmed to the top k.
+   */
+  request_id?: string;
+  model_version?: string;
   /** The policy that decided the request (every decision of it says the same). */
   policy?: string;
+  /**
+   * Not a wire field: the request's own `td-top-k` (request metadata, docs/contracts.md §12),
+   * when it carried a valid one; the engine passes it on so the answer can be trimmed where the
+   * request is no longer at hand (it may have been decoded on a worker thread).
+   */
+  top_k?: number;
   /**
    * The model's input for each decision: FEATURE_COUNT values per decision, in decision (rank)
    * order. Only from a RouterPool created with `returnFeatures` (the service logs them for
@@ -73,7 +92,7 @@ export interface Outcome {
   served_by?: 'lightweight' | 'heavyweight';
 }
 
-/** Limits of SPEC §1, enforced by validation everywhere a request enters. */
+/** Limits of docs/contracts.md §1, enforced by validation everywhere a request enters. */
 export const LIMITS = Object.freeze({
   maxRequestIdBytes: 256,
   minDim: 1,

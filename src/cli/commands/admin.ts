@@ -1,4 +1,4 @@
-// `tiny-dancer admin`: a gRPC client of the control plane (SPEC §4, §5). Readable output for
+// `tiny-dancer admin`: a gRPC client of the control plane (docs/contracts.md §4, §5). Readable output for
 // people, `--json` (one object per line) for scripts. The token comes from TD_ADMIN_TOKEN only:
 // a command-line flag would show it to every user of the machine in `ps`.
 import { readFile } from 'node:fs/promises';
@@ -186,7 +186,7 @@ function formatStats(s: StatsMessage): string {
     row('kafka', `${s.stream.connected ? 'connected' : 'DISCONNECTED'}, ${s.stream.assigned_partitions} partition(s), consumed ${int(s.stream.consumed)}, produced ${int(s.stream.produced)}, DLQ ${int(s.stream.dlq)}, lag ${lag}`);
   }
   if (s.feedback) {
-    // FEEDBACK (issue 8): rolling conformal coverage per model version, from outcomes.
+    // Rolling conformal coverage per model version, from outcomes.
     for (const f of s.feedback.versions) {
       const cov = f.coverage === undefined || f.coverage === null ? 'no labelled outcomes yet' : `coverage ${pct(f.coverage)}${f.calibrated ? ` (target ${pct(f.target_coverage)})` : ''}`;
       row('feedback', `${f.version}: ${cov} over ${int(f.labeled)}, ${f.drifting ? 'DRIFTING, ' : ''}lightweight ok ${f.lightweight_success_rate == null ? '—' : pct(f.lightweight_success_rate)}`);

@@ -1,4 +1,4 @@
-// `tiny-dancer model score PATH` and `tiny-dancer model inspect PATH [--json]` (SPEC §4).
+// `tiny-dancer model score PATH` and `tiny-dancer model inspect PATH [--json]` (docs/contracts.md §4).
 // WHY: `score` is the raw §3 cell with no feature extraction, so a model written by any tool
 // can be checked against that tool's own numbers line by line; `inspect` shows what is
 // actually stored (dtypes, bytes, sparsity) and whether uncertainty is calibrated.
@@ -14,7 +14,7 @@ export const usage = `usage: tiny-dancer model score PATH
 
 score    JSON lines on stdin, each a feature vector (one step, input_dim numbers) or a list of
          feature vectors (a sequence, T >= 1); prints one score per line. No feature
-         extraction: the raw FastGRNN cell of SPEC §3. Blank lines are skipped. A bad line
+         extraction: the raw FastGRNN cell of docs/contracts.md §3. Blank lines are skipped. A bad line
          stops with exit 2 naming its line number (scores before it are already printed).
 inspect  shapes, dtypes, sparsity, parameter counts, bytes, metadata and calibration.
 

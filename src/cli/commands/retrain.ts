@@ -1,4 +1,4 @@
-// `tiny-dancer retrain`: closes the feedback loop (issue 8). Reads logged decisions that have
+// `tiny-dancer retrain`: closes the feedback loop. Reads logged decisions that have
 // outcomes, trains and calibrates a candidate with the training pipeline, compares it with the
 // serving model on the most recent outcomes, writes the candidate and a report, registers it,
 // and with --promote hot-reloads it through the control plane — only when it passes every gate.

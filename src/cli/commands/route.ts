@@ -7,7 +7,7 @@ import { parseCommandArgs, numberArg } from '../args.js';
 export const summary = 'route one RoutingRequest (JSON on stdin) and print its decisions (JSON)';
 export const usage = `usage: tiny-dancer route [--model PATH] [--confidence X] [--max-uncertainty Y] [--pretty]
 
-Reads ONE RoutingRequest as JSON from stdin (SPEC §1, snake_case) and prints the
+Reads ONE RoutingRequest as JSON from stdin (docs/contracts.md §1, snake_case) and prints the
 RoutingResponse as JSON on stdout: decisions ordered by rank, inference_time_us,
 feature_time_us, candidates_processed.
 
@@ -66,7 +66,8 @@ export async function run(argv: string[], io: CommandIO = processIO()): Promise<
   } catch (err) {
     throw new InvalidInputError(`malformed JSON on stdin: ${(err as Error).message}`);
   }
-  const response = router.route(request);
+  // top_k is the engine's note of the request's td-top-k, not a field of the response.
+  const { top_k: _topK, ...response } = router.route(request);
   io.stdout.write(`${JSON.stringify(response, null, values.pretty ? 2 : undefined)}\n`);
   return 0;
 }

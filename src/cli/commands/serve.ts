@@ -1,5 +1,5 @@
 // `tiny-dancer serve`: the stream processor with its control plane and metrics. Configuration
-// comes from the environment (SPEC §2), read once here. SIGTERM/SIGINT drain: stop fetching,
+// comes from the environment (docs/contracts.md §2), read once here. SIGTERM/SIGINT drain: stop fetching,
 // finish and commit what is in flight within TD_DRAIN_TIMEOUT_MS, exit 0. A second signal exits
 // at once (nothing is lost: uncommitted records are redelivered and the log is idempotent).
 import { loadConfig } from '../../config.js';

@@ -1,5 +1,6 @@
 // `tiny-dancer triage`: bulk memory triage. JSON lines (or length-delimited protobuf) of
-// RoutingRequest in, one line of ranked decisions per request out, through the worker pool.
+// RoutingRequest in, one ranked RoutingResponse per request out in the same format, through the
+// worker pool.
 // Decoding happens on the workers (routeEncoded), so this thread only splits records and writes.
 import { createReadStream, createWriteStream, statSync } from 'node:fs';
 import { once } from 'node:events';
@@ -15,16 +16,19 @@ export const summary = 'bulk-route JSON lines of RoutingRequest through the work
 export const usage = `usage: tiny-dancer triage --in FILE --out FILE [options]
 
 Reads RoutingRequests (one JSON object per line, or --format protobuf: length-delimited
-tiny_dancer.v1.RoutingRequest messages) and writes one JSON line per request, in input order:
-{"request_id", "candidates_processed", "inference_time_us", "decisions": [...ranked...]}.
+tiny_dancer.v1.RoutingRequest messages) and writes one answer per request, in input order, in
+the same format: its RoutingResponse, the message the responses topic carries (one JSON line
+{"request_id", "model_version", "policy", "candidates_processed", "inference_time_us",
+"feature_time_us", "decisions": [...ranked...]}, or length-delimited tiny_dancer.v1.RoutingResponse).
 '-' means stdin / stdout. Memory stays constant whatever the input size.
 
   --in FILE             input file, or - for stdin (required)
   --out FILE            output file, or - for stdout (required)
   --model PATH          model file (default: TD_MODEL_PATH or models/default.safetensors)
-  --top-k K             keep only the best K decisions of each request
+  --top-k K             keep only the best K decisions of each request (a request's own
+                        metadata td-top-k wins)
   --workers N           worker threads (default: cores - 1, at least 1)
-  --format F            json (default) or protobuf
+  --format F            json (default) or protobuf, for input and output
   --rejects FILE        where bad records go, one JSON line each with its line number and
                         reason (default: <out>.rejects.jsonl, or stderr when --out is -)
   --confidence X        confidence threshold in [0, 1] (default: the model's)
@@ -124,6 +128,7 @@ export async function run(argv: string[]): Promise<number> {
       rejects,
       window,
       ...(topK !== undefined ? { topK } : {}),
+      format: contentType,
       signal: controller.signal,
       ...(progress
         ? { onProgress: (s: TriageSummary, position: number) => progress.update({ done: s.requests, position, note: s.rejects > 0 ? `rejects ${s.rejects}` : '' }) }

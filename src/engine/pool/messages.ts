@@ -2,8 +2,8 @@
 // these types, so a change to the protocol is a compile error on the side that forgot it.
 //
 // WHY the binary layouts below instead of posting objects: structured clone is slow for many
-// small objects (a 100-decision response object costs ~150-200 µs to clone here, more than
-// scoring it) and copies every byte of typed arrays it is not told to transfer. So:
+// small objects (cloning a response object of many decisions costs more than scoring it) and
+// copies every byte of typed arrays it is not told to transfer. So:
 //   - requests travel in batches: many route() calls, one postMessage per worker;
 //   - all numbers of a batch sit in ONE ArrayBuffer (the "arena") that is transferred, not
 //     copied, and transferred back with the results so the main thread can reuse it;
@@ -17,9 +17,8 @@
 // anyway. It copies them once, into that thread's WebAssembly staging memory (a fixed, cache-hot
 // region), and the SIMD kernel reduces them in place to n cosine similarities. The arena then
 // carries 24 bytes per candidate instead of 4·dim (1.5 KB at 384 dims), so no embedding crosses
-// cores: measured with 100 × 384, the former design (embeddings packed into the arena, copied
-// again into the worker's staging memory) spent ~18 µs per request writing cold arena memory
-// and ~20 µs more in the worker reading it back, more than scoring the request. Requests still
+// cores: packing embeddings into the arena would mean writing cold arena memory here and
+// reading it back in the worker, which costs more than scoring the request. Requests still
 // in their wire encoding (TaskKind.Encoded*) travel as bytes and are decoded in the worker.
 import type { FeatureConfig } from '../features.js';
 
@@ -70,7 +69,7 @@ export const reducedBytes = (n: number): number => 24 * n;
 export const TaskKind = Object.freeze({
   /** Validated on the main thread, embeddings reduced to similarities there; numbers in the arena. */
   Reduced: 0,
-  /** Raw JSON bytes (a SPEC §1 RoutingRequest) in the arena; decoded and validated in the worker. */
+  /** Raw JSON bytes (a docs/contracts.md §1 RoutingRequest) in the arena; decoded and validated in the worker. */
   EncodedJson: 1,
   /** Raw protobuf bytes (tiny_dancer.v1.RoutingRequest); decoded in the worker. */
   EncodedProtobuf: 2,
@@ -130,6 +129,8 @@ export interface DecodedInfo {
   ids: string[];
   /** null when no candidate has metadata (saves cloning n empty objects per request). */
   candidateMetadata: Record<string, string>[] | null;
+  /** The request's td-top-k (wire/response.ts); null when it named none. */
+  topK: number | null;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,22 +1,20 @@
-// RouterPool (SPEC §7): the Router on worker threads, for throughput.
+// RouterPool (docs/contracts.md §7): the Router on worker threads, for throughput.
 //
 // Shape (ideas from piscina, no code): a fixed set of worker slots, each running one Router.
 //   route()  validates on the calling thread (bad input rejects at once, with the Router's
 //            message). The embeddings are copied once, into this thread's WebAssembly staging
 //            memory, and reduced there to n cosine similarities by the SIMD kernel; the numbers
 //            the worker needs (24 bytes per candidate) go straight into the ArrayBuffer that is
-//            transferred to it (messages.ts says why embeddings do not travel).
+//            transferred to it (arena.ts; messages.ts says why embeddings do not travel).
 //   dispatch least-loaded slot (tasks queued + in flight). Concurrent route() calls are
-//            coalesced into one batch per worker: a slot has at most MAX_INFLIGHT batches posted
-//            (one running, one waiting in its port so the worker never idles on a round trip);
-//            tasks arriving meanwhile form the next batch, so batches grow with load.
+//            coalesced into batches, one message per worker (batcher.ts).
 //   bound    tasks not yet posted are bounded (maxQueue, maxQueueBytes); beyond that route()
 //            rejects with PoolSaturatedError (retriable) instead of growing without bound.
 //   results  come back as numbers (messages.ts); the decision objects are built here, with the
-//            ids and metadata that never left this thread. Arenas come back and are reused.
+//            ids and metadata that never left this thread (results.ts). Arenas are reused.
 //   crash    a worker that exits or throws fails exactly its in-flight tasks with
 //            WorkerCrashedError (retriable) and is replaced (with backoff if it keeps dying);
-//            its not-yet-posted tasks wait for the replacement.
+//            its not-yet-posted tasks wait for the replacement (worker-slot.ts).
 //   reload   the model file is read and validated once here, then two-phase: every worker
 //            parses and holds it (prepare), and only when all acknowledged does every worker
 //            switch (commit). Any failure aborts everywhere: the old model stays. A batch is
@@ -31,26 +29,22 @@
 // main thread fill both cores; a second worker would only contend with the main thread.
 import { availableParallelism } from 'node:os';
 import { readFile, stat } from 'node:fs/promises';
-import { Worker } from 'node:worker_threads';
-import { InvalidInputError, ModelError, TinyDancerError, errorMessage } from '../../errors.js';
-import { workerScript } from '../../worker-script.js';
-import { DecodeError, type DecodeErrorKind } from '../../wire/errors.js';
+import { InvalidInputError, ModelError, errorMessage } from '../../errors.js';
+import { DecodeError } from '../../wire/errors.js';
 import type { FeatureConfig } from '../features.js';
 import { MAX_MODEL_BYTES, defaultModelPath, parseModel } from '../model.js';
 import { Router, assertRoutable } from '../router.js';
-import { DEFAULT_TENANT_KEY, GLOBAL_POLICY, PolicyTable, policyEntries, type TenantPolicies } from '../policy.js';
-import type { DecisionReason, RoutingDecision, RoutingRequest, RoutingResponse } from '../../wire/types.js';
-import {
-  EMPTY_METADATA, completeFiniteCheck, isValidatedRequest, noMetadata, validateRequest, type CandidateArrays, type ValidateOptions, type ValidatedRequest,
-} from '../validate.js';
-import { FEATURE_COUNT, cosineBatch } from '../features.js';
-import { StagedArrays } from '../simd/staging.js';
+import { DEFAULT_TENANT_KEY, PolicyTable, policyEntries, type TenantPolicies } from '../policy.js';
+import type { RoutingRequest, RoutingResponse } from '../../wire/types.js';
+import { requestTopK } from '../../wire/response.js';
+import { completeFiniteCheck, isValidatedRequest, noMetadata, validateRequest, type ValidatedRequest } from '../validate.js';
+import { cosineBatch } from '../features.js';
+import { ARENA_BYTES, ArenaCache, Packer, packBytes, packNumbers, type PackedNumbers } from './arena.js';
+import { Batcher, MAX_INFLIGHT, type Batch, type Task } from './batcher.js';
 import { PoolClosedError, PoolSaturatedError, WorkerCrashedError } from './errors.js';
-import {
-  DECISION_STRIDE, D_CODE, D_CONF, D_INDEX, D_TIME, D_UNC, PROTOCOL_VERSION, REASONS, RESULT_HEADER, R_FEAT, R_ID,
-  R_INFER, R_N, R_POLICY, R_PROCESSED, R_STATUS, TASK_STRIDE, TaskKind, TaskStatus, reducedBytes,
-  type DecodedInfo, type FromWorker, type RouteResults, type TaskError, type TaskMeta, type ToWorker, type WorkerInit,
-} from './messages.js';
+import { PROTOCOL_VERSION, TaskKind, reducedBytes, type FromWorker, type RouteResults, type ToWorker, type WorkerInit } from './messages.js';
+import { decodeResults } from './results.js';
+import { WorkerSlot, type SlotHost } from './worker-slot.js';
 
 export interface RouterPoolOptions {
   /** Model file; default models/default.safetensors. Ignored when `model` is given. */
@@ -97,131 +91,9 @@ export interface PoolStats {
 
 export type ContentType = 'json' | 'protobuf';
 
-/**
- * A batch is closed at this many candidates. All decision objects of a batch are built in one
- * go when its results arrive; measured with 64 × 100-candidate batches, that burst (~1 MB)
- * outlived young-generation GCs and got promoted, costing more CPU than the scoring.
- */
-const MAX_BATCH_CANDIDATES = 1024;
-/** Batches posted to one worker at a time: one running, one waiting in its port. */
-const MAX_INFLIGHT = 2;
-/** Default arena size; larger requests get an arena of their own size. */
-const ARENA_BYTES = 256 * 1024;
-/**
- * Arena of a batch expected to stay small (a low load: few tasks, few candidates). WHY: when
- * the load is low the batch target is small, and a burst of requests (serve hands a chunk of
- * 64 to the pool at once) opens many small batches queued behind the worker. Each held a
- * 256 KiB arena for a few hundred bytes: serve kept ~90 of them (23 MB, a tenth of its RSS).
- */
-const SMALL_ARENA_BYTES = 32 * 1024;
-/**
- * Room a batch's arena needs per byte of task input, for the results that come back in it: a
- * reduced task's 24 B per candidate become 80 B of decisions and features.
- */
-const RESULT_ROOM_FACTOR = 4;
 /** Raw encoded payloads larger than this are refused before copying. */
 export const MAX_ENCODED_BYTES = 64 * 1024 * 1024;
-const RESPAWN_BACKOFF_MS = [0, 50, 200, 1000, 2000];
 const READY_TIMEOUT_MS = 30_000;
-
-interface Task {
-  id: number;
-  resolve: (r: RoutingResponse) => void;
-  reject: (e: unknown) => void;
-  requestId: string;
-  ids: string[];
-  /** null when every candidate's metadata is empty: decisions then share EMPTY_METADATA. */
-  candidateMetadata: Record<string, string>[] | null;
-  bytes: number;
-}
-
-interface Batch {
-  id: number;
-  arena: ArrayBuffer;
-  used: number;
-  /** TASK_STRIDE numbers per task. */
-  index: number[];
-  tasks: Task[];
-  meta: TaskMeta[] | null;
-  sealed: boolean;
-  /** Candidates of its validated tasks: bounds the decision objects built at once for it. */
-  candidates: number;
-}
-
-interface Control {
-  match: (m: FromWorker) => boolean;
-  resolve: (m: FromWorker) => void;
-  reject: (e: unknown) => void;
-}
-
-class Slot {
-  worker: Worker | null = null;
-  ready = false;
-  /** Waiting to be posted, oldest first; the last one may still be open. */
-  queue: Batch[] = [];
-  inflight = new Map<number, Batch>();
-  load = 0;
-  flushScheduled = false;
-  controls = new Set<Control>();
-  consecutiveCrashes = 0;
-  lastError: unknown = undefined;
-  readyWaiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
-  constructor(readonly index: number) {}
-}
-
-function align(n: number, a: number): number {
-  return (n + a - 1) & ~(a - 1);
-}
-
-const INDEX_ROW_BYTES = TASK_STRIDE * 8;
-
-
-/**
- * Reserves a reduced request's numbers in `b` at its `used` mark (8-aligned) and returns views
- * of them in the layout messages.ts gives for TaskKind.Reduced.
- */
-function packNumbers(b: Batch, n: number, embeddings: Float32Array = EMPTY_F32): CandidateArrays & { similarity: Float32Array } {
-  const off = align(b.used, 8);
-  b.used = off + reducedBytes(n);
-  return {
-    embeddings,
-    createdAt: new Float64Array(b.arena, off, n),
-    accessCount: new Float64Array(b.arena, off + 8 * n, n),
-    successRate: new Float32Array(b.arena, off + 16 * n, n),
-    similarity: new Float32Array(b.arena, off + 20 * n, n),
-  };
-}
-
-const EMPTY_F32 = new Float32Array(0);
-
-/**
- * ValidateOptions that make validateRequest write a request's embeddings into this thread's
- * SIMD staging memory (the similarity kernel reads them in place) and its other numbers
- * straight into the chosen worker's open batch. State is per call: set `slot`, read the rest
- * after validation.
- */
-class Packer implements ValidateOptions {
-  readonly deferFiniteCheck = true;
-  slot: Slot | null = null;
-  batch: Batch | null = null;
-  usedBefore = 0;
-  numbers: (CandidateArrays & { similarity: Float32Array }) | null = null;
-  readonly #staged = new StagedArrays();
-  constructor(private readonly room: (slot: Slot, need: number) => Batch) {}
-
-  allocQuery(dim: number): Float32Array {
-    return this.#staged.allocQuery(dim);
-  }
-
-  allocCandidates(n: number, dim: number): CandidateArrays {
-    const b = this.room(this.slot!, reducedBytes(n) + 8);
-    this.batch = b;
-    this.usedBefore = b.used;
-    const nums = packNumbers(b, n, this.#staged.embeddings(n, dim));
-    this.numbers = nums;
-    return nums;
-  }
-}
 
 async function readModelBytes(path: string): Promise<Uint8Array> {
   try {
@@ -242,22 +114,14 @@ function positiveInt(name: string, v: number | undefined, dflt: number): number 
 }
 
 export class RouterPool {
-  readonly #slots: Slot[];
+  readonly #slots: WorkerSlot[];
   readonly #init: WorkerInit;
   /** Mirror of the workers' Router: the current model and resolved thresholds, on this thread. */
   readonly #mirror: Router;
   readonly #maxQueue: number;
   readonly #maxQueueBytes: number;
-  readonly #maxBatch: number;
-  /** Tasks per batch for the current load; recomputed at every flush (#retarget). */
-  #batchTarget: number;
-  readonly #script = workerScript(import.meta.url, 'worker');
-  #arenas: ArrayBuffer[] = [];
-  readonly #arenasKept: number;
-  #smallArenas: ArrayBuffer[] = [];
-  readonly #smallArenasKept: number;
+  readonly #batcher: Batcher;
   #nextTask = 1;
-  #nextBatch = 1;
   #queued = 0;
   #queuedBytes = 0;
   #inFlight = 0;
@@ -272,18 +136,37 @@ export class RouterPool {
   #closed: Promise<void> | null = null;
   #drainWaiters: (() => void)[] = [];
   #exclusive: Promise<unknown> = Promise.resolve();
-  readonly #packer = new Packer((slot, need) => this.#batchWithRoom(slot, need));
+  readonly #packer = new Packer<WorkerSlot, Batch>((slot, need) => this.#batcher.batchWithRoom(slot.queue, need));
 
   private constructor(init: WorkerInit, mirror: Router, workers: number, opts: RouterPoolOptions) {
     this.#init = init;
     this.#mirror = mirror;
-    this.#slots = Array.from({ length: workers }, (_, i) => new Slot(i));
     this.#maxQueue = positiveInt('maxQueue', opts.maxQueue, 1024);
     this.#maxQueueBytes = positiveInt('maxQueueBytes', opts.maxQueueBytes, 32 * 1024 * 1024);
-    this.#maxBatch = positiveInt('maxBatch', opts.maxBatch, 64);
-    this.#batchTarget = this.#maxBatch;
-    this.#arenasKept = Math.ceil(this.#maxQueueBytes / ARENA_BYTES) + workers * (MAX_INFLIGHT + 1);
-    this.#smallArenasKept = 64 + workers * (MAX_INFLIGHT + 1);
+    const maxBatch = positiveInt('maxBatch', opts.maxBatch, 64);
+    // Arenas kept: the queue's bytes plus every worker's in-flight and open batches.
+    const arenas = new ArenaCache(Math.ceil(this.#maxQueueBytes / ARENA_BYTES) + workers * (MAX_INFLIGHT + 1), 64 + workers * (MAX_INFLIGHT + 1));
+    this.#batcher = new Batcher(maxBatch, arenas);
+    const host: SlotHost = {
+      workerInit: () => this.#init,
+      terminated: () => this.#terminated,
+      replaces: () => this.#started && !this.#closing,
+      onReady: (slot) => this.#pump(slot),
+      onResults: (slot, msg) => this.#onResults(slot, msg),
+      onTaskFailed: (task, err, queued) => {
+        if (queued) {
+          this.#queued--;
+          this.#queuedBytes -= task.bytes;
+        } else this.#inFlight--;
+        this.#failed++;
+        task.reject(err);
+      },
+      onCrash: () => {
+        this.#crashes++;
+        this.#checkDrained();
+      },
+    };
+    this.#slots = Array.from({ length: workers }, (_, i) => new WorkerSlot(i, host));
   }
 
   /** Reads and validates the model once, starts the workers, resolves when all are ready. */
@@ -317,7 +200,7 @@ export class RouterPool {
     };
     const pool = new RouterPool(init, mirror, workers, opts);
     try {
-      await Promise.all(pool.#slots.map((s) => pool.#spawn(s)));
+      await Promise.all(pool.#slots.map((s) => s.spawn()));
     } catch (err) {
       await pool.close({ timeout: 0 });
       throw err;
@@ -352,7 +235,7 @@ export class RouterPool {
       completed: this.#completed,
       failed: this.#failed,
       crashes: this.#crashes,
-      arenaBytes: this.#arenas.length * ARENA_BYTES + this.#smallArenas.length * SMALL_ARENA_BYTES,
+      arenaBytes: this.#batcher.arenas.bytes,
     };
   }
 
@@ -393,10 +276,8 @@ export class RouterPool {
     const refused = this.#admit();
     if (refused) throw refused;
     const slot = this.#pick();
-    const batch = this.#batchWithRoom(slot, bytes.length + 8);
-    const off = align(batch.used, 8);
-    new Uint8Array(batch.arena, off, bytes.length).set(bytes);
-    batch.used = off + bytes.length;
+    const batch = this.#batcher.batchWithRoom(slot.queue, bytes.length + 8);
+    const off = packBytes(batch, bytes);
     const kind = contentType === 'protobuf' ? TaskKind.EncodedProtobuf : TaskKind.EncodedJson;
     return this.#addTask(slot, batch, [0, kind, 0, 0, off, bytes.length, -1], '', [], [], bytes.length);
   }
@@ -413,8 +294,8 @@ export class RouterPool {
   }
 
   /** Least loaded slot, preferring live ones; ties to the lowest index. */
-  #pick(): Slot {
-    let best: Slot | undefined;
+  #pick(): WorkerSlot {
+    let best: WorkerSlot | undefined;
     for (const s of this.#slots) {
       if (!best) { best = s; continue; }
       const sLive = s.worker !== null;
@@ -424,17 +305,17 @@ export class RouterPool {
     return best!;
   }
 
-  #enqueueRequest(slot: Slot, request: unknown): Promise<RoutingResponse> {
+  #enqueueRequest(slot: WorkerSlot, request: unknown): Promise<RoutingResponse> {
     const packer = this.#packer;
     let b: Batch;
     let usedBefore: number;
-    let nums: CandidateArrays & { similarity: Float32Array };
+    let nums: PackedNumbers;
     let req: ValidatedRequest;
     if (isValidatedRequest(request)) {
       // Validated by the caller, in its own buffers: the numbers are copied into the arena.
       req = request;
       const { n } = req;
-      b = this.#batchWithRoom(slot, reducedBytes(n) + 8);
+      b = this.#batcher.batchWithRoom(slot.queue, reducedBytes(n) + 8);
       usedBefore = b.used;
       nums = packNumbers(b, n);
       nums.createdAt.set(req.createdAt.subarray(0, n));
@@ -476,322 +357,79 @@ export class RouterPool {
     // A task holds its candidates' metadata only when there is some: n empty maps kept while in
     // flight survived young-generation GCs and were promoted, at a visible CPU cost.
     return this.#addTask(slot, b, [0, TaskKind.Reduced, dim, n, nums.createdAt.byteOffset, 0, metaIdx], req.request_id, req.ids,
-      noMetadata(req.candidateMetadata, n) ? null : req.candidateMetadata, b.used - usedBefore);
+      noMetadata(req.candidateMetadata, n) ? null : req.candidateMetadata, b.used - usedBefore, requestTopK(req.metadata));
   }
 
-  #addTask(slot: Slot, batch: Batch, row: number[], requestId: string, ids: string[], meta: Record<string, string>[] | null, bytes: number): Promise<RoutingResponse> {
+  #addTask(slot: WorkerSlot, batch: Batch, row: number[], requestId: string, ids: string[], meta: Record<string, string>[] | null, bytes: number, topK?: number): Promise<RoutingResponse> {
     const id = this.#nextTask++;
     row[0] = id;
     return new Promise<RoutingResponse>((resolve, reject) => {
-      const task: Task = { id, resolve, reject, requestId, ids, candidateMetadata: meta, bytes };
-      for (const v of row) batch.index.push(v);
-      batch.tasks.push(task);
+      const task: Task = { id, resolve, reject, requestId, ids, candidateMetadata: meta, bytes, topK };
+      this.#batcher.add(batch, task, row);
       slot.load++;
       this.#queued++;
       this.#queuedBytes += bytes;
-      batch.candidates += row[3]!;
-      if (batch.tasks.length >= this.#batchTarget || batch.candidates >= MAX_BATCH_CANDIDATES) batch.sealed = true;
       this.#scheduleFlush(slot);
     });
   }
 
-  /**
-   * The slot's open batch if it has room for `need` more bytes (plus this task's index row),
-   * else a new one.
-   */
-  #batchWithRoom(slot: Slot, need: number): Batch {
-    const last = slot.queue[slot.queue.length - 1];
-    need += INDEX_ROW_BYTES;
-    if (last && !last.sealed) {
-      if (last.arena.byteLength - align(last.used, 16) - (last.tasks.length + 1) * INDEX_ROW_BYTES - 8 >= need) return last;
-      if (last.tasks.length === 0) {
-        this.#releaseArena(last.arena);
-        last.arena = this.#takeArena(need);
-        last.used = 0;
-        return last;
-      }
-      last.sealed = true;
-    }
-    const arena = this.#takeArena(need + 8, this.#batchTarget * need * RESULT_ROOM_FACTOR + 8);
-    const batch: Batch = { id: this.#nextBatch++, arena, used: 0, index: [], tasks: [], meta: null, sealed: false, candidates: 0 };
-    slot.queue.push(batch);
-    return batch;
-  }
-
-  /** An arena with room for `need` bytes; a small one when the whole batch should fit in it. */
-  #takeArena(need: number, expected = need): ArrayBuffer {
-    if (expected <= SMALL_ARENA_BYTES && need <= SMALL_ARENA_BYTES) return this.#smallArenas.pop() ?? new ArrayBuffer(SMALL_ARENA_BYTES);
-    if (need <= ARENA_BYTES) return this.#arenas.pop() ?? new ArrayBuffer(ARENA_BYTES);
-    return new ArrayBuffer(align(need, 65536));
-  }
-
-  /**
-   * Keeps a standard or small arena for reuse. Enough standard ones are kept for the peak the
-   * bounds allow (the queue's bytes plus every worker's in-flight batches): a fresh arena costs
-   * page faults on first touch and GC accounting, measured (with the former 2 MiB arenas) at ~2×
-   * the CPU per 100-candidate request when the pool ran short of recycled ones. Small ones, for a burst of
-   * small batches. Oversized one-off arenas are dropped.
-   */
-  #releaseArena(arena: ArrayBuffer): void {
-    if (arena.byteLength === ARENA_BYTES) {
-      if (this.#arenas.length < this.#arenasKept) this.#arenas.push(arena);
-    } else if (arena.byteLength === SMALL_ARENA_BYTES && this.#smallArenas.length < this.#smallArenasKept) this.#smallArenas.push(arena);
-  }
-
-  #scheduleFlush(slot: Slot): void {
-    // setImmediate, not a microtask: callers that await in a loop (16 "lanes" resolved by one
+  #scheduleFlush(slot: WorkerSlot): void {
+    // setImmediate, not a microtask: callers that await in a loop (many "lanes" resolved by one
     // results message) all get to enqueue before the batch is posted.
     if (slot.flushScheduled || !slot.ready || slot.inflight.size >= MAX_INFLIGHT) return;
     slot.flushScheduled = true;
     setImmediate(() => {
       slot.flushScheduled = false;
-      this.#retarget();
+      this.#batcher.retarget(this.#queued + this.#inFlight, this.#slots.length);
       this.#pump(slot);
     });
   }
 
-  /**
-   * Sizes the next batches so every worker always has one batch running and one waiting while
-   * this thread fills the next: outstanding tasks / (workers × MAX_INFLIGHT), within
-   * [1, maxBatch]. WHY: with one batch as large as the whole load (64 callers, maxBatch 64)
-   * the two threads take turns — the worker idles while this thread turns results into
-   * decisions and packs the next requests, then this thread idles while the worker scores.
-   * Measured on 2 cores, 10 candidates, 64 callers, 1 worker: ~45k req/s with both threads
-   * ~60% idle at batches of 64, ~95k at batches of 32. Computed when a flush runs, i.e. after
-   * the callers woken by the last results have queued their next requests, so in a steady
-   * stream it sees the whole load; the first burst after idling uses the previous estimate.
-   */
-  #retarget(): void {
-    const perBatch = Math.ceil((this.#queued + this.#inFlight) / (this.#slots.length * MAX_INFLIGHT));
-    this.#batchTarget = Math.min(this.#maxBatch, Math.max(1, perBatch));
-  }
-
-  /**
-   * Posts queued batches while the worker has room. The open (not yet full) batch goes only when
-   * the worker would otherwise idle: while it has work, the open batch keeps filling. WHY: a
-   * closed loop of callers preserves batch sizes (a batch of 16 coming back wakes 16 callers,
-   * who queue 16 new requests), so a partial batch posted early splits the load into more,
-   * smaller batches for good — measured at 10 candidates, 64 callers: 190k req/s with two
-   * batches of 32 alternating, 110–140k once split into 16 + 16 + 32 or 28 + 8 + 28.
-   */
-  #pump(slot: Slot): void {
+  /** Posts queued batches while the worker has room (the batcher picks which). */
+  #pump(slot: WorkerSlot): void {
     const w = slot.worker;
     if (!w || !slot.ready) return;
-    while (slot.inflight.size < MAX_INFLIGHT && slot.queue.length > 0) {
-      if (!slot.queue[0]!.sealed && slot.inflight.size > 0 && !this.#closing) break;
-      const batch = slot.queue.shift()!;
-      if (batch.tasks.length === 0) {
-        this.#releaseArena(batch.arena);
-        continue;
-      }
-      batch.sealed = true;
-      const count = batch.tasks.length;
-      const indexOffset = align(batch.used, 8);
-      new Float64Array(batch.arena, indexOffset, batch.index.length).set(batch.index);
+    while (true) {
+      const batch = this.#batcher.next(slot.queue, slot.inflight.size, this.#closing);
+      if (!batch) return;
+      const msg = this.#batcher.message(batch);
       let bytes = 0;
       for (const t of batch.tasks) bytes += t.bytes;
-      this.#queued -= count;
+      this.#queued -= msg.count;
       this.#queuedBytes -= bytes;
-      this.#inFlight += count;
+      this.#inFlight += msg.count;
       slot.inflight.set(batch.id, batch);
-      const msg: ToWorker = { type: 'route', batchId: batch.id, arena: batch.arena, indexOffset, count, meta: batch.meta };
-      w.postMessage(msg, [batch.arena]);
+      w.postMessage(msg satisfies ToWorker, [batch.arena]);
     }
   }
 
-  #onResults(slot: Slot, msg: RouteResults): void {
-    const batch = slot.inflight.get(msg.batchId);
-    if (!batch) return; // a batch of a crashed generation: already failed
-    slot.inflight.delete(msg.batchId);
-    slot.consecutiveCrashes = 0;
-    const errors = new Map<number, TaskError>();
-    if (msg.errors) for (const e of msg.errors) errors.set(e.taskId, e);
-    const decoded = new Map<number, DecodedInfo>();
-    if (msg.decoded) for (const d of msg.decoded) decoded.set(d.taskId, d);
-    const data = msg.data ?? new Float64Array(msg.arena, 0, msg.resultsLength);
-    const version = msg.modelVersion;
-    let p = 0;
-    for (const task of batch.tasks) {
+  #onResults(slot: WorkerSlot, msg: RouteResults): void {
+    const batch = slot.answered(msg.batchId);
+    if (!batch) return;
+    const outcomes = decodeResults(msg, batch.tasks, this.#init.returnFeatures);
+    for (let i = 0; i < batch.tasks.length; i++) {
+      const task = batch.tasks[i]!;
+      const o = outcomes[i]!;
       slot.load--;
       this.#inFlight--;
-      if (data[p + R_ID] !== task.id) {
-        // Protocol bug: never resolve a task with another task's answer.
-        this.#failed++;
-        task.reject(new TinyDancerError(`router pool protocol error: result for task ${data[p + R_ID]} where ${task.id} was expected`));
-        continue;
-      }
-      const n = data[p + R_N]!;
-      if (data[p + R_STATUS] === TaskStatus.Ok) {
-        const info = decoded.get(task.id);
-        if (info) {
-          task.requestId = info.request_id;
-          task.ids = info.ids;
-          task.candidateMetadata = info.candidateMetadata;
-        }
+      if (o.ok) {
         this.#completed++;
-        const pi = data[p + R_POLICY]!;
-        const policy = pi >= 0 && msg.policies ? (msg.policies[pi] ?? GLOBAL_POLICY) : GLOBAL_POLICY;
-        task.resolve(this.#response(task, data, p, n, version, policy));
+        task.resolve(o.response);
       } else {
         this.#failed++;
-        task.reject(this.#rebuildError(errors.get(task.id)));
+        task.reject(o.error);
       }
-      p += RESULT_HEADER + n * (DECISION_STRIDE + (this.#init.returnFeatures ? FEATURE_COUNT : 0)); // n is 0 for a failed task
     }
-    this.#releaseArena(msg.arena);
+    this.#batcher.arenas.release(msg.arena);
     this.#pump(slot);
     this.#checkDrained();
-  }
-
-  #response(task: Task, data: Float64Array, p: number, n: number, version: string, policy: string): RoutingResponse {
-    const { requestId, ids, candidateMetadata } = task;
-    const decisions = new Array<RoutingDecision>(n);
-    let q = p + RESULT_HEADER;
-    for (let r = 0; r < n; r++, q += DECISION_STRIDE) {
-      const i = data[q + D_INDEX]!;
-      const code = data[q + D_CODE]!;
-      // Same fields, same order as Router#route builds them.
-      decisions[r] = {
-        request_id: requestId,
-        candidate_id: ids[i]!,
-        confidence: data[q + D_CONF]!,
-        uncertainty: data[q + D_UNC]!,
-        use_lightweight: (code & 1) === 1,
-        rank: r,
-        model_version: version,
-        reason: REASONS[code >> 1] as DecisionReason,
-        metadata: candidateMetadata ? candidateMetadata[i]! : EMPTY_METADATA,
-        inference_time_us: data[q + D_TIME]!,
-        policy,
-      };
-    }
-    const response: RoutingResponse = {
-      decisions,
-      inference_time_us: data[p + R_INFER]!,
-      feature_time_us: data[p + R_FEAT]!,
-      candidates_processed: data[p + R_PROCESSED]!,
-      policy,
-    };
-    if (this.#init.returnFeatures) response.features = Float32Array.from(data.subarray(q, q + n * FEATURE_COUNT));
-    return response;
-  }
-
-  #rebuildError(e: TaskError | undefined): Error {
-    if (!e) return new TinyDancerError('router pool: a task failed without an error report');
-    if (e.name === 'DecodeError' && e.kind) {
-      return new DecodeError(e.kind as DecodeErrorKind, e.message);
-    }
-    if (e.name === 'InvalidInputError' || e.name === 'DecodeError') return new InvalidInputError(e.message);
-    if (e.name === 'ModelError') return new ModelError(e.message);
-    return new TinyDancerError(e.message, { retriable: e.retriable });
   }
 
   // -------------------------------------------------------------------------------------------
   // workers
 
-  #spawn(slot: Slot): Promise<void> {
-    const { target, eval: isEval } = this.#script;
-    const w = new Worker(target, { workerData: this.#init, eval: isEval });
-    slot.worker = w;
-    slot.ready = false;
-    slot.lastError = undefined;
-    const ready = new Promise<void>((resolve, reject) => slot.readyWaiters.push({ resolve, reject }));
-    w.on('message', (m: FromWorker) => this.#onMessage(slot, w, m));
-    w.on('error', (err) => {
-      if (slot.worker === w) slot.lastError = err;
-    });
-    w.on('exit', (code) => this.#onExit(slot, w, code));
-    return ready;
-  }
-
-  #onMessage(slot: Slot, w: Worker, m: FromWorker): void {
-    if (slot.worker !== w) return;
-    switch (m.type) {
-      case 'results':
-        this.#onResults(slot, m);
-        return;
-      case 'ready': {
-        slot.ready = true;
-        for (const r of slot.readyWaiters.splice(0)) r.resolve();
-        this.#pump(slot);
-        return;
-      }
-      case 'init-failed':
-        slot.lastError = new ModelError(`worker ${slot.index} could not start: ${m.message}`);
-        return;
-      default:
-        for (const c of slot.controls) {
-          if (c.match(m)) {
-            slot.controls.delete(c);
-            c.resolve(m);
-            return;
-          }
-        }
-    }
-  }
-
-  #onExit(slot: Slot, w: Worker, code: number): void {
-    if (slot.worker !== w) return;
-    slot.worker = null;
-    slot.ready = false;
-    if (this.#terminated) return;
-    this.#crashes++;
-    const why = slot.lastError !== undefined ? `: ${errorMessage(slot.lastError)}` : '';
-    const err = new WorkerCrashedError(`router worker ${slot.index} exited with code ${code}${why}`, { cause: slot.lastError });
-    for (const batch of slot.inflight.values()) {
-      for (const t of batch.tasks) {
-        slot.load--;
-        this.#inFlight--;
-        this.#failed++;
-        t.reject(err);
-      }
-    }
-    slot.inflight.clear();
-    for (const c of slot.controls) c.reject(err);
-    slot.controls.clear();
-    for (const r of slot.readyWaiters.splice(0)) r.reject(err);
-    if (this.#closing || !this.#started) {
-      // No replacement while closing (or while create() is failing): fail what was waiting for this worker now.
-      this.#failQueued(slot, err);
-      this.#checkDrained();
-      return;
-    }
-    const delay = RESPAWN_BACKOFF_MS[Math.min(slot.consecutiveCrashes, RESPAWN_BACKOFF_MS.length - 1)]!;
-    slot.consecutiveCrashes++;
-    const respawn = (): void => {
-      if (this.#closing || slot.worker) return;
-      // A replacement that fails to start is handled by its own exit event (next backoff step).
-      this.#spawn(slot).catch(() => {});
-    };
-    if (delay === 0) respawn();
-    else setTimeout(respawn, delay);
-    this.#checkDrained();
-  }
-
-  #failQueued(slot: Slot, err: Error): void {
-    for (const batch of slot.queue.splice(0)) {
-      for (const t of batch.tasks) {
-        slot.load--;
-        this.#queued--;
-        this.#queuedBytes -= t.bytes;
-        this.#failed++;
-        t.reject(err);
-      }
-    }
-  }
-
-  /** Sends a control message and waits for the worker's matching answer (or its death). */
-  #control<T extends FromWorker>(slot: Slot, msg: ToWorker, match: (m: FromWorker) => m is T): Promise<T> {
-    const w = slot.worker;
-    if (!w || !slot.ready) return Promise.reject(new WorkerCrashedError(`router worker ${slot.index} is not running`));
-    return new Promise<T>((resolve, reject) => {
-      slot.controls.add({ match, resolve: resolve as (m: FromWorker) => void, reject });
-      w.postMessage(msg);
-    });
-  }
-
   async #allReady(): Promise<void> {
-    const waits = this.#slots.filter((s) => !s.ready).map((s) => new Promise<void>((resolve, reject) => s.readyWaiters.push({ resolve, reject })));
+    const waits = this.#slots.filter((s) => !s.ready).map((s) => s.whenReady());
     if (waits.length === 0) return;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -833,7 +471,7 @@ export class RouterPool {
       const isCommitted = (m: FromWorker): m is Extract<FromWorker, { type: 'committed' }> => m.type === 'committed' && m.reloadId === reloadId;
       let prepared;
       try {
-        prepared = await Promise.all(slots.map((s) => this.#control(s, { type: 'prepare', reloadId, bytes, source }, isPrepared)));
+        prepared = await Promise.all(slots.map((s) => s.control({ type: 'prepare', reloadId, bytes, source }, isPrepared)));
       } catch (err) {
         this.#broadcast({ type: 'abort', reloadId });
         throw err;
@@ -854,7 +492,7 @@ export class RouterPool {
       this.#init.model = { bytes, source };
       await Promise.all(
         slots.map((s) =>
-          this.#control(s, { type: 'commit', reloadId }, isCommitted).catch((err) => {
+          s.control({ type: 'commit', reloadId }, isCommitted).catch((err) => {
             if (err instanceof WorkerCrashedError) return; // replaced, with the new model
             throw err;
           }),
@@ -882,7 +520,7 @@ export class RouterPool {
       const msg: ToWorker = { type: 'thresholds', seq, ...t };
       const acks = await Promise.all(
         this.#slots.map((s) =>
-          this.#control(s, msg, (m): m is Extract<FromWorker, { type: 'thresholds-set' }> => m.type === 'thresholds-set' && m.seq === seq)
+          s.control(msg, (m): m is Extract<FromWorker, { type: 'thresholds-set' }> => m.type === 'thresholds-set' && m.seq === seq)
             .catch((err) => {
               if (err instanceof WorkerCrashedError) return null; // its replacement reads #init
               throw err;
@@ -912,7 +550,7 @@ export class RouterPool {
       const msg: ToWorker = { type: 'policies', seq, tenantKey: table.tenantKey, policies: entries };
       const acks = await Promise.all(
         this.#slots.map((s) =>
-          this.#control(s, msg, (m): m is Extract<FromWorker, { type: 'policies-set' }> => m.type === 'policies-set' && m.seq === seq)
+          s.control(msg, (m): m is Extract<FromWorker, { type: 'policies-set' }> => m.type === 'policies-set' && m.seq === seq)
             .catch((err) => {
               if (err instanceof WorkerCrashedError) return null; // its replacement reads #init
               throw err;
@@ -967,22 +605,6 @@ export class RouterPool {
     this.#terminated = true;
     const err = new PoolClosedError(`router pool closed (timeout ${timeout} ms) before the task finished`);
     await Promise.all(this.#slots.map((s) => s.worker?.terminate()));
-    for (const s of this.#slots) {
-      for (const batch of s.inflight.values()) {
-        for (const t of batch.tasks) {
-          this.#inFlight--;
-          this.#failed++;
-          t.reject(err);
-        }
-      }
-      s.inflight.clear();
-      this.#failQueued(s, err);
-      s.load = 0;
-      for (const c of s.controls) c.reject(err);
-      s.controls.clear();
-      for (const r of s.readyWaiters.splice(0)) r.reject(err);
-      s.worker = null;
-      s.ready = false;
-    }
+    for (const s of this.#slots) s.abandon(err);
   }
 }

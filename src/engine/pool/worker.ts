@@ -17,6 +17,7 @@ import { GLOBAL_POLICY, policyTableFrom } from '../policy.js';
 import { FEATURE_COUNT } from '../features.js';
 import { cellSimdAvailable } from '../simd/fastgrnn-simd.js';
 import { EMPTY_METADATA, noMetadata, type ValidatedRequest } from '../validate.js';
+import { requestTopK } from '../../wire/response.js';
 import {
   DECISION_STRIDE, D_CODE, D_CONF, D_INDEX, D_TIME, D_UNC, REASONS, RESULT_HEADER, R_FEAT, R_ID, R_INFER, R_N,
   R_POLICY, R_PROCESSED, R_STATUS, TASK_STRIDE, T_DATA, T_DIM, T_ID, T_KIND, T_LEN, T_META, T_N, TaskKind, TaskStatus,
@@ -172,7 +173,7 @@ async function onBatch(batch: RouteBatch): Promise<void> {
         const bytes = new Uint8Array(arena, index[o + T_DATA]!, index[o + T_LEN]!);
         req = codec!.decodeRequest(bytes, kind === TaskKind.EncodedProtobuf ? 'protobuf' : 'json');
         const candidateMetadata = noMetadata(req.candidateMetadata) ? null : req.candidateMetadata;
-        (decoded ??= []).push({ taskId, request_id: req.request_id, ids: req.ids, candidateMetadata });
+        (decoded ??= []).push({ taskId, request_id: req.request_id, ids: req.ids, candidateMetadata, topK: requestTopK(req.metadata) ?? null });
       }
       // The Router's own ranking and rules, without decision objects: numbers straight into
       // the results (the main thread builds the objects).

@@ -12,7 +12,7 @@
 // squares may have lost everything to underflow (and an all-zero vector lands here, whose cosine
 // is defined as 0 by the float64 path); above, f32 sums may have overflowed. Real embeddings
 // (unit-ish norms) never leave the range, so the fallback costs nothing in practice but keeps
-// the kernel exact for any finite input SPEC §1 allows.
+// the kernel exact for any finite input docs/contracts.md §1 allows.
 //
 // Shape of the hot loop: 16 floats per iteration in four independent vector accumulators for
 // the dot product and four for the squared norm (eight dependency chains hide the add latency),

@@ -3,7 +3,7 @@
 // One kernel instance per thread (module state: each worker_thread gets its own). The kernel
 // works on its own linear memory, laid out per call as
 //   [ query: dim f32 | pad to 16 B ][ embeddings: n*dim f32 ][ out: n f32 ]
-// and grown (never shrunk) to the largest request seen: at SPEC §1 limits (4096 × 1000) that is
+// and grown (never shrunk) to the largest request seen: at docs/contracts.md §1 limits (4096 × 1000) that is
 // ~16 MB per thread, a bounded, reused buffer rather than per-call garbage.
 //
 // Copy cost: the caller's embeddings must be in wasm memory. `cosineBatchSimd` copies them in

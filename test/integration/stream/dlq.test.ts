@@ -54,7 +54,7 @@ describe.each([
     await deleteTopics(n);
   });
 
-  it('dead-letters every class of bad record with the SPEC §2 headers; decides the valid ones beside them', async () => {
+  it('dead-letters every class of bad record with the docs/contracts.md §2 headers; decides the valid ones beside them', async () => {
     const good = makeRequest('template', 3, 8);
     const json = (v: unknown) => Buffer.from(JSON.stringify(v));
     const nanPb = makeRequest('nan-pb', 2, 4);

@@ -21,6 +21,8 @@ export interface Names {
   dlq: string;
   outcomes: string;
   control: string;
+  /** A responses topic (TD_TOPIC_RESPONSES) for the tests that turn it on; envFor leaves it off. */
+  responses: string;
   group: string;
   schema: string;
 }
@@ -34,6 +36,7 @@ export function names(prefix = 'st'): Names {
     dlq: `${id}.dlq`,
     outcomes: `${id}.outcomes`,
     control: `${id}.control`,
+    responses: `${id}.responses`,
     group: `${id}.group`,
     schema: uniqueSchema('td_stream'),
   };
@@ -275,7 +278,7 @@ export async function deleteTopics(n: Names): Promise<void> {
   const admin = testKafka().admin();
   await admin.connect();
   try {
-    await admin.deleteTopics({ topics: [n.requests, n.lightweight, n.heavyweight, n.dlq, n.outcomes, n.control] }).catch(() => {});
+    await admin.deleteTopics({ topics: [n.requests, n.lightweight, n.heavyweight, n.dlq, n.outcomes, n.control, n.responses] }).catch(() => {});
   } finally {
     await admin.disconnect();
   }

@@ -1,16 +1,13 @@
 // Issue 5's acceptance check with a client we did not write: kcat (librdkafka) produces JSON
 // requests, `serve` (a child process) decides them, and kcat reads every decision back exactly
 // once, on the right topic, keyed by request id; every decision is one row in Postgres.
-import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startServe, type ServeChild } from './child.js';
-import { deleteTopics, dropSchema, envFor, kafkaBrokers, makeRequest, names, rowCounts, waitFor } from './helpers.js';
-
-const run = promisify(execFile);
+import { deleteTopics, dropSchema, envFor, makeRequest, names, rowCounts, waitFor } from './helpers.js';
+import { kcatAvailable, kcatConsume, kcatProduce } from './kcat.js';
 const dir = mkdtempSync(join(tmpdir(), 'td-kcat-'));
 let serve: ServeChild | undefined;
 const n = names('kcat');
@@ -24,42 +21,6 @@ afterAll(async () => {
   await deleteTopics(n);
   rmSync(dir, { recursive: true, force: true });
 });
-
-async function kcatAvailable(): Promise<boolean> {
-  try {
-    await run('kcat', ['-V']);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Produces `lines` (key<TAB>value) with kcat. */
-function kcatProduce(topic: string, lines: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const p = spawn('kcat', ['-P', '-b', kafkaBrokers().join(','), '-t', topic, '-K', '\t', '-X', 'message.max.bytes=33554432']);
-    let err = '';
-    p.stderr.on('data', (d) => (err += d));
-    p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`kcat -P exited ${code}: ${err}`))));
-    p.stdin.end(`${lines.join('\n')}\n`);
-  });
-}
-
-/** Reads a whole topic with kcat until its end: one JSON object per record with key and headers. */
-async function kcatConsume(topic: string): Promise<Array<{ key: string; headers: string; value: string }>> {
-  const { stdout } = await run(
-    'kcat',
-    ['-C', '-b', kafkaBrokers().join(','), '-t', topic, '-o', 'beginning', '-e', '-q', '-f', '%k\t%h\t%s\n'],
-    { maxBuffer: 64 * 1024 * 1024 },
-  );
-  return stdout
-    .split('\n')
-    .filter((l) => l.length > 0)
-    .map((l) => {
-      const [key, headers, ...rest] = l.split('\t');
-      return { key: key!, headers: headers!, value: rest.join('\t') };
-    });
-}
 
 describe('kcat against serve', () => {
   it('kcat-produced JSON requests come back as decisions exactly once, and each is a row', async (ctx) => {

@@ -12,7 +12,7 @@ const PARTITIONS = 4;
 
 describe('ProducerThread (real broker)', () => {
   const id = uniqueName('pt');
-  const topics: RouteTopics = [`${id}.light`, `${id}.heavy`, `${id}.dlq`];
+  const topics = [`${id}.light`, `${id}.heavy`, `${id}.dlq`, `${id}.responses`] as const satisfies RouteTopics;
   let admin: Admin;
   const { logger, lines } = bufferLogger('info');
   let thread: ProducerThread;
@@ -39,7 +39,7 @@ describe('ProducerThread (real broker)', () => {
       const key = `${tag}-req-${r}`;
       const headers = { 'content-type': 'application/x-protobuf', 'td-model-version': `v${r % 3}`, 'td-correlation-id': `src/0/${r}` };
       for (let c = 0; c < k; c++) {
-        const route = ((r + c) % 3) as Route;
+        const route = ((r + c) % 4) as Route;
         const value = `${key}/cand-${c}/${'x'.repeat(c * 7)}`;
         p.add(route, key, Buffer.from(value), headers);
         expected.set(value, { route, key, value, model: `v${r % 3}` });

@@ -1,6 +1,6 @@
 // Static checks of deploy/Dockerfile, .dockerignore and docker-compose.yml (Docker cannot run
 // here): each file on its own, and that they agree with each other, with the Kubernetes
-// manifests and with the configuration `serve` actually reads (src/config.ts, SPEC §2) on ports,
+// manifests and with the configuration `serve` actually reads (src/config.ts, docs/contracts.md §2) on ports,
 // environment and health checks.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
@@ -310,7 +310,7 @@ describe('docker-compose.yml', () => {
     expect(bound.has(e.KAFKA_INTER_BROKER_LISTENER_NAME!)).toBe(true);
     expect(e.KAFKA_CONTROLLER_QUORUM_VOTERS).toBe(`${e.KAFKA_NODE_ID}@kafka:${bound.get(controller)!.port}`);
 
-    // The host reaches localhost:9092 (SPEC §8's address), published on that port.
+    // The host reaches localhost:9092 (docs/contracts.md §8's address), published on that port.
     const host = [...advertised.values()].find((a) => a.host === 'localhost');
     expect(host).toEqual({ host: 'localhost', port: 9092 });
     expect(publishedPorts('kafka')).toEqual([{ ip: '127.0.0.1', host: 9092, container: 9092 }]);
@@ -356,7 +356,7 @@ describe('docker-compose.yml', () => {
     expect(arr(td.command ?? ['serve'], 'command')).toEqual(['serve']);
   });
 
-  it('tiny-dancer: sets every SPEC §2 variable, only names serve reads, and they load', () => {
+  it('tiny-dancer: sets every docs/contracts.md §2 variable, only names serve reads, and they load', () => {
     const raw = obj(services['tiny-dancer']!.environment, 'environment');
     expect(Object.keys(raw).sort()).toEqual(Object.keys(SPEC_ENV).sort());
     const known = configEnvNames();
@@ -471,7 +471,7 @@ describe('deploy/k8s agrees with the image and the config', () => {
     const known = configEnvNames();
     for (const k of Object.keys(data)) expect(known, `${k} is read by src/config.ts`).toContain(k);
     expect(Number(data.TD_REQUEST_PARTITIONS)).toBeGreaterThanOrEqual(obj(k8s['deployment.yaml']!.spec, 'spec').replicas as number);
-    // Every SPEC §2 variable comes from the ConfigMap or the Secret.
+    // Every docs/contracts.md §2 variable comes from the ConfigMap or the Secret.
     const secretKeys = Object.keys(obj(k8s['secret.yaml']!.stringData, 'stringData'));
     expect([...Object.keys(data), ...secretKeys].filter((k) => k in SPEC_ENV).sort()).toEqual(Object.keys(SPEC_ENV).sort());
     expect(secretKeys.sort()).toEqual(['DATABASE_URL', 'TD_ADMIN_TOKEN']);

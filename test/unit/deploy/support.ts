@@ -1,5 +1,5 @@
 // Helpers for the static deployment checks: a Dockerfile reader, Docker's .dockerignore
-// matching, compose-style ${VAR} interpolation, and the SPEC §2 environment contract.
+// matching, compose-style ${VAR} interpolation, and the docs/contracts.md §2 environment contract.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, loadYaml } from '../../../scripts/check-manifests.js';
@@ -14,7 +14,7 @@ export function readRepo(...parts: string[]): string {
   return readFileSync(repoFile(...parts), 'utf8');
 }
 
-/** SPEC §2: every setting an operator can give `serve` through the environment, with its default. */
+/** docs/contracts.md §2: every setting an operator can give `serve` through the environment, with its default. */
 export const SPEC_ENV: Readonly<Record<string, string | undefined>> = Object.freeze({
   KAFKA_BROKERS: 'localhost:9092',
   TD_TOPIC_REQUESTS: 'routing.requests',

@@ -9,7 +9,7 @@ import {
 import { readSafetensors, writeSafetensors, type Tensor } from '../../../src/engine/safetensors.js';
 
 // ---------------------------------------------------------------------------------------------
-// A plain, straightforward float64 FastGRNN straight from SPEC §3, reading the file itself.
+// A plain, straightforward float64 FastGRNN straight from docs/contracts.md §3, reading the file itself.
 
 type Mat = number[][];
 

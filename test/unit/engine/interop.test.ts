@@ -1,5 +1,5 @@
 // Interop with another tool: an independent Python/numpy implementation
-// (test/fixtures/safetensors_reference.py) writes models and computes SPEC §3 scores in float64;
+// (test/fixtures/safetensors_reference.py) writes models and computes docs/contracts.md §3 scores in float64;
 // `tiny-dancer model score` must reproduce them within 2e-5. And files we write must parse in
 // that independent reader with the same values.
 import { spawnSync } from 'node:child_process';

@@ -63,8 +63,8 @@ describe('breakerOpenResponse', () => {
   it('sends every candidate heavyweight with reason breaker_open, confidence 0, uncertainty 1', () => {
     const r = breakerOpenResponse(request, 'v9');
     expect(r.decisions).toEqual([
-      { request_id: 'r1', candidate_id: 'a', confidence: 0, uncertainty: 1, use_lightweight: false, rank: 0, model_version: 'v9', reason: 'breaker_open', metadata: { m: '1' }, inference_time_us: 0, policy: 'global' },
-      { request_id: 'r1', candidate_id: 'b', confidence: 0, uncertainty: 1, use_lightweight: false, rank: 1, model_version: 'v9', reason: 'breaker_open', metadata: {}, inference_time_us: 0, policy: 'global' },
+      { request_id: 'r1', candidate_id: 'a', confidence: 0, uncertainty: 1, use_lightweight: false, rank: 0, model_version: 'v9', reason: 'breaker_open', metadata: { m: '1' }, inference_time_us: 0, candidate_count: 2, lightweight_count: 0, policy: 'global' },
+      { request_id: 'r1', candidate_id: 'b', confidence: 0, uncertainty: 1, use_lightweight: false, rank: 1, model_version: 'v9', reason: 'breaker_open', metadata: {}, inference_time_us: 0, candidate_count: 2, lightweight_count: 0, policy: 'global' },
     ]);
     expect(breakerOpenResponse(request, 'v9', 'tenant:acme').decisions.map((d) => d.policy)).toEqual(['tenant:acme', 'tenant:acme']);
   });

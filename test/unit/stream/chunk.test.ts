@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { FEATURE_COUNT } from '../../../src/engine/features.js';
 import type { RoutingDecision, RoutingResponse } from '../../../src/wire/types.js';
 import { buildChunk, type ChunkMessage, type Outcome, type RejectKind } from '../../../src/stream/chunk.js';
-import { decodeDecision } from '../../../src/wire/client.js';
+import { decodeDecision, decodeResponse } from '../../../src/wire/client.js';
 import { DecodeError } from '../../../src/wire/errors.js';
 import { DLQ_HEADERS } from '../../../src/stream/dlq.js';
 import { MessageLists, RecordPacker, ROUTE, unpackRecords } from '../../../src/stream/records.js';
@@ -102,6 +102,60 @@ describe('buildChunk', () => {
     expect(unpacked.flatMap((t) => t.messages.map((m) => Buffer.from(m.value as Buffer).toString('hex')))).toEqual(
       lists.flatMap((t) => t.messages.map((m) => Buffer.from(m.value as Buffer).toString('hex'))),
     );
+  });
+
+  describe('the responses topic', () => {
+    const traced = (offset: number, lightweight: boolean[], encoding: 'json' | 'protobuf', topK?: string): Outcome => {
+      const o = decided(offset, lightweight, { correlation: `corr-${offset}` }) as Extract<Outcome, { ok: true }>;
+      if (topK !== undefined) o.scored.response.top_k = Number(topK);
+      return { ...o, encoding, trace: { headers: { traceparent: `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01` }, decided: () => {}, rejected: () => {} } as unknown as Extract<Outcome, { ok: true }>['trace'] };
+    };
+
+    it('is off unless asked for: no record on its route', () => {
+      const chunk = buildChunk('req', 0, [decided(1, [true, false])], new MessageLists());
+      expect(chunk.records.count(ROUTE.responses)).toBe(0);
+      expect(chunk.records.size).toBe(2);
+    });
+
+    it('one response per decided request, keyed by request id, with the headers of its decisions', () => {
+      const bad: Outcome = { ok: false, message: message(3), encoding: 'json', error: new DecodeError('json', 'nope') };
+      const chunk = buildChunk('req', 2, [traced(1, [true, false, false], 'protobuf'), bad, traced(2, [false], 'json')], new MessageLists(), {}, new Date(), {});
+      expect(chunk.records.count(ROUTE.responses)).toBe(2);
+      const [light, heavy, , responses] = chunk.records.lists;
+      expect(responses.map((m) => String(m.key))).toEqual(['r1', 'r2']);
+      // The same header object as the request's decisions: content type, model version, correlation, trace.
+      expect(responses[0]!.headers).toBe(light[0]!.headers);
+      expect(responses[1]!.headers).toBe(heavy[heavy.length - 1]!.headers);
+      expect(responses[0]!.headers).toMatchObject({ 'content-type': 'application/x-protobuf', 'td-model-version': 'm1', 'td-correlation-id': 'corr-1', traceparent: expect.stringMatching(/^00-a{32}-/) as unknown });
+      expect(responses[1]!.headers).toMatchObject({ 'content-type': 'application/json' });
+      const proto = decodeResponse(responses[0]!.value as Buffer, 'protobuf');
+      expect(proto).toMatchObject({ request_id: 'r1', model_version: 'm1', candidates_processed: 3 });
+      expect(proto.decisions.map((d) => d.candidate_id)).toEqual(['r1-c0', 'r1-c1', 'r1-c2']);
+      expect(decodeResponse(responses[1]!.value as Buffer, 'json')).toMatchObject({ request_id: 'r2', decisions: [{ candidate_id: 'r2-c0', rank: 0 }] });
+    });
+
+    it('trims to TD_RESPONSE_TOP_K, and a request’s td-top-k wins', () => {
+      const chunk = buildChunk('req', 0, [traced(1, [true, true, false, false], 'json'), traced(2, [true, false, false, false], 'json', '3')], new MessageLists(), {}, new Date(), { topK: 2 });
+      const [a, b] = chunk.records.lists[ROUTE.responses].map((m) => decodeResponse(m.value as Buffer, 'json'));
+      expect(a!.decisions.map((d) => d.rank)).toEqual([0, 1]);
+      expect(b!.decisions.map((d) => d.rank)).toEqual([0, 1, 2]);
+      expect(a!.candidates_processed).toBe(4);
+      // The decision topics still carry every decision.
+      expect(chunk.records.count(ROUTE.lightweight) + chunk.records.count(ROUTE.heavyweight)).toBe(8);
+    });
+
+    it('packs for the producer thread as it lists for a producer here', () => {
+      const outcomes = [traced(1, [true, false], 'protobuf'), traced(2, [false], 'json')];
+      const topics = [...TOPICS, 'responses'] as const;
+      const lists = buildChunk('req', 0, outcomes, new MessageLists(), {}, new Date(), {}).records.topicMessages(topics);
+      const pack = buildChunk('req', 0, outcomes, new RecordPacker(64), {}, new Date(), {}).records.finish();
+      const unpacked = unpackRecords(pack.buffer, pack.length, topics);
+      const flat = (ts: typeof lists) => ts.flatMap((t) => t.messages.map((m) => [t.topic, String(m.key), Buffer.from(m.value as Buffer).toString('hex')]));
+      expect(flat(unpacked)).toEqual(flat(lists));
+      expect(unpacked.find((t) => t.topic === 'responses')!.messages).toHaveLength(2);
+      // Without a responses topic, records routed there are refused rather than lost.
+      expect(() => unpackRecords(pack.buffer, pack.length, TOPICS)).toThrow(/no topic/);
+    });
   });
 
   it('refuses an empty chunk', () => {

@@ -14,7 +14,7 @@ function configError(env: Record<string, string>): ConfigError {
 }
 
 describe('loadConfig', () => {
-  it('has the SPEC §2 defaults', () => {
+  it('has the docs/contracts.md §2 defaults', () => {
     const c = loadConfig({});
     expect(c.brokers).toEqual(['localhost:9092']);
     expect(c.brokersFromEnv).toBe(false);
@@ -38,6 +38,26 @@ describe('loadConfig', () => {
     expect(c.httpAddr).toEqual({ host: '127.0.0.1', port: 9464 });
     expect(c.adminToken).toBeUndefined();
     expect(c.modelPath).toBeUndefined();
+  });
+
+  it('TD_TOPIC_RESPONSES: off unless set; a topic of its own; TD_RESPONSE_TOP_K all by default, else 1..1000', () => {
+    expect(loadConfig({}).topics.responses).toBeUndefined();
+    expect('responses' in loadConfig({}).topics).toBe(false);
+    expect(loadConfig({ TD_TOPIC_RESPONSES: '  ' }).topics.responses).toBeUndefined();
+    expect(loadConfig({ TD_TOPIC_RESPONSES: 'routing.responses' }).topics.responses).toBe('routing.responses');
+    expect(configError({ TD_TOPIC_RESPONSES: 'bad topic' }).message).toMatch(/^TD_TOPIC_RESPONSES="bad topic" is invalid: a Kafka topic name/);
+    expect(configError({ TD_TOPIC_RESPONSES: 'routing.requests' }).message).toBe(
+      'TD_TOPIC_RESPONSES="routing.requests" is invalid: it is already TD_TOPIC_REQUESTS; give the responses a topic of their own',
+    );
+    expect(configError({ TD_TOPIC_RESPONSES: 'mine', TD_TOPIC_DLQ: 'mine' }).message).toMatch(/it is already TD_TOPIC_DLQ/);
+    expect(loadConfig({}).responseTopK).toBeUndefined();
+    expect(loadConfig({ TD_RESPONSE_TOP_K: '5' }).responseTopK).toBe(5);
+    expect(loadConfig({ TD_RESPONSE_TOP_K: '1000' }).responseTopK).toBe(1000);
+    for (const bad of ['0', '-1', '1001', '2.5', 'all', 'five']) {
+      const e = configError({ TD_RESPONSE_TOP_K: bad });
+      expect(e.message).toMatch(/^TD_RESPONSE_TOP_K=.* is invalid: expected a whole number in \[1, 1000\]$/);
+      expect(e.message).not.toMatch(/\n/);
+    }
   });
 
   it('TD_PRODUCER_THREAD: true by default, or false', () => {

@@ -5,7 +5,7 @@ import { MessageLists, ROUTE } from '../../../src/stream/records.js';
 import { decodeDecision } from '../../../src/wire/index.js';
 
 describe('dlqMessage', () => {
-  it('keeps the original key, value and headers byte for byte and adds the SPEC §2 headers', () => {
+  it('keeps the original key, value and headers byte for byte and adds the docs/contracts.md §2 headers', () => {
     const value = Buffer.from([0xff, 0x00, 0x7b]);
     const m = dlqMessage(
       { topic: 'routing.requests', partition: 4, offset: '1234', key: Buffer.from('k'), value, headers: { 'content-type': Buffer.from('application/json'), 'td-error': 'stale' } },

@@ -67,7 +67,7 @@ describe('FastGRNN training math', () => {
     expect(r.maxRel).toBeLessThan(1e-5);
   });
 
-  it('the forward pass is the SPEC §3 cell', () => {
+  it('the forward pass is the docs/contracts.md §3 cell', () => {
     const shape = { inputDim: 2, hiddenDim: 2, rankW: 0, rankU: 0 };
     const p = zeroParams(shape);
     p.W!.set([0.5, -1, 2, 0.25]);

@@ -6,7 +6,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../../src/cli/index.js';
 import { Router } from '../../../src/engine/router.js';
-import type { RoutingRequest } from '../../../src/wire/types.js';
+import protobuf from 'protobufjs';
+import type { RoutingRequest, RoutingResponse } from '../../../src/wire/types.js';
+import { loadSchema } from '../../../src/wire/schema.js';
 import { encodeRequest } from '../../../src/wire/index.js';
 import { encodeDelimited } from '../../../src/triage/delimited.js';
 import { ROOT } from '../engine/cli-run.js';
@@ -78,12 +80,22 @@ describe('tiny-dancer triage', () => {
     expect(await main(['triage', '--in', input, '--out', output, '--format', 'protobuf', '--quiet'])).toBe(0);
     expect(await main(['triage', '--in', join(dir, 'in2.jsonl'), '--out', jsonOut, '--quiet'])).toBe(0);
     vi.restoreAllMocks();
-    const pb = readFileSync(output, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    const js = readFileSync(jsonOut, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    // Protobuf in, protobuf out: length-delimited RoutingResponse messages, as the responses topic carries them.
+    const { RoutingResponse } = loadSchema();
+    const reader = protobuf.Reader.create(readFileSync(output));
+    const pb: RoutingResponse[] = [];
+    while (reader.pos < reader.len) pb.push(RoutingResponse.toObject(RoutingResponse.decodeDelimited(reader), { longs: Number, defaults: true }) as RoutingResponse);
+    const js = readFileSync(jsonOut, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as RoutingResponse);
     expect(pb.map((o) => o.request_id)).toEqual(requests.map((r) => r.request_id));
+    expect(js.map((o) => o.request_id)).toEqual(requests.map((r) => r.request_id));
+    for (const o of [...pb, ...js]) {
+      expect(o.model_version).toMatch(/^fastgrnn-/);
+      expect(o.candidates_processed).toBe(8);
+      expect(o.decisions.every((d) => d.candidate_count === 8)).toBe(true);
+    }
     for (let k = 0; k < pb.length; k++) {
-      expect(pb[k].decisions.map((d: { candidate_id: string }) => d.candidate_id)).toEqual(
-        js[k].decisions.map((d: { candidate_id: string }) => d.candidate_id),
+      expect(pb[k]!.decisions.map((d: { candidate_id: string }) => d.candidate_id)).toEqual(
+        js[k]!.decisions.map((d: { candidate_id: string }) => d.candidate_id),
       );
     }
   });

@@ -5,7 +5,11 @@ import { describe, expect, it } from 'vitest';
 import { InvalidInputError, TinyDancerError } from '../../../src/errors.js';
 import type { RoutingResponse } from '../../../src/wire/types.js';
 import { readLines } from '../../../src/triage/lines.js';
-import { triage } from '../../../src/triage/triage.js';
+import { answerRecord, triage } from '../../../src/triage/triage.js';
+import { encodeDelimited } from '../../../src/triage/delimited.js';
+import { responseMessage } from '../../../src/stream/producer.js';
+import { MessageLists, ROUTE } from '../../../src/stream/records.js';
+import { decodeResponse } from '../../../src/wire/client.js';
 
 const enc = new TextEncoder();
 
@@ -53,6 +57,22 @@ async function fakeRoute(bytes: Uint8Array): Promise<RoutingResponse> {
 
 const request = (i: number, n = 3) =>
   JSON.stringify({ request_id: `r${i}`, candidates: Array.from({ length: n }, (_, j) => ({ id: `c${j}` })) });
+
+describe('triage output', () => {
+  it('is the responses topic’s message: the same bytes, JSON or (length-delimited) protobuf', async () => {
+    const response = await fakeRoute(enc.encode(request(1, 6)));
+    response.top_k = 4;
+    for (const format of ['json', 'protobuf'] as const) {
+      const topic = new MessageLists();
+      responseMessage(response, format, 2, {}, topic);
+      const value = topic.lists[ROUTE.responses][0]!.value as Buffer;
+      const record = answerRecord(response, 2, format);
+      if (format === 'json') expect(record).toBe(`${value.toString('utf8')}\n`);
+      else expect(Buffer.from(record).equals(Buffer.concat([encodeDelimited(value)]))).toBe(true);
+      expect(decodeResponse(value, format).decisions).toHaveLength(4);
+    }
+  });
+});
 
 describe('triage pipeline', () => {
   it('writes one line per request in input order, bounded in flight, rejects with line numbers', async () => {

@@ -1,4 +1,5 @@
 import fc from 'fast-check';
+import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
 import type { RoutingDecision } from '../../../src/wire/types.js';
 import { decodeDecision } from '../../../src/wire/client.js';
@@ -33,6 +34,8 @@ describe('decision encoding', () => {
       'reason',
       'metadata',
       'inference_time_us',
+      'candidate_count',
+      'lightweight_count',
       'policy',
     ]);
   });
@@ -43,6 +46,16 @@ describe('decision encoding', () => {
     expect(m.candidate_id).toBe('cand-0');
     expect(m.inference_time_us).toBe(42);
     expect(m.use_lightweight).toBe(true);
+    expect(m.candidate_count).toBe(3);
+    expect(m.lightweight_count).toBe(1);
+  });
+
+  it('a reader that predates candidate_count and lightweight_count skips them', () => {
+    // The schema as it was before fields 11 and 12: unknown fields are skipped, the rest reads.
+    const old = protobuf.parse(`syntax = "proto3";
+      message RoutingDecision { string request_id = 1; string candidate_id = 2; uint32 rank = 6; string policy = 13; }`, { keepCase: true }).root.lookupType('RoutingDecision');
+    const m = old.toObject(old.decode(encodeDecision(decision, 'protobuf')));
+    expect(m).toMatchObject({ request_id: 'req-1', candidate_id: 'cand-0', rank: 0, policy: 'tenant:acme' });
   });
 });
 
@@ -59,6 +72,8 @@ describe('writeDecisionProto (the hand-written RoutingDecision encoder)', () => 
     reason: fc.constantFrom('model', 'breaker_open', 'uncertain', 'below_threshold'),
     metadata: fc.dictionary(text.filter((k) => k !== '__proto__'), text, { maxKeys: 4 }),
     inference_time_us: fc.oneof(fc.double({ min: 0, max: 1e6, noNaN: true }), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER })),
+    candidate_count: fc.option(fc.integer({ min: 0, max: 1000 }), { nil: undefined }),
+    lightweight_count: fc.option(fc.integer({ min: 0, max: 1000 }), { nil: undefined }),
     policy: fc.option(fc.oneof(fc.constant('global'), text.map((t) => `tenant:${t}`)), { nil: undefined }),
   }, { requiredKeys: ['request_id', 'candidate_id', 'confidence', 'uncertainty', 'use_lightweight', 'rank', 'model_version', 'reason', 'metadata', 'inference_time_us'] });
 

@@ -30,6 +30,8 @@ export const decision: RoutingDecision = {
   reason: 'model',
   metadata: { tier: 'small' },
   inference_time_us: 42,
+  candidate_count: 3,
+  lightweight_count: 1,
   policy: 'tenant:acme',
 };
 

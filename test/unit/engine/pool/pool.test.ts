@@ -127,6 +127,25 @@ describe('RouterPool', () => {
     expect((big as Error & { kind?: string }).kind).toBe('too_large');
   });
 
+  it('every decision says how many candidates its request had and how many went lightweight; td-top-k is passed on', async () => {
+    const req = { ...request(12, 40, 8), metadata: { 'td-top-k': '3' } };
+    const results = [
+      router.route(req),
+      await pool.route(req),
+      await pool.route(validateRequest(req)),
+      await pool.routeEncoded(encodeRequest(req, 'json'), 'json'),
+      await pool.routeEncoded(encodeRequest(req, 'protobuf'), 'protobuf'),
+    ];
+    for (const res of results) {
+      const light = res.decisions.filter((d) => d.use_lightweight).length;
+      expect(res.decisions.every((d) => d.candidate_count === 40 && d.lightweight_count === light)).toBe(true);
+      expect(res.top_k).toBe(3);
+      expect(res.decisions).toHaveLength(40);
+    }
+    expect((await pool.route(request(13, 4))).top_k).toBeUndefined();
+    expect((await pool.routeEncoded(encodeRequest(request(13, 4), 'json'), 'json')).top_k).toBeUndefined();
+  });
+
   it('applies thresholds in every worker before resolving', async () => {
     // candidates spread over every feature, so some score high and some low under any sane model
     const reqs = Array.from({ length: 20 }, (_, k) => {

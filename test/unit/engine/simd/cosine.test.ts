@@ -124,7 +124,7 @@ describe('WebAssembly SIMD cosine kernel', () => {
     const a = new Float32Array(n);
     cosineBatchSimd(q, staged, n, dim, a);
     expect(maxAbsDiff(a, reference(q, src, n, dim))).toBeLessThanOrEqual(1e-5);
-    // grow far past the current size (4096 × 1000, the SPEC §1 maximum), then a small call again
+    // grow far past the current size (4096 × 1000, the docs/contracts.md §1 maximum), then a small call again
     const bigN = 1000, bigDim = 4096;
     const bigE = new Float32Array(bigN * bigDim).fill(1);
     const bigOut = new Float32Array(bigN);

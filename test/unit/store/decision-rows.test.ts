@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type DecisionRow, encodeBatch } from '../../../src/store/decision-log.js';
+import { type DecisionRow, encodeBatch, insertSql } from '../../../src/store/decision-rows.js';
 import type { RoutingDecision } from '../../../src/wire/types.js';
 import { RowEncodingError } from '../../../src/store/errors.js';
 
@@ -116,5 +116,16 @@ describe('encodeBatch', () => {
     const cols = encodeBatch([{ ...decision, source_topic: 't', source_partition: 0, source_offset: '7' }], [0]);
     expect(cols[6]).toBe('{"uncertain"}');
     expect(cols[11]).toBe('{"{\\"a\\":\\"b\\"}"}');
+  });
+});
+
+describe('insertSql', () => {
+  it('binds exactly the 19 parameters encodeBatch produces, into the quoted schema, idempotently', () => {
+    const sql = insertSql('td_test');
+    expect(sql).toContain('INSERT INTO "td_test".routing_decisions');
+    const params = new Set([...sql.matchAll(/\$(\d+)/g)].map((m) => Number(m[1])));
+    expect([...params].sort((a, b) => a - b)).toEqual(Array.from({ length: 19 }, (_, i) => i + 1));
+    expect(encodeBatch([base], [0])).toHaveLength(19);
+    expect(sql).toMatch(/ON CONFLICT \(request_id, candidate_id\) DO NOTHING$/);
   });
 });
