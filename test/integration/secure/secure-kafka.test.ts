@@ -17,13 +17,12 @@ import { loadKafkaSecurity } from '../../../src/config-security.js';
 import { ControlClient } from '../../../src/control/client.js';
 import { createLogger } from '../../../src/observe/logger.js';
 import { createKafka, partitioner } from '../../../src/stream/kafka.js';
-import { freePort, startServe, type ServeChild } from '../stream/child.js';
+import { freePort, serveArgv, startServe, type ServeChild } from '../stream/child.js';
 import { dropSchema, envFor, makeRequest, names, waitFor, type Names } from '../stream/helpers.js';
 import { secureBroker } from './broker.js';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const ENTRY = fileURLToPath(new URL('../stream/serve-child.ts', import.meta.url));
 const broker = secureBroker();
 const dir = mkdtempSync(join(tmpdir(), 'td-secure-'));
 const schemas: string[] = [];
@@ -82,7 +81,7 @@ async function serveFails(env: Record<string, string>, timeoutMs = 90_000): Prom
   const started = Date.now();
   const ports = { TD_HTTP_ADDR: `127.0.0.1:${await freePort()}`, TD_GRPC_ADDR: `127.0.0.1:${await freePort()}` };
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, ['--import', 'tsx', ENTRY], {
+    const proc = spawn(process.execPath, [...serveArgv()], {
       cwd: ROOT,
       env: { ...process.env, ...env, ...ports, TD_LOG_LEVEL: 'info' },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,6 +1,6 @@
 // Spawns `serve` as a child process on free ports and waits until it is ready.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync } from 'node:fs';
+import { createWriteStream, existsSync, readdirSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,18 +35,50 @@ export interface ServeChild {
 export interface SpawnOptions {
   /**
    * Run the built command (bin/tiny-dancer.js over dist/, as an operator does) instead of the
-   * sources through tsx. The build must be current: `npm run build`.
+   * sources through tsx. The build must be current: `npm run build`. Default: the build when it
+   * is newer than every source file (`npm test` builds first), else the sources.
    */
   dist?: boolean;
+}
+
+function newestMtime(dir: string, ext: string): number {
+  let newest = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile() && e.name.endsWith(ext)) newest = Math.max(newest, statSync(join(e.parentPath, e.name)).mtimeMs);
+  }
+  return newest;
+}
+
+let fresh: boolean | undefined;
+/**
+ * True when dist/ was built after the last change to src/. Then a child runs the compiled code:
+ * what ships, and it starts without transpiling a hundred files first.
+ */
+export function builtIsFresh(): boolean {
+  fresh ??= existsSync(join(ROOT, 'dist', 'startup.js')) && newestMtime(join(ROOT, 'dist'), '.js') >= newestMtime(join(ROOT, 'src'), '.ts');
+  return fresh;
 }
 
 /** `serve` from the sources (through tsx), or the built CLI as installed (bin/, running dist/). */
 export const SERVE_FROM_SOURCES: readonly string[] = ['--import', 'tsx', ENTRY];
 export const SERVE_BUILT: readonly string[] = [BIN, 'serve'];
 
+/** `serve` as the build when it is fresh, else from the sources. */
+export function serveArgv(): readonly string[] {
+  return builtIsFresh() ? SERVE_BUILT : SERVE_FROM_SOURCES;
+}
+
+/** Node arguments that run the CLI with `args`: the build when it is fresh, else the sources. */
+export function cliArgv(...args: string[]): string[] {
+  return builtIsFresh()
+    ? [BIN, ...args]
+    : ['--import', 'tsx', '-e', "import('./src/cli/index.ts').then((m) => m.main(process.argv.slice(1))).then((c) => { process.exitCode = c; })", ...args];
+}
+
 /** Starts `serve` on free ports without waiting for it (see waitReady). */
 export async function spawnServe(env: Record<string, string>, logFile: string, opts: SpawnOptions | readonly string[] = {}): Promise<ServeChild> {
-  const argv = Array.isArray(opts) ? (opts as readonly string[]) : (opts as SpawnOptions).dist ? SERVE_BUILT : SERVE_FROM_SOURCES;
+  const dist = (opts as SpawnOptions).dist ?? builtIsFresh();
+  const argv = Array.isArray(opts) ? (opts as readonly string[]) : dist ? SERVE_BUILT : SERVE_FROM_SOURCES;
   if (argv === SERVE_BUILT && !existsSync(join(ROOT, 'dist', 'startup.js'))) throw new Error('dist/ is missing or stale: run `npm run build` first');
   const httpPort = await freePort();
   const grpcPort = await freePort();
@@ -113,7 +145,7 @@ export function serveChildren(prefix: string): ServeChildren {
   return {
     n,
     logFile,
-    async start(extra = {}, argv = SERVE_FROM_SOURCES) {
+    async start(extra = {}, argv = serveArgv()) {
       const child = await startServe(envFor(n, extra), logFile, 60_000, argv);
       children.push(child);
       return child;

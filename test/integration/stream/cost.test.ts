@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ControlClient } from '../../../src/control/client.js';
 import { startControlServer, type ControlServer } from '../../../src/control/server.js';
 import { databaseUrl, makeRequest, produce, record, rowCounts, serveFixture, testConfig, waitFor } from './helpers.js';
+import { cliArgv } from './child.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 // Exact binary fractions, so every expected figure is exact.
@@ -78,8 +79,7 @@ describe('estimated spend and savings', () => {
 
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', '-e', "import('./src/cli/index.ts').then((m) => m.main(process.argv.slice(1))).then((c) => { process.exitCode = c; })",
-        'admin', 'stats', '--since', '1h', '--json', '--schema', serve.n.schema],
+      cliArgv('admin', 'stats', '--since', '1h', '--json', '--schema', serve.n.schema),
       { cwd: ROOT, env: { ...process.env, DATABASE_URL: databaseUrl(), TD_COST_LIGHTWEIGHT: '0.25', TD_COST_HEAVYWEIGHT: '2' }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let stdout = '';
@@ -99,8 +99,7 @@ describe('estimated spend and savings', () => {
   it('a bad price stops the admin command with exit 2 naming the variable', async () => {
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', '-e', "import('./src/cli/index.ts').then((m) => m.main(process.argv.slice(1))).then((c) => { process.exitCode = c; })",
-        'admin', 'stats', '--since', '1h', '--schema', serve.n.schema],
+      cliArgv('admin', 'stats', '--since', '1h', '--schema', serve.n.schema),
       { cwd: ROOT, env: { ...process.env, DATABASE_URL: databaseUrl(), TD_COST_LIGHTWEIGHT: 'x', TD_COST_HEAVYWEIGHT: '2' }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let stderr = '';

@@ -2,7 +2,7 @@
 // lines on stdout, decisions and dead-lettered records both visible, a clean exit.
 import { spawn } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort } from './child.js';
+import { cliArgv, freePort } from './child.js';
 import { deleteTopics, dropSchema, envFor, names, rowCounts } from './helpers.js';
 import { ROOT } from '../../unit/engine/cli-run.js';
 
@@ -23,8 +23,7 @@ describe('tiny-dancer demo', () => {
     };
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', '-e', "import('./src/cli/index.ts').then((m) => m.main(process.argv.slice(1))).then((c) => { process.exitCode = c; })",
-        'demo', '--seconds', '10', '--rate', '20', '--bad-rate', '0.2', '--every', '2000'],
+      cliArgv('demo', '--seconds', '10', '--rate', '20', '--bad-rate', '0.2', '--every', '2000'),
       { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let stdout = '';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startServe, type ServeChild } from './child.js';
+import { serveArgv, startServe, type ServeChild } from './child.js';
 import { deleteTopics, dropSchema, envFor, kafkaBrokers, makeRequest, names, query, waitFor } from './helpers.js';
 
 const run = promisify(execFile);
@@ -131,8 +131,7 @@ describe('trace context with kcat against serve (no SDK registered)', () => {
   });
 
   it('TD_TRACING other than on/off: serve exits 2 with one line naming it', async () => {
-    const entry = fileURLToPath(new URL('./serve-child.ts', import.meta.url));
-    const child = spawn(process.execPath, ['--import', 'tsx', entry], {
+    const child = spawn(process.execPath, [...serveArgv()], {
       cwd: fileURLToPath(new URL('../../../', import.meta.url)),
       env: { ...process.env, ...envFor(n), TD_TRACING: 'sometimes' },
       stdio: ['ignore', 'ignore', 'pipe'],
