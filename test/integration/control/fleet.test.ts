@@ -187,7 +187,7 @@ describe('a fleet of three serve processes', () => {
   });
 
   it('all three restarted come back with the same model and thresholds; a fourth started later starts with them', async () => {
-    for (const m of [...fleet]) await stopMember(m);
+    await Promise.all(fleet.map((m) => stopMember(m)));
     fleet = [];
     for (const name of ['a2', 'b2', 'c2']) fleet.push(await startMember(name));
     for (const c of await Promise.all(fleet.map(configOf))) expect(c).toMatchObject({ version: NEW_VERSION, confidence: 0.61, maxUncertainty: 0.27 });
