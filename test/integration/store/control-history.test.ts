@@ -6,7 +6,7 @@ import { ControlHistory, type ControlHistoryEntry } from '../../../src/store/con
 import { migrate } from '../../../src/store/migrations.js';
 import { createPool } from '../../../src/store/pg.js';
 import { databaseUrl, eventually, testDb, type TestDb } from './helpers.js';
-import { TcpProxy } from './tcp-proxy.js';
+import { proxyToPostgres } from './tcp-proxy.js';
 
 const cleanups: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
@@ -44,14 +44,9 @@ describe('ControlHistory', () => {
 
   it('an entry recorded while Postgres is unreachable is written once it is back', async () => {
     const db = await migrated();
-    const target = new URL(databaseUrl());
-    const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
-    await proxy.start();
+    const { proxy, url } = await proxyToPostgres(databaseUrl());
     cleanups.push(() => proxy.close());
-    const viaProxy = new URL(databaseUrl());
-    viaProxy.hostname = '127.0.0.1';
-    viaProxy.port = String(proxy.port);
-    const pool = createPool({ url: viaProxy.toString(), max: 1, connectionTimeoutMs: 500 });
+    const pool = createPool({ url, max: 1, connectionTimeoutMs: 500 });
     cleanups.push(() => pool.end());
     const warnings: string[] = [];
     const history = new ControlHistory({ pool, schema: db.schema, attempts: 20, log: { info: () => {}, warn: (m) => warnings.push(m) } });

@@ -7,7 +7,7 @@ import { DecisionLog, type RetryInfo } from '../../../src/store/decision-log.js'
 import { migrate } from '../../../src/store/migrations.js';
 import { createPool } from '../../../src/store/pg.js';
 import { countRows, databaseUrl, decisions, eventually, testDb, type TestDb } from './helpers.js';
-import { TcpProxy } from './tcp-proxy.js';
+import { proxyToPostgres } from './tcp-proxy.js';
 
 const cleanups: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
@@ -18,14 +18,9 @@ async function setup(poolOptions: { connectionTimeoutMs?: number; queryTimeoutMs
   const db: TestDb = testDb({ max: 2 });
   cleanups.push(() => db.cleanup());
   await migrate(db.pool, { schema: db.schema });
-  const target = new URL(databaseUrl());
-  const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
-  await proxy.start();
+  const { proxy, url } = await proxyToPostgres(databaseUrl());
   cleanups.push(() => proxy.close());
-  const viaProxy = new URL(databaseUrl());
-  viaProxy.hostname = '127.0.0.1';
-  viaProxy.port = String(proxy.port);
-  const pool = createPool({ url: viaProxy.toString(), max: 3, connectionTimeoutMs: 1_000, ...poolOptions });
+  const pool = createPool({ url, max: 3, connectionTimeoutMs: 1_000, ...poolOptions });
   cleanups.push(() => pool.end());
   const log = new DecisionLog({
     pool,

@@ -104,3 +104,14 @@ export class TcpProxy {
     await this.refuse();
   }
 }
+
+/** A started proxy in front of the Postgres at `databaseUrl`, and that URL pointed at the proxy. */
+export async function proxyToPostgres(databaseUrl: string): Promise<{ proxy: TcpProxy; url: string }> {
+  const target = new URL(databaseUrl);
+  const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
+  await proxy.start();
+  const via = new URL(databaseUrl);
+  via.hostname = '127.0.0.1';
+  via.port = String(proxy.port);
+  return { proxy, url: via.toString() };
+}

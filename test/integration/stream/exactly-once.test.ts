@@ -8,12 +8,10 @@ import { duplicates, readCommitted } from './judge.js';
 import {
   kafkaBrokers,
   makeRequest,
-  produce,
-  record,
+  produceWaves,
   rowCounts,
   uniqueName,
   waitFor,
-  type Outgoing,
 } from './helpers.js';
 
 const children = serveChildren('eos');
@@ -26,15 +24,8 @@ describe('exactly-once mode', () => {
 
     const requests = Array.from({ length: 400 }, (_, i) => makeRequest(`e-${i}`, 3, 16));
     const total = requests.length * 3;
-    const bad: Outgoing[] = Array.from({ length: 8 }, (_, i) => ({ key: `bad-${i}`, value: Buffer.from(`not json ${i}`), headers: { 'content-type': 'application/json' } }));
-    const producing = (async () => {
-      for (let i = 0; i < requests.length; i += 50) {
-        const wave: Outgoing[] = requests.slice(i, i + 50).map((r, j) => record(r, j % 2 ? 'json' : 'protobuf'));
-        wave.push(bad[i / 50]!);
-        await produce(n.requests, wave);
-        await new Promise((r) => setTimeout(r, 150));
-      }
-    })();
+    const producing = produceWaves(n.requests, requests);
+    const badKeys = Array.from({ length: Math.ceil(requests.length / 50) }, (_, i) => `bad-${i}`);
     await waitFor(async () => (await rowCounts(n.schema).catch(() => ({ rows: 0 }))).rows >= 300, 45_000, 'progress before the kill');
     first.kill('SIGKILL');
     await first.exited;
@@ -46,13 +37,13 @@ describe('exactly-once mode', () => {
     await waitFor(async () => (await rowCounts(n.schema)).rows >= total, 60_000, 'every row');
     expect(await rowCounts(n.schema)).toEqual({ rows: total, distinct: total, requests: requests.length });
 
-    const committed = await readCommitted(kafkaBrokers(), [n.lightweight, n.heavyweight, n.dlq], total + bad.length);
+    const committed = await readCommitted(kafkaBrokers(), [n.lightweight, n.heavyweight, n.dlq], total + badKeys.length);
     const decisions = committed.filter((r) => r.topic !== n.dlq);
     const { keys, duplicated } = duplicates(decisions);
     expect(duplicated).toBe(0); // exactly once: no duplicates
     expect(new Set(keys).size).toBe(total);
     const dlq = committed.filter((r) => r.topic === n.dlq);
-    expect(dlq.map((r) => r.key!).sort()).toEqual(bad.map((b) => String(b.key)).sort());
+    expect(dlq.map((r) => r.key!).sort()).toEqual([...badKeys].sort());
 
     second.kill('SIGTERM');
     expect(await second.exited).toEqual({ code: 0, signal: null });

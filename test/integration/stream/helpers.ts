@@ -192,6 +192,22 @@ export async function produce(topic: string, messages: Outgoing[]): Promise<void
   });
 }
 
+/**
+ * Sends the requests as a steady stream, `waveSize` at a time (alternating JSON and protobuf),
+ * each wave with one malformed record, so a test can fault serve while it holds work.
+ */
+export async function produceWaves(topic: string, requests: RoutingRequest[], waveSize = 50, pauseMs = 150): Promise<{ bad: number }> {
+  let bad = 0;
+  for (let i = 0; i < requests.length; i += waveSize) {
+    const wave: Outgoing[] = requests.slice(i, i + waveSize).map((r, j) => record(r, j % 2 ? 'json' : 'protobuf'));
+    wave.push({ key: `bad-${bad}`, value: Buffer.from(`not json ${bad}`), headers: { 'content-type': 'application/json' } });
+    bad++;
+    await produce(topic, wave);
+    await new Promise((r) => setTimeout(r, pauseMs));
+  }
+  return { bad };
+}
+
 // ---- reading back -----------------------------------------------------------------------------
 
 export interface Got {

@@ -20,12 +20,12 @@ import {
   makeRequest,
   names,
   produce,
+  produceWaves,
   record,
   rowCounts,
   testKafka,
   uniqueName,
   waitFor,
-  type Outgoing,
 } from './helpers.js';
 import { kcatAvailable, kcatConsume, kcatProduce, type KcatRecord } from './kcat.js';
 
@@ -148,15 +148,7 @@ describe('the responses topic, exactly-once', () => {
     const first = await children.start(env);
     const requests = Array.from({ length: 300 }, (_, i) => makeRequest(`re-${i}`, 3, 16));
     const total = requests.length * 3;
-    const bad: Outgoing[] = Array.from({ length: 6 }, (_, i) => ({ key: `bad-${i}`, value: Buffer.from(`not json ${i}`), headers: { 'content-type': 'application/json' } }));
-    const producing = (async () => {
-      for (let i = 0; i < requests.length; i += 50) {
-        const wave: Outgoing[] = requests.slice(i, i + 50).map((r, j) => record(r, j % 2 ? 'json' : 'protobuf'));
-        wave.push(bad[i / 50]!);
-        await produce(n.requests, wave);
-        await new Promise((r) => setTimeout(r, 150));
-      }
-    })();
+    const producing = produceWaves(n.requests, requests);
     await waitFor(async () => (await rowCounts(n.schema).catch(() => ({ rows: 0 }))).rows >= 200, 45_000, 'progress before the kill');
     first.kill('SIGKILL');
     await first.exited;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { AssignerProtocol, type PartitionAssigner } from 'kafkajs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ownBroker, type OwnBroker } from '../../support/own-broker.js';
-import { TcpProxy } from '../store/tcp-proxy.js';
+import { proxyToPostgres, type TcpProxy } from '../store/tcp-proxy.js';
 import { spawnServe, waitReady, type ServeChild } from './child.js';
 import { grpcHealth, grpcioMissing } from './grpc-health.js';
 import { createTopics, testKafka } from '../../support/infra.js';
@@ -59,15 +59,10 @@ async function healthIs(child: ServeChild, want: string): Promise<boolean> {
 
 /** A proxy to the test Postgres that starts out accepting and closing every connection. */
 async function postgresDown(): Promise<{ proxy: TcpProxy; url: string }> {
-  const target = new URL(databaseUrl());
-  const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
-  await proxy.start();
-  await proxy.slam();
-  cleanups.push(() => proxy.close());
-  const via = new URL(databaseUrl());
-  via.hostname = '127.0.0.1';
-  via.port = String(proxy.port);
-  return { proxy, url: via.toString() };
+  const down = await proxyToPostgres(databaseUrl());
+  await down.proxy.slam();
+  cleanups.push(() => down.proxy.close());
+  return down;
 }
 
 function linesMatching(file: string, re: RegExp): string[] {
