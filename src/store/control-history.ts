@@ -83,8 +83,11 @@ export class ControlHistory {
 
   /** Waits until every recorded entry was written or given up, then stops. */
   async close(timeoutMs = 5_000): Promise<void> {
-    const deadline = sleep(timeoutMs).then(() => this.#closing.abort());
+    // The deadline's timer ends with the wait, so it never holds the process open.
+    const done = new AbortController();
+    const deadline = sleep(timeoutMs, done.signal);
     await Promise.race([this.#idle(), deadline]);
+    done.abort();
     this.#closing.abort();
   }
 
