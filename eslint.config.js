@@ -47,10 +47,12 @@ export default tseslint.config(
       'no-constant-condition': ['error', { checkLoops: false }],
     },
   },
-  // Layering: imports run downward only. wire/ (payload codecs) is the floor, the engine sits on
-  // it, store/ beside it; nothing imports app.ts (wiring) or cli/ (the commands).
+  // Layering: imports run downward only. threads/ (worker-thread hosting) and wire/ (payload
+  // codecs) are the floor, the engine sits on them, store/ beside it; nothing imports app.ts
+  // (wiring) or cli/ (the commands).
   // (Later entries override earlier ones for the files they match: the general rule comes first.)
   ...layer(['src/**'], 'app', [], ['src/cli/**', 'src/app.ts']),
+  ...layer('src/threads/**', 'threads', ['wire', 'engine', 'store', ...ABOVE]),
   ...layer('src/wire/**', 'wire', ['engine', 'store', ...ABOVE]),
   ...layer('src/engine/**', 'engine', ['store', ...ABOVE]),
   ...layer('src/store/**', 'store', ['engine', ...ABOVE]),

@@ -1,13 +1,10 @@
 // Errors of the worker pool. All are retriable: the request itself was fine, the pool could not
 // take it or lost it, so the caller (the stream's retry loop) may send it again.
 import { TinyDancerError } from '../../errors.js';
+import { ThreadCrashedError } from '../../threads/error.js';
 
 /** A worker thread died (exit, uncaught error) while holding this task; it has been replaced. */
-export class WorkerCrashedError extends TinyDancerError {
-  constructor(message: string, options: { cause?: unknown } = {}) {
-    super(message, { ...options, retriable: true });
-  }
-}
+export class WorkerCrashedError extends ThreadCrashedError {}
 
 /** The pool's bounded queue is full: back off and retry rather than queue without bound. */
 export class PoolSaturatedError extends TinyDancerError {

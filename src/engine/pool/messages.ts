@@ -21,6 +21,8 @@
 // reading it back in the worker, which costs more than scoring the request. Requests still
 // in their wire encoding (TaskKind.Encoded*) travel as bytes and are decoded in the worker.
 import type { FeatureConfig } from '../features.js';
+import type { ThreadError } from '../../threads/error.js';
+import type { ThreadReady, ThreadStartFailed } from '../../threads/messages.js';
 
 /** One tenant's policy as it crosses threads: [tenant, confidence, maxUncertainty]. */
 export type PolicyEntry = [string, number, number];
@@ -112,14 +114,9 @@ export const TaskStatus = Object.freeze({
   Failed: 1,
 });
 
-export interface TaskError {
+/** A task's failure: the service's one cross-thread error shape, for one task of a batch. */
+export interface TaskError extends ThreadError {
   taskId: number;
-  /** Error class name: InvalidInputError, ModelError, … (rebuilt as that class when known). */
-  name: string;
-  message: string;
-  retriable: boolean;
-  /** DecodeError's kind (json, protobuf, utf8, …) for tasks decoded in the worker. */
-  kind?: string;
 }
 
 /** For tasks decoded in the worker: what the main thread needs to build decision objects. */
@@ -194,14 +191,8 @@ export type ToWorker = RouteBatch | PrepareModel | CommitModel | AbortModel | Se
 // ---------------------------------------------------------------------------------------------
 // worker → main
 
-export interface Ready {
-  type: 'ready';
+export interface Ready extends ThreadReady {
   version: string;
-}
-
-export interface InitFailed {
-  type: 'init-failed';
-  message: string;
 }
 
 export interface RouteResults {
@@ -239,4 +230,4 @@ export type PoliciesSet =
   | { type: 'policies-set'; seq: number; ok: true }
   | { type: 'policies-set'; seq: number; ok: false; message: string };
 
-export type FromWorker = Ready | InitFailed | RouteResults | Prepared | Committed | ThresholdsSet | PoliciesSet;
+export type FromWorker = Ready | ThreadStartFailed | RouteResults | Prepared | Committed | ThresholdsSet | PoliciesSet;

@@ -132,7 +132,6 @@ export class RouterPool {
   #closing = false;
   /** Set once create() has all workers up; before that a dying worker is not replaced. */
   #started = false;
-  #terminated = false;
   #closed: Promise<void> | null = null;
   #drainWaiters: (() => void)[] = [];
   #exclusive: Promise<unknown> = Promise.resolve();
@@ -149,7 +148,6 @@ export class RouterPool {
     this.#batcher = new Batcher(maxBatch, arenas);
     const host: SlotHost = {
       workerInit: () => this.#init,
-      terminated: () => this.#terminated,
       replaces: () => this.#started && !this.#closing,
       onReady: (slot) => this.#pump(slot),
       onResults: (slot, msg) => this.#onResults(slot, msg),
@@ -298,8 +296,8 @@ export class RouterPool {
     let best: WorkerSlot | undefined;
     for (const s of this.#slots) {
       if (!best) { best = s; continue; }
-      const sLive = s.worker !== null;
-      const bLive = best.worker !== null;
+      const sLive = s.alive;
+      const bLive = best.alive;
       if ((sLive && !bLive) || (sLive === bLive && s.load < best.load)) best = s;
     }
     return best!;
@@ -387,8 +385,7 @@ export class RouterPool {
 
   /** Posts queued batches while the worker has room (the batcher picks which). */
   #pump(slot: WorkerSlot): void {
-    const w = slot.worker;
-    if (!w || !slot.ready) return;
+    if (!slot.ready) return;
     while (true) {
       const batch = this.#batcher.next(slot.queue, slot.inflight.size, this.#closing);
       if (!batch) return;
@@ -399,7 +396,7 @@ export class RouterPool {
       this.#queuedBytes -= bytes;
       this.#inFlight += msg.count;
       slot.inflight.set(batch.id, batch);
-      w.postMessage(msg satisfies ToWorker, [batch.arena]);
+      slot.post(msg, [batch.arena]);
     }
   }
 
@@ -466,7 +463,7 @@ export class RouterPool {
       await this.#allReady();
       const reloadId = ++this.#seq;
       const slots = [...this.#slots];
-      const workers = slots.map((s) => s.worker);
+      const generations = slots.map((s) => s.generation);
       const isPrepared = (m: FromWorker): m is Extract<FromWorker, { type: 'prepared' }> => m.type === 'prepared' && m.reloadId === reloadId;
       const isCommitted = (m: FromWorker): m is Extract<FromWorker, { type: 'committed' }> => m.type === 'committed' && m.reloadId === reloadId;
       let prepared;
@@ -483,7 +480,7 @@ export class RouterPool {
       }
       // A worker replaced after it acknowledged (its replacement started with the old model)
       // would miss the switch: abort, the old model stays everywhere.
-      if (slots.some((s, i) => s.worker !== workers[i])) {
+      if (slots.some((s, i) => s.generation !== generations[i])) {
         this.#broadcast({ type: 'abort', reloadId });
         throw new WorkerCrashedError(`a router worker was replaced during the reload of ${source}; the old model stays, retry`);
       }
@@ -563,16 +560,15 @@ export class RouterPool {
   }
 
   #broadcast(msg: ToWorker): void {
-    for (const s of this.#slots) s.worker?.postMessage(msg);
+    for (const s of this.#slots) if (s.ready) s.post(msg);
   }
 
   /** Test hook: makes worker `index` exit with `code` (requires `testHooks: true`). */
   crashWorkerForTest(index = 0, code = 13): void {
     if (!this.#init.testHooks) throw new InvalidInputError('crashWorkerForTest needs RouterPool.create({ testHooks: true })');
     const s = this.#slots[index];
-    if (!s?.worker) throw new InvalidInputError(`no running worker ${index}`);
-    const msg: ToWorker = { type: '__crashForTest', code };
-    s.worker.postMessage(msg);
+    if (!s?.ready) throw new InvalidInputError(`no running worker ${index}`);
+    s.post({ type: '__crashForTest', code });
   }
 
   // -------------------------------------------------------------------------------------------
@@ -602,9 +598,7 @@ export class RouterPool {
       ]);
       clearTimeout(timer);
     }
-    this.#terminated = true;
     const err = new PoolClosedError(`router pool closed (timeout ${timeout} ms) before the task finished`);
-    await Promise.all(this.#slots.map((s) => s.worker?.terminate()));
-    for (const s of this.#slots) s.abandon(err);
+    await Promise.all(this.#slots.map((s) => s.terminate(err)));
   }
 }

@@ -1,9 +1,9 @@
-// One worker slot of the pool: the worker thread's lifecycle (spawn, ready, crash, replacement
-// with backoff) and the batches queued for it and in flight on it. The pool decides what to
-// send; the slot keeps track of what was sent and fails it when the worker dies.
-import { Worker } from 'node:worker_threads';
-import { ModelError, errorMessage } from '../../errors.js';
-import { workerScript } from '../../worker-script.js';
+// One worker slot of the pool: the batches queued for its worker thread and in flight on it,
+// and the control requests waiting for its answers. The thread's life (spawn, start report,
+// crash, replacement with backoff) is the ThreadHost's; the slot fails what its thread held when
+// the host says the thread is gone. The pool decides what to send.
+import { ThreadHost } from '../../threads/host.js';
+import { workerScript } from '../../threads/script.js';
 import type { Batch, Task } from './batcher.js';
 import { WorkerCrashedError } from './errors.js';
 import type { FromWorker, RouteResults, ToWorker, WorkerInit } from './messages.js';
@@ -15,8 +15,6 @@ const SCRIPT = workerScript(import.meta.url, 'worker');
 export interface SlotHost {
   /** workerData for a (re)spawned worker: read at each spawn, so a replacement starts with the current model and settings. */
   workerInit(): WorkerInit;
-  /** The pool has been terminated: a worker's exit is expected, not a crash. */
-  terminated(): boolean;
   /** Whether a dead worker is replaced (false while closing, or before create() finished). */
   replaces(): boolean;
   onReady(slot: WorkerSlot): void;
@@ -34,42 +32,54 @@ interface Control {
 }
 
 export class WorkerSlot {
-  worker: Worker | null = null;
-  ready = false;
   /** Waiting to be posted, oldest first; the last one may still be open. */
   queue: Batch[] = [];
   inflight = new Map<number, Batch>();
   /** Tasks queued and in flight: what dispatch balances. */
   load = 0;
   flushScheduled = false;
+  /** Counts the worker threads this slot has lost: a changed value means a replacement. */
+  generation = 0;
+  readonly #thread: ThreadHost<ToWorker, FromWorker>;
   #controls = new Set<Control>();
-  #consecutiveCrashes = 0;
-  #lastError: unknown = undefined;
-  #readyWaiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
 
   constructor(
     readonly index: number,
     private readonly host: SlotHost,
-  ) {}
+  ) {
+    this.#thread = new ThreadHost<ToWorker, FromWorker>({
+      name: `router worker ${index}`,
+      script: SCRIPT,
+      workerData: () => host.workerInit(),
+      crashError: (message, cause) => new WorkerCrashedError(message, { cause }),
+      onReady: () => host.onReady(this),
+      onMessage: (m) => this.#onMessage(m),
+      onExit: ({ error, replacing }) => this.#onExit(error, replacing),
+      replace: { backoffMs: RESPAWN_BACKOFF_MS, when: () => host.replaces() },
+    });
+  }
+
+  get ready(): boolean {
+    return this.#thread.ready;
+  }
+
+  get alive(): boolean {
+    return this.#thread.alive;
+  }
 
   /** Starts a worker; resolves when it is ready, rejects when it dies first. */
   spawn(): Promise<void> {
-    const w = new Worker(SCRIPT.target, { workerData: this.host.workerInit(), eval: SCRIPT.eval });
-    this.worker = w;
-    this.ready = false;
-    this.#lastError = undefined;
-    const ready = this.whenReady();
-    w.on('message', (m: FromWorker) => this.#onMessage(w, m));
-    w.on('error', (err) => {
-      if (this.worker === w) this.#lastError = err;
-    });
-    w.on('exit', (code) => this.#onExit(w, code));
-    return ready;
+    return this.#thread.start();
   }
 
   /** Resolves at the next 'ready' of this slot's worker; rejects if it dies first. */
   whenReady(): Promise<void> {
-    return new Promise<void>((resolve, reject) => this.#readyWaiters.push({ resolve, reject }));
+    return this.#thread.whenReady();
+  }
+
+  /** Posts to the worker (which must be ready). */
+  post(msg: ToWorker, transfer?: readonly ArrayBuffer[]): void {
+    this.#thread.post(msg, transfer);
   }
 
   /** A batch answered: the worker is healthy again. */
@@ -77,69 +87,43 @@ export class WorkerSlot {
     const batch = this.inflight.get(batchId);
     if (!batch) return undefined; // a batch of a crashed generation: already failed
     this.inflight.delete(batchId);
-    this.#consecutiveCrashes = 0;
+    this.#thread.healthy();
     return batch;
   }
 
   /** Sends a control message and waits for the worker's matching answer (or its death). */
   control<T extends FromWorker>(msg: ToWorker, match: (m: FromWorker) => m is T): Promise<T> {
-    const w = this.worker;
-    if (!w || !this.ready) return Promise.reject(new WorkerCrashedError(`router worker ${this.index} is not running`));
+    if (!this.#thread.ready) return Promise.reject(new WorkerCrashedError(`router worker ${this.index} is not running`));
     return new Promise<T>((resolve, reject) => {
       this.#controls.add({ match, resolve: resolve as (m: FromWorker) => void, reject });
-      w.postMessage(msg);
+      this.#thread.post(msg);
     });
   }
 
-  #onMessage(w: Worker, m: FromWorker): void {
-    if (this.worker !== w) return;
-    switch (m.type) {
-      case 'results':
-        this.host.onResults(this, m);
+  #onMessage(m: FromWorker): void {
+    if (m.type === 'results') {
+      this.host.onResults(this, m);
+      return;
+    }
+    for (const c of this.#controls) {
+      if (c.match(m)) {
+        this.#controls.delete(c);
+        c.resolve(m);
         return;
-      case 'ready':
-        this.ready = true;
-        for (const r of this.#readyWaiters.splice(0)) r.resolve();
-        this.host.onReady(this);
-        return;
-      case 'init-failed':
-        this.#lastError = new ModelError(`worker ${this.index} could not start: ${m.message}`);
-        return;
-      default:
-        for (const c of this.#controls) {
-          if (c.match(m)) {
-            this.#controls.delete(c);
-            c.resolve(m);
-            return;
-          }
-        }
+      }
     }
   }
 
-  #onExit(w: Worker, code: number): void {
-    if (this.worker !== w) return;
-    this.worker = null;
-    this.ready = false;
-    if (this.host.terminated()) return;
-    const why = this.#lastError !== undefined ? `: ${errorMessage(this.#lastError)}` : '';
-    const err = new WorkerCrashedError(`router worker ${this.index} exited with code ${code}${why}`, { cause: this.#lastError });
+  #onExit(err: Error, replacing: boolean): void {
+    this.generation++;
     this.failInFlight(err);
-    this.#rejectWaiters(err);
-    if (!this.host.replaces()) {
+    this.#rejectControls(err);
+    if (!replacing) {
       // No replacement: what was waiting for this worker fails now.
       this.failQueued(err);
       this.host.onCrash(this, false);
       return;
     }
-    const delay = RESPAWN_BACKOFF_MS[Math.min(this.#consecutiveCrashes, RESPAWN_BACKOFF_MS.length - 1)]!;
-    this.#consecutiveCrashes++;
-    const respawn = (): void => {
-      if (!this.host.replaces() || this.worker) return;
-      // A replacement that fails to start is handled by its own exit event (next backoff step).
-      this.spawn().catch(() => {});
-    };
-    if (delay === 0) respawn();
-    else setTimeout(respawn, delay);
     // Its queued tasks wait for the replacement.
     this.host.onCrash(this, true);
   }
@@ -165,19 +149,17 @@ export class WorkerSlot {
     }
   }
 
-  #rejectWaiters(err: unknown): void {
+  #rejectControls(err: unknown): void {
     for (const c of this.#controls) c.reject(err);
     this.#controls.clear();
-    for (const r of this.#readyWaiters.splice(0)) r.reject(err);
   }
 
-  /** After the worker was terminated: everything still held fails with `err`. */
-  abandon(err: unknown): void {
+  /** Terminates the worker for good; everything still held fails with `err`. */
+  async terminate(err: unknown): Promise<void> {
+    await this.#thread.terminate();
     this.failInFlight(err);
     this.failQueued(err);
     this.load = 0;
-    this.#rejectWaiters(err);
-    this.worker = null;
-    this.ready = false;
+    this.#rejectControls(err);
   }
 }

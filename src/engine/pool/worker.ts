@@ -9,8 +9,9 @@
 // - A task that fails (bad input decoded here, or an engine error) fails alone; the batch goes on.
 // - Anything thrown outside a task is a bug: it escapes as an uncaught exception, the thread
 //   dies, and the pool fails this worker's in-flight tasks and replaces it.
-import { parentPort, workerData } from 'node:worker_threads';
 import { errorMessage } from '../../errors.js';
+import { toThreadError } from '../../threads/error.js';
+import { threadPort } from '../../threads/port.js';
 import { parseModel, type LoadedModel } from '../model.js';
 import { Router, assertRoutable } from '../router.js';
 import { GLOBAL_POLICY, policyTableFrom } from '../policy.js';
@@ -24,13 +25,8 @@ import {
   type DecodedInfo, type FromWorker, type RouteBatch, type TaskError, type ToWorker, type WorkerInit,
 } from './messages.js';
 
-const port = parentPort;
-if (!port) throw new Error('src/engine/pool/worker.ts must run as a worker thread (RouterPool spawns it)');
-const init = workerData as WorkerInit;
-
-function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
-  port!.postMessage(msg, transfer);
-}
+const thread = threadPort<WorkerInit, ToWorker, FromWorker>('src/engine/pool/worker.ts (RouterPool spawns it)');
+const { init, post } = thread;
 
 // Requests validated on the main thread arrive without their ids and metadata (the main
 // thread keeps them and builds the decision objects); Router.rankValidated reads neither, so
@@ -62,7 +58,7 @@ let router: Router;
 try {
   router = buildRouter(parseModel(init.model.bytes, init.model.source));
 } catch (err) {
-  post({ type: 'init-failed', message: errorMessage(err) });
+  thread.startFailed(err, false);
   // Leave with a distinct code; the pool reports the message above, not the exit.
   process.exit(70);
 }
@@ -129,15 +125,7 @@ function reducedFromArena(arena: ArrayBuffer, index: Float64Array, o: number, ba
 }
 
 function taskError(taskId: number, err: unknown): TaskError {
-  const e = err as { name?: unknown; retriable?: unknown; kind?: unknown };
-  const out: TaskError = {
-    taskId,
-    name: typeof e?.name === 'string' ? e.name : 'Error',
-    message: errorMessage(err),
-    retriable: e?.retriable === true,
-  };
-  if (typeof e?.kind === 'string') out.kind = e.kind;
-  return out;
+  return { taskId, ...toThreadError(err, false) };
 }
 
 async function onBatch(batch: RouteBatch): Promise<void> {
@@ -298,7 +286,7 @@ function handle(msg: ToWorker): Promise<void> | void {
 // One message at a time, in arrival order. A rejection here is a bug: rethrow it outside the
 // chain so it becomes an uncaught exception and the pool replaces this worker.
 let chain: Promise<void> = Promise.resolve();
-port.on('message', (msg: ToWorker) => {
+thread.onMessage((msg) => {
   chain = chain.then(() => handle(msg)).catch((err: unknown) => {
     setImmediate(() => {
       throw err;

@@ -1,6 +1,8 @@
 // The contract between the consuming thread (thread.ts) and the producer thread (worker.ts):
 // every message either side posts is one of these types.
 import type { Level } from '../../observe/logger.js';
+import type { ThreadError } from '../../threads/error.js';
+import type { CloseThread, ThreadReady, ThreadStartFailed } from '../../threads/messages.js';
 import type { RouteTopics } from '../records.js';
 
 /** workerData of the producer thread: what it needs to build its own kafkajs client. */
@@ -20,23 +22,16 @@ export interface ProducerInit {
 export type ToProducer =
   /** Produce the records of a pack (./records.ts) with acks=all; answered by sent/failed. */
   | { type: 'send'; id: number; buffer: SharedArrayBuffer; length: number }
-  /** Disconnect and end the thread; answered by closed. */
-  | { type: 'close' };
-
-/** An error as it crosses threads: what the retry loops look at, and the words for the logs. */
-export interface WireError {
-  name: string;
-  message: string;
-  retriable: boolean;
-}
+  /** Disconnect and end the thread; answered by closed, then its exit. */
+  | CloseThread;
 
 export type FromProducer =
   /** The producer is connected; sends are accepted. */
-  | { type: 'ready' }
+  | ThreadReady
   /** The producer could not connect; the thread ends. */
-  | { type: 'start-failed'; error: WireError }
+  | ThreadStartFailed
   | { type: 'sent'; id: number }
-  | { type: 'failed'; id: number; error: WireError }
+  | { type: 'failed'; id: number; error: ThreadError }
   /** One line of the thread's structured log (JSON), for the service's logger. */
   | { type: 'log'; line: string }
   | { type: 'closed' };

@@ -11,11 +11,12 @@
 // thread that dies fails every send it held with a retriable ProducerThreadError, and the next
 // send starts a new thread. Either way the chunk's offsets are not committed until a retry
 // succeeds (the processor's produce stage retries with backoff), so nothing is lost.
-import { Worker } from 'node:worker_threads';
 import type { KafkaSecurity } from '../../config-security.js';
-import { TinyDancerError, errorMessage } from '../../errors.js';
+import { TinyDancerError } from '../../errors.js';
 import type { Fields, Level, Logger } from '../../observe/logger.js';
-import { workerScript } from '../../worker-script.js';
+import { ThreadStartError, type ThreadError } from '../../threads/error.js';
+import { ThreadHost } from '../../threads/host.js';
+import { workerScript } from '../../threads/script.js';
 import type { PackedRecords, RouteTopics } from '../records.js';
 import type { FromProducer, ProducerInit, ToProducer } from './messages.js';
 
@@ -45,25 +46,43 @@ interface Pending {
 const OLD_GENERATION_MB = 48;
 
 const LEVELS: ReadonlySet<string> = new Set<Level>(['debug', 'info', 'warn', 'error']);
+const SCRIPT = workerScript(import.meta.url, 'worker');
+
+/** A send's failure as the processor's retry loop sees it. */
+function sendError(e: ThreadError): ProducerThreadError {
+  return new ProducerThreadError(`${e.name}: ${e.message}`, { retriable: e.retriable });
+}
 
 export class ProducerThread {
-  readonly #init: ProducerInit;
   readonly #logger: Logger;
   readonly #onUnexpectedExit: ((code: number) => void) | undefined;
-  readonly #script = workerScript(import.meta.url, 'worker');
-  #worker: Worker | undefined;
-  #starting: Promise<Worker> | undefined;
+  readonly #thread: ThreadHost<ToProducer, FromProducer>;
   /** Sends posted to the running thread and not yet answered. */
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
   #closed = false;
-  #closing: Promise<void> | undefined;
 
   constructor(opts: ProducerThreadOptions) {
     this.#logger = opts.logger.child({ component: 'producer-thread' });
     this.#onUnexpectedExit = opts.onUnexpectedExit;
     const level = (['debug', 'info', 'warn', 'error'] as const).find((l) => opts.logger.isLevelEnabled(l)) ?? 'error';
-    this.#init = { brokers: [...opts.brokers], clientId: opts.clientId, security: opts.kafkaSecurity.source(), topics: opts.topics, logLevel: level };
+    const init: ProducerInit = { brokers: [...opts.brokers], clientId: opts.clientId, security: opts.kafkaSecurity.source(), topics: opts.topics, logLevel: level };
+    this.#thread = new ThreadHost<ToProducer, FromProducer>({
+      name: 'the producer thread',
+      script: SCRIPT,
+      workerData: () => init,
+      resourceLimits: { maxOldGenerationSizeMb: OLD_GENERATION_MB },
+      crashError: (message, cause) => new ProducerThreadError(message, { retriable: true, cause }),
+      onMessage: (m) => this.#onMessage(m),
+      // No replacement here: the next send starts a new thread.
+      onExit: ({ code, error, wasReady }) => {
+        if (wasReady) {
+          this.#logger.error('producer thread exited; the next send starts a new one', { code, pending: this.#pending.size, err: error.cause });
+          this.#onUnexpectedExit?.(code);
+        }
+        this.#failPending(error);
+      },
+    });
   }
 
   /** Sends posted and not yet answered. */
@@ -80,12 +99,11 @@ export class ProducerThread {
   async send(pack: PackedRecords): Promise<void> {
     if (pack.records === 0) return;
     if (this.#closed) throw new ProducerThreadError('the producer thread is closed', { retriable: false });
-    const worker = await this.#running();
+    await this.#running();
     const id = this.#nextId++;
     return new Promise<void>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      const msg: ToProducer = { type: 'send', id, buffer: pack.buffer, length: pack.length };
-      worker.postMessage(msg);
+      this.#thread.post({ type: 'send', id, buffer: pack.buffer, length: pack.length });
     });
   }
 
@@ -93,25 +111,11 @@ export class ProducerThread {
    * Disconnects the producer and ends the thread; after `timeoutMs` the thread is terminated.
    * Sends still unanswered then fail (their chunks are not committed: redelivered).
    */
-  close(timeoutMs = 10_000): Promise<void> {
+  async close(timeoutMs = 10_000): Promise<void> {
     this.#closed = true;
-    this.#closing ??= (async () => {
-      const worker = this.#worker ?? (await this.#starting?.catch(() => undefined));
-      if (!worker) return;
-      const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-      worker.postMessage({ type: 'close' } satisfies ToProducer);
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(true), timeoutMs);
-      });
-      const late = await Promise.race([exited.then(() => false), timedOut]);
-      clearTimeout(timer);
-      if (late) {
-        this.#logger.warn('producer thread did not close in time; terminating it', { timeoutMs, pending: this.#pending.size });
-        await worker.terminate();
-      }
-    })();
-    return this.#closing;
+    const inTime = await this.#thread.close({ type: 'close' }, timeoutMs);
+    if (!inTime) this.#logger.warn('producer thread did not close in time; terminated it', { timeoutMs, pending: this.#pending.size });
+    this.#failPending(new ProducerThreadError('the producer thread closed before Kafka answered', { retriable: true }));
   }
 
   /**
@@ -119,75 +123,46 @@ export class ProducerThread {
    * retriable ProducerThreadError, and the next send starts a new thread. (What a supervisor
    * does with a wedged thread; the integration tests use it to crash one on purpose.)
    */
-  async kill(): Promise<void> {
-    const worker = this.#worker;
-    if (worker) await worker.terminate();
+  kill(): Promise<void> {
+    return this.#thread.kill();
   }
 
-  #running(): Promise<Worker> {
-    if (this.#worker) return Promise.resolve(this.#worker);
-    this.#starting ??= this.#spawn().finally(() => {
-      this.#starting = undefined;
-    });
-    return this.#starting;
+  async #running(): Promise<void> {
+    try {
+      await this.#thread.start();
+    } catch (err) {
+      if (err instanceof ThreadStartError) {
+        throw new ProducerThreadError(`the producer could not connect: ${err.reported.message}`, { retriable: err.reported.retriable });
+      }
+      throw err;
+    }
   }
 
-  #spawn(): Promise<Worker> {
-    return new Promise<Worker>((resolve, reject) => {
-      const worker = new Worker(this.#script.target, { workerData: this.#init, eval: this.#script.eval, resourceLimits: { maxOldGenerationSizeMb: OLD_GENERATION_MB } });
-      let ready = false;
-      let lastError: Error | undefined;
-      worker.on('message', (m: FromProducer) => {
-        switch (m.type) {
-          case 'sent':
-            this.#settle(m.id)?.resolve();
-            break;
-          case 'failed':
-            this.#settle(m.id)?.reject(new ProducerThreadError(`${m.error.name}: ${m.error.message}`, { retriable: m.error.retriable }));
-            break;
-          case 'log':
-            this.#relay(m.line);
-            break;
-          case 'ready':
-            ready = true;
-            this.#worker = worker;
-            resolve(worker);
-            break;
-          case 'start-failed':
-            lastError = new ProducerThreadError(`the producer could not connect: ${m.error.message}`, { retriable: m.error.retriable });
-            break;
-          case 'closed':
-            break;
-        }
-      });
-      worker.on('error', (err) => {
-        lastError = err;
-        this.#logger.error('producer thread failed', { err });
-      });
-      worker.on('exit', (code) => {
-        if (this.#worker === worker) this.#worker = undefined;
-        const why = lastError ? `: ${errorMessage(lastError)}` : '';
-        if (!ready) {
-          reject(lastError instanceof ProducerThreadError ? lastError : new ProducerThreadError(`the producer thread exited with code ${code} before it was ready${why}`, { retriable: true, cause: lastError }));
-          return;
-        }
-        if (this.#pending.size > 0 || !this.#closed) {
-          const err = new ProducerThreadError(`the producer thread exited with code ${code}${why}`, { retriable: true, cause: lastError });
-          if (!this.#closed) {
-            this.#logger.error('producer thread exited; the next send starts a new one', { code, pending: this.#pending.size, err: lastError });
-            this.#onUnexpectedExit?.(code);
-          }
-          for (const p of this.#pending.values()) p.reject(err);
-          this.#pending.clear();
-        }
-      });
-    });
+  #onMessage(m: FromProducer): void {
+    switch (m.type) {
+      case 'sent':
+        this.#settle(m.id)?.resolve();
+        break;
+      case 'failed':
+        this.#settle(m.id)?.reject(sendError(m.error));
+        break;
+      case 'log':
+        this.#relay(m.line);
+        break;
+      case 'closed':
+        break;
+    }
   }
 
   #settle(id: number): Pending | undefined {
     const p = this.#pending.get(id);
     this.#pending.delete(id);
     return p;
+  }
+
+  #failPending(err: Error): void {
+    for (const p of this.#pending.values()) p.reject(err);
+    this.#pending.clear();
   }
 
   /** A line of the thread's log, re-emitted through the service's logger. */

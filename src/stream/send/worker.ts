@@ -1,26 +1,21 @@
 // The producer thread: one idempotent kafkajs producer (acks=all), fed packs of records by the
 // consuming thread (see thread.ts for why). It decides nothing: every send is answered with
 // sent or failed, and retrying is the consuming thread's business.
-import { parentPort, workerData } from 'node:worker_threads';
 import { loadKafkaSecurity } from '../../config-security.js';
 import { createLogger } from '../../observe/logger.js';
+import { toThreadError } from '../../threads/error.js';
+import { threadPort } from '../../threads/port.js';
 import { DECISION_PRODUCER, createKafka } from '../kafka.js';
 import { unpackRecords } from '../records.js';
-import type { FromProducer, ProducerInit, ToProducer, WireError } from './messages.js';
+import type { FromProducer, ProducerInit, ToProducer } from './messages.js';
 
-const port = parentPort;
-if (!port) throw new Error('the producer thread must run as a worker thread');
-const init = workerData as ProducerInit;
-const post = (m: FromProducer) => port.postMessage(m);
+const thread = threadPort<ProducerInit, ToProducer, FromProducer>('the producer thread');
+const { init, post, port } = thread;
 
 const logger = createLogger({ level: init.logLevel, write: (line) => post({ type: 'log', line }) });
 
-function wire(err: unknown): WireError {
-  const e = err instanceof Error ? err : new Error(String(err));
-  const retriable = (e as { retriable?: unknown }).retriable;
-  const cause = e.cause instanceof Error ? `: ${e.cause.message}` : '';
-  return { name: e.name, message: e.message + cause, retriable: retriable !== false };
-}
+/** A Kafka error without a `retriable` flag is worth another try. */
+const wire = (err: unknown) => toThreadError(err, true);
 
 // The main thread validated these settings already; read again here, files included.
 const kafka = createKafka({ brokers: init.brokers, clientId: init.clientId, kafkaSecurity: loadKafkaSecurity(init.security) }, logger);
@@ -28,7 +23,7 @@ const producer = kafka.producer(DECISION_PRODUCER);
 
 let closing = false;
 
-port.on('message', (m: ToProducer) => {
+thread.onMessage((m) => {
   if (m.type === 'send') {
     if (closing) {
       post({ type: 'failed', id: m.id, error: { name: 'ProducerThreadClosing', message: 'the producer thread is closing', retriable: true } });
@@ -60,7 +55,7 @@ port.on('message', (m: ToProducer) => {
 producer.connect().then(
   () => post({ type: 'ready' }),
   (err: unknown) => {
-    post({ type: 'start-failed', error: wire(err) });
+    thread.startFailed(err, true);
     port.close();
   },
 );
