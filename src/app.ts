@@ -1,9 +1,7 @@
 // The service, wired: config → decision log (Postgres, migrated) → the fleet's desired state
 // (control topic) → router pool → circuit breaker → Kafka processor → metrics/health HTTP.
-// `App` is also the control plane's target (src/control/target.ts): routing, thresholds and the
-// breaker are the shared ControlCore (src/control/core.ts, the same one `serve --control-only`
-// uses); a reload or threshold change is written to the control topic (FleetControl) and comes
-// into force here, as on every replica, when the topic delivers it.
+// `App.control` is what the gRPC control plane calls (src/control/serve-target.ts): it reads the
+// parts started here and sends state changes through the fleet's control topic.
 //
 // Start-up order puts the cheap, failure-prone parts first (HTTP port, database, model), and
 // Kafka last, so a bad setting fails fast and no request is consumed before every part that
@@ -16,34 +14,19 @@ import type pg from 'pg';
 import { decodesInWorkers, type Config } from './config.js';
 import { DEFAULT_THRESHOLDS } from './engine/decide.js';
 import { RouterPool } from './engine/pool/pool.js';
-import { PolicyTable, type TenantPolicies } from './engine/policy.js';
-import type { RoutingRequest, RoutingResponse } from './wire/types.js';
+import type { TenantPolicies } from './engine/policy.js';
 import { errorMessage } from './errors.js';
 import { ControlTopic } from './control/control-topic.js';
 import { ControlHistory } from './store/control-history.js';
 import { ControlCore, type RoutingPool } from './control/core.js';
-import { DesiredState, type ApplyErrorView, type PoliciesListener } from './control/desired-state.js';
-import { FleetControl, type ConvergenceProbe } from './control/fleet-control.js';
+import { DesiredState } from './control/desired-state.js';
+import { FleetControl } from './control/fleet-control.js';
 import { startupModel } from './control/reload.js';
-import { replicaSample, routeCounts, serviceConfig, serviceStats, type ServiceParts } from './control/service-views.js';
-import {
-  ControlError,
-  type BreakerView,
-  type ChangeOptions,
-  type ConfigSnapshot,
-  type ControlStats,
-  type ControlTarget,
-  type HealthStatus,
-  type ModelSource,
-  type PolicyChangeResult,
-  type ReloadResult,
-  type SetThresholdsResult,
-  type TenantPolicyView,
-  type ThresholdsUpdate,
-} from './control/target.js';
+import { replicaSample, routeCounts, type ServiceParts } from './control/service-views.js';
+import { ControlError, type HealthStatus } from './control/target.js';
 import { startHttpServer, type HttpServer, type ReadinessReport } from './observe/http.js';
 import { FleetView } from './control/fleet-view.js';
-import type { FleetViewSnapshot } from './control/fleet-table.js';
+import { ServeControlTarget } from './control/serve-target.js';
 import { VERSION } from './version.js';
 import { createLogger, type Logger } from './observe/logger.js';
 import { registerCostMetrics } from './observe/cost.js';
@@ -103,12 +86,13 @@ export type AppEvent =
   /** The service cannot go on (the consumer stopped for good); the process should exit 1. */
   | { type: 'fatal'; reason: string };
 
-export class App extends EventEmitter implements ControlTarget {
-  readonly mode = 'serve';
+export class App extends EventEmitter {
   /** The validated, frozen configuration (config() is the control plane's redacted view). */
   readonly settings: Config;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** What the gRPC control plane calls (GetStats, reloads, thresholds, policies, breaker, Route). */
+  readonly control: ServeControlTarget;
   readonly #opts: AppOptions;
 
   #http: HttpServer | undefined;
@@ -139,8 +123,6 @@ export class App extends EventEmitter implements ControlTarget {
   /** Why the service cannot go on, once it cannot (start-up stops at the next step). */
   #fatal: string | undefined;
 
-  /** Per-tenant thresholds (the workers hold the same table; this one labels breaker fallbacks). */
-  #policies: PolicyTable;
   #startedAt = Date.now();
   #started = false;
   #draining = false;
@@ -149,12 +131,12 @@ export class App extends EventEmitter implements ControlTarget {
   readonly #healthListeners = new Set<(s: HealthStatus) => void>();
   #logFailedBatches = 0;
   readonly #status = new StatusTracker({
-    stats: () => this.stats(),
+    stats: () => this.control.stats(),
     counters: () => {
       const r = routeCounts({ processor: this.#processor, core: this.#core });
       return { decisions: r.lightweight + r.heavyweight, lightweight: r.lightweight, dlq: this.#processor?.counters.dlq ?? 0 };
     },
-    meta: () => ({ mode: this.mode, health: this.#health }),
+    meta: () => ({ mode: this.control.mode, health: this.#health }),
   });
 
   constructor(opts: AppOptions) {
@@ -166,7 +148,23 @@ export class App extends EventEmitter implements ControlTarget {
     const prices = opts.config.cost;
     if (prices) registerCostMetrics(this.metrics.registry, prices, () => routeCounts({ processor: this.#processor, core: this.#core }));
     this.#desired = new DesiredState({ logger: this.logger.child({ component: 'desired-state' }) });
-    this.#policies = new PolicyTable(opts.config.tenantKey);
+    this.control = new ServeControlTarget({
+      tenantKey: opts.config.tenantKey,
+      logger: this.logger,
+      parts: {
+        core: () => this.#core,
+        fleet: () => this.#fleet,
+        fleetView: () => this.#fleetView,
+        pool: () => this.#pool,
+        draining: () => this.#draining,
+        views: (withStore) => this.#views(withStore),
+        health: () => this.#health,
+        onHealthChange: (listener) => {
+          this.#healthListeners.add(listener);
+          return () => this.#healthListeners.delete(listener);
+        },
+      },
+    });
   }
 
   #emitEvent(e: AppEvent): void {
@@ -300,7 +298,7 @@ export class App extends EventEmitter implements ControlTarget {
         // The decision log stores each decision's features (retraining); the workers have them.
         returnFeatures: true,
         tenantKey: c.tenantKey,
-        tenantPolicies: this.#policies.size > 0 ? new Map(this.#policies.entries()) : undefined,
+        tenantPolicies: this.control.tenantPolicies().size > 0 ? new Map(this.control.tenantPolicies().entries()) : undefined,
       });
     }
     setModelVersion(this.metrics, this.#pool.modelVersion);
@@ -314,7 +312,7 @@ export class App extends EventEmitter implements ControlTarget {
       ...(this.#opts.wrapScorer ? { wrapScorer: this.#opts.wrapScorer } : {}),
       metrics: this.metrics,
       logger: log,
-      policyOf: (req) => this.#policies.choose(req.metadata, DEFAULT_THRESHOLDS).policy,
+      policyOf: (req) => this.control.tenantPolicies().choose(req.metadata, DEFAULT_THRESHOLDS).policy,
       onBreakerState: (state) => this.#emitEvent({ type: 'breaker', state }),
     }));
     this.#fleet = new FleetControl({ writer: this.#controlTopic, state: this.#desired, core: () => core });
@@ -383,9 +381,11 @@ export class App extends EventEmitter implements ControlTarget {
       },
     });
     // The workers decide with the fleet's tenant policies, kept in step with the control topic.
-    this.onPoliciesChanged((policies) => {
-      this.setTenantPolicies(policies).catch((err: unknown) => log.warn('tenant policies not applied', { err: errorMessage(err) }));
-    });
+    const applyPolicies = (policies: TenantPolicies) => {
+      this.control.setTenantPolicies(policies).catch((err: unknown) => log.warn('tenant policies not applied', { err: errorMessage(err) }));
+    };
+    applyPolicies(this.#desired.policies);
+    this.#desired.onPoliciesChanged(applyPolicies);
     this.#lag = new LagSampler({
       admin: () => this.#admin,
       groupId: c.groupId,
@@ -412,7 +412,7 @@ export class App extends EventEmitter implements ControlTarget {
       groupId: c.groupId,
       replicationFactor: c.replicationFactor,
       identity: { instance: c.instanceId, host: hostname(), version: VERSION, startedAt: Date.now(), controlAddress: `${host}:${c.grpcAddr.port}` },
-      source: { sample: () => replicaSample(this.#parts(), this.readiness().ready) },
+      source: { sample: () => replicaSample(this.#views(false), this.readiness().ready) },
       heartbeatMs: c.heartbeatMs,
       logger: this.logger,
     }));
@@ -498,15 +498,6 @@ export class App extends EventEmitter implements ControlTarget {
     });
   }
 
-  health(): HealthStatus {
-    return this.#health;
-  }
-
-  onHealthChange(listener: (status: HealthStatus) => void): () => void {
-    this.#healthListeners.add(listener);
-    return () => this.#healthListeners.delete(listener);
-  }
-
   #refreshHealth(): void {
     this.#setHealth(this.readiness().ready ? 'SERVING' : 'NOT_SERVING');
   }
@@ -518,118 +509,8 @@ export class App extends EventEmitter implements ControlTarget {
     for (const l of [...this.#healthListeners]) l(s);
   }
 
-  // ---- control plane ------------------------------------------------------------------------
-
-  #require<T>(v: T | undefined, what: string): T {
-    if (v === undefined) throw new ControlError('unavailable', `${what} is not running (the service is starting or stopped)`);
-    return v;
-  }
-
-  #coreOrFail(): ControlCore {
-    return this.#require(this.#core, 'the router');
-  }
-
-  #fleetOrFail(): FleetControl {
-    if (this.#draining) throw new ControlError('failed_precondition', 'the service is draining; no changes now');
-    return this.#require(this.#fleet, 'the control topic');
-  }
-
-  /** Validated, written to the control topic, returned once in force here (see FleetControl). */
-  reload(source: ModelSource, opts: ChangeOptions = {}): Promise<ReloadResult> {
-    return this.#fleetOrFail().reload(source, opts);
-  }
-
-  breaker(): BreakerView {
-    return this.#coreOrFail().breakerView();
-  }
-
-  resetBreaker(): BreakerView {
-    return this.#coreOrFail().resetBreaker();
-  }
-
-  /** Opens the breaker by hand (every candidate heavyweight until reset or the reset timeout). */
-  tripBreaker(): BreakerView {
-    return this.#coreOrFail().tripBreaker();
-  }
-
-  config(): ConfigSnapshot {
-    return serviceConfig(this.#parts());
-  }
-
-  setThresholds(update: ThresholdsUpdate, opts: ChangeOptions = {}): Promise<SetThresholdsResult> {
-    return this.#fleetOrFail().setThresholds(update, opts);
-  }
-
-  setPolicy(policy: TenantPolicyView, opts: ChangeOptions = {}): Promise<PolicyChangeResult> {
-    return this.#fleetOrFail().setPolicy(policy, opts);
-  }
-
-  deletePolicy(tenant: string, opts: ChangeOptions = {}): Promise<PolicyChangeResult> {
-    return this.#fleetOrFail().deletePolicy(tenant, opts);
-  }
-
-  listPolicies(): TenantPolicyView[] {
-    return this.#require(this.#fleet, 'the control topic').listPolicies();
-  }
-
-  /**
-   * Replaces the per-tenant policies (tenant → thresholds) on every worker; requests decided
-   * after it resolves use them. The desired-state store calls it with the fleet's table.
-   * InvalidInputError for a bad policy (nothing changes).
-   */
-  async setTenantPolicies(policies: TenantPolicies): Promise<void> {
-    if (this.#draining) throw new ControlError('failed_precondition', 'the service is draining; tenant policies are not changed now');
-    const table = new PolicyTable(this.settings.tenantKey, policies);
-    const pool = this.#pool as (RoutingPool & { setTenantPolicies?: (p: TenantPolicies, key?: string) => Promise<void> }) | undefined;
-    if (pool) {
-      if (!pool.setTenantPolicies) throw new ControlError('failed_precondition', 'this router pool does not support tenant policies');
-      await pool.setTenantPolicies(policies, table.tenantKey);
-    }
-    this.#policies = table;
-    this.logger.info('tenant policies changed', { tenants: table.size });
-  }
-
-  /** The per-tenant policies in force. */
-  tenantPolicies(): PolicyTable {
-    return this.#policies;
-  }
-
-  /** Routes one request through the same breaker as the stream (not logged, not published). */
-  route(request: RoutingRequest | unknown): Promise<RoutingResponse> {
-    return this.#coreOrFail().route(request);
-  }
-
-  // ---- the fleet's desired state: hooks for the fleet view and the per-tenant decision path ----
-
-  /** Offset of the last control record this replica processed (its "policy revision"). */
-  get controlRevision(): number {
-    return this.#desired.revision;
-  }
-
-  /** The last control record this replica refused or could not apply. */
-  get lastApplyError(): ApplyErrorView | undefined {
-    return this.#desired.lastApplyError;
-  }
-
-  /** Tenant policies in force; `listener` is called at once with them and on every change. */
-  onPoliciesChanged(listener: PoliciesListener): () => void {
-    listener(this.#desired.policies);
-    return this.#desired.onPoliciesChanged(listener);
-  }
-
-  /** How state-changing calls learn how many live replicas have applied a revision. */
-  setConvergenceProbe(probe: ConvergenceProbe | undefined): void {
-    this.#require(this.#fleet, 'the control topic').setConvergenceProbe(probe);
-  }
-
-  stats(): ControlStats {
-    const core = this.#require(this.#core, 'the engine');
-    // Only GetStats reads (and so refreshes) the Postgres aggregates.
-    return serviceStats({ ...this.#parts(), store: this.#storeStats?.read() }, core);
-  }
-
   /** What the control plane's views are assembled from (service-views.ts). */
-  #parts(): ServiceParts {
+  #views(withStore: boolean): ServiceParts {
     return {
       settings: this.settings,
       startedAt: this.#startedAt,
@@ -643,13 +524,11 @@ export class App extends EventEmitter implements ControlTarget {
       fleet: this.#fleetView,
       desired: this.#desired,
       database: this.#db,
+      // Only GetStats reads (and so refreshes) the Postgres aggregates.
+      ...(withStore ? { store: this.#storeStats?.read() } : {}),
     };
   }
 
-  /** Every replica of the fleet (GetFleet): any replica answers for all. */
-  fleet(opts: { includeStale: boolean }): FleetViewSnapshot {
-    return this.#require(this.#fleetView, 'the fleet view').snapshot(opts.includeStale);
-  }
 
   // ---- introspection for the CLI, tests and the demo ----------------------------------------
 

@@ -53,7 +53,7 @@ export async function runService(opts: ServiceOptions): Promise<number> {
   // UNAVAILABLE until it runs) by the time /readyz says ready — clients that wait for readiness
   // can connect at once.
   const control = await startControlServer({
-    target: app,
+    target: app.control,
     address: `${config.grpcAddr.host.includes(':') ? `[${config.grpcAddr.host}]` : config.grpcAddr.host}:${config.grpcAddr.port}`,
     adminToken: config.adminToken,
     ...(opts.control ?? {}),

@@ -131,7 +131,7 @@ export async function startDemoTraffic(app: App, opts: DemoOptions, onDone: () =
   }, 100);
 
   const line = () => {
-    const s = app.stats();
+    const s = app.control.stats();
     const t = s.totals;
     const k = app.streamCounters();
     const share = t.decisions > 0 ? Math.round((100 * t.lightweight) / t.decisions) : 0;

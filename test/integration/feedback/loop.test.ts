@@ -121,7 +121,7 @@ beforeAll(async () => {
     // Big enough to hold every outcome of a phase: coverage is measured over all of them.
     feedback: feedbackSettingsFromEnv({ TD_FEEDBACK_WINDOW: '50000', TD_DRIFT_MIN_SAMPLES: '500', TD_DRIFT_EPSILON: '0.05' }),
   });
-  control = await startControlServer({ target: app, address: '127.0.0.1:0', adminToken: TOKEN });
+  control = await startControlServer({ target: app.control, address: '127.0.0.1:0', adminToken: TOKEN });
   client = new ControlClient({ address: control.address });
   pool = createPool({ url: process.env.DATABASE_URL!, max: 2 });
   process.env.TD_ADMIN_TOKEN = TOKEN;

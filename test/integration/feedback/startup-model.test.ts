@@ -56,18 +56,18 @@ afterAll(async () => {
 describe('serve start-up model', () => {
   it('ignores the registry at start-up: with an empty control topic it serves TD_MODEL_PATH or the default', async () => {
     app = await startApp(testConfig(n, { modelPath: undefined }));
-    expect(app.stats().model.version).toBe(defaultVersion);
+    expect(app.control.stats().model.version).toBe(defaultVersion);
   });
 
   it('comes back with the model a reload made the fleet\'s, even over TD_MODEL_PATH, and mirrors it into the registry', async () => {
     app = await startApp(testConfig(n, { modelPath: undefined }));
-    const r = await app.reload({ path: promotedPath });
+    const r = await app.control.reload({ path: promotedPath });
     expect(r.model.version).toBe(PROMOTED);
     expect(r.convergence?.revision).toBeGreaterThanOrEqual(0);
     await app.stop();
     const { logger, lines } = bufferLogger();
     app = await startApp(testConfig(n, { modelPath: defaultModelPath() }), { logger });
-    expect(app.stats().model.version).toBe(PROMOTED);
+    expect(app.control.stats().model.version).toBe(PROMOTED);
     expect(lines.join('')).toMatch(/TD_MODEL_PATH is set, but the fleet's control topic names the active model/);
     const active = await registry.active();
     expect(active?.version).toBe(PROMOTED);
@@ -76,11 +76,11 @@ describe('serve start-up model', () => {
 
   it('refuses a model over 4 MiB with a clear error, and nothing changes', async () => {
     app = await startApp(testConfig(n, { modelPath: undefined }));
-    const before = app.stats().model.version;
+    const before = app.control.stats().model.version;
     const packaged = await readFile(defaultModelPath());
     const { tensors, metadata } = readSafetensors(packaged);
     const big = writeSafetensors(tensors, { ...metadata, version: 'too-big', padding: 'x'.repeat(4 * 1024 * 1024) });
-    await expect(app.reload({ bytes: big })).rejects.toThrow(/at most 4194304 bytes \(4 MiB\)/);
-    expect(app.stats().model.version).toBe(before);
+    await expect(app.control.reload({ bytes: big })).rejects.toThrow(/at most 4194304 bytes \(4 MiB\)/);
+    expect(app.control.stats().model.version).toBe(before);
   });
 });

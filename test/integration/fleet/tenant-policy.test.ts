@@ -35,8 +35,8 @@ afterAll(async () => {
 
 describe('per-tenant policy', () => {
   it('decides a tenant\'s requests with its thresholds only, and every decision and row names the policy', async () => {
-    await app.setTenantPolicies(new Map([['strict', { confidence: 1, maxUncertainty: 0 }]]));
-    expect(app.tenantPolicies().entries()).toEqual([['strict', { confidence: 1, maxUncertainty: 0 }]]);
+    await app.control.setTenantPolicies(new Map([['strict', { confidence: 1, maxUncertainty: 0 }]]));
+    expect(app.control.tenantPolicies().entries()).toEqual([['strict', { confidence: 1, maxUncertainty: 0 }]]);
 
     const tenantOf = new Map<string, string | undefined>();
     const requests = Array.from({ length: 90 }, (_, i) => {
@@ -81,19 +81,19 @@ describe('per-tenant policy', () => {
     expect(counts.map((c) => [c.policy, Number(c.n)])).toEqual([['global', 240], ['tenant:strict', 120]]);
 
     // The Route call reports it too, and a breaker fallback carries the tenant's policy.
-    const routed = await app.route({ ...makeRequest('tp-route', 3, 16), metadata: { tenant: 'strict' } });
+    const routed = await app.control.route({ ...makeRequest('tp-route', 3, 16), metadata: { tenant: 'strict' } });
     expect(routed.policy).toBe('tenant:strict');
-    app.tripBreaker();
+    app.control.tripBreaker();
     try {
-      const fallback = await app.route({ ...makeRequest('tp-open', 3, 16), metadata: { tenant: 'strict' } });
+      const fallback = await app.control.route({ ...makeRequest('tp-open', 3, 16), metadata: { tenant: 'strict' } });
       expect(fallback.decisions.map((d) => [d.reason, d.policy])).toEqual(Array(3).fill(['breaker_open', 'tenant:strict']));
     } finally {
-      app.resetBreaker();
+      app.control.resetBreaker();
     }
 
     // Removing the policy sends the tenant back to the global thresholds.
-    await app.setTenantPolicies(new Map());
-    expect((await app.route({ ...makeRequest('tp-after', 3, 16), metadata: { tenant: 'strict' } })).policy).toBe('global');
-    await expect(app.setTenantPolicies(new Map([['bad', { confidence: 2, maxUncertainty: 0 }]]))).rejects.toThrow(/confidence must be a number in \[0, 1\]/);
+    await app.control.setTenantPolicies(new Map());
+    expect((await app.control.route({ ...makeRequest('tp-after', 3, 16), metadata: { tenant: 'strict' } })).policy).toBe('global');
+    await expect(app.control.setTenantPolicies(new Map([['bad', { confidence: 2, maxUncertainty: 0 }]]))).rejects.toThrow(/confidence must be a number in \[0, 1\]/);
   });
 });

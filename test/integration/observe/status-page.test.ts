@@ -101,7 +101,7 @@ describe('the status page', () => {
 
     failing = true;
     await expect.poll(() => text(page, '#breaker'), { timeout: 30_000, interval: 500 }).toBe('open');
-    expect(serve.app.breaker().state).toBe('open');
+    expect(serve.app.control.breaker().state).toBe('open');
     expect(await text(page, '#trips')).toBe('1');
 
     await page.screenshot({ path: join(ARTIFACTS, 'status-page-1280x800.png'), fullPage: false });

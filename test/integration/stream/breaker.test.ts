@@ -50,12 +50,12 @@ describe('circuit breaker around scoring', () => {
     const healthy = await send('before', 10);
     await serve.out.until(() => decisionsOf(healthy).length >= 30, 30_000, 'healthy decisions');
     expect(decisionsOf(healthy).every(({ d }) => d.reason !== 'breaker_open')).toBe(true);
-    expect(serve.app.breaker().state).toBe('closed');
+    expect(serve.app.control.breaker().state).toBe('closed');
 
     failing = true;
     const during = await send('during', 30);
     await serve.out.until(() => decisionsOf(during).length >= 90, 30_000, 'decisions while failing');
-    expect(serve.app.breaker().state).toBe('open');
+    expect(serve.app.control.breaker().state).toBe('open');
     const failed = decisionsOf(during);
     // Every candidate of every request decided, all heavyweight, the documented fallback values.
     expect(failed).toHaveLength(90);
@@ -74,10 +74,10 @@ describe('circuit breaker around scoring', () => {
 
     // Heal; after the reset timeout a trial call goes through and closes the breaker.
     failing = false;
-    await waitFor(() => serve.app.breaker().state === 'half_open', 10_000, 'half-open');
+    await waitFor(() => serve.app.control.breaker().state === 'half_open', 10_000, 'half-open');
     const after = await send('after', 10);
     await serve.out.until(() => decisionsOf(after).length >= 30, 30_000, 'decisions after healing');
-    await waitFor(() => serve.app.breaker().state === 'closed', 10_000, 'closed');
+    await waitFor(() => serve.app.control.breaker().state === 'closed', 10_000, 'closed');
     // (While half-open, opossum lets ONE trial call through; requests scored at the same
     // moment still get the fallback. Once closed, everything is scored again.)
     const closed = await send('closed', 10);
@@ -95,7 +95,7 @@ describe('circuit breaker around scoring', () => {
     const fallbacks = Number(/td_decisions_total\{route="heavyweight",reason="breaker_open"\} (\d+)/.exec(metrics)?.[1]);
     expect(fallbacks).toBeGreaterThanOrEqual(105);
     expect(fallbacks).toBeLessThan(105 + 30);
-    expect(serve.app.breaker().trips).toBe(1);
+    expect(serve.app.control.breaker().trips).toBe(1);
 
     // Nothing lost: every request of every phase is in Postgres.
     const total = (10 + 30 + 5 + 10 + 10) * 3;

@@ -59,7 +59,7 @@ describe('estimated spend and savings', () => {
     expect(metric(text, /^td_estimated_cost_total\{route="heavyweight"\} (\S+)$/m)).toBe(EXPECTED.heavy);
     expect(metric(text, /^td_estimated_savings_total (\S+)$/m)).toBe(EXPECTED.savings);
 
-    control = await startControlServer({ address: '127.0.0.1:0', target: serve.app });
+    control = await startControlServer({ address: '127.0.0.1:0', target: serve.app.control });
     const rpc = new ControlClient({ address: control.address, deadlineMs: 10_000 });
     try {
       const s = await rpc.getStats();

@@ -84,7 +84,7 @@ describe.each([
     expect(metrics).toMatch(/td_requests_total\{encoding="protobuf",outcome="decided"\} 15/);
     expect(metrics).toMatch(/td_model_info\{version="[^"]+"\} 1/);
     expect(metrics).toMatch(/td_end_to_end_seconds_count 30/);
-    const stats = serve.app.stats();
+    const stats = serve.app.control.stats();
     expect(stats.stream?.consumed).toBe(30);
     expect(stats.totals.requests).toBe(30);
     expect(stats.stream?.assignedPartitions).toBe(3);

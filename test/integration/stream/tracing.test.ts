@@ -131,7 +131,7 @@ describe('trace context through serve (SDK registered)', () => {
   });
 
   it('ends the span of a request the breaker answered as an error', async () => {
-    app.tripBreaker();
+    app.control.tripBreaker();
     const r = makeRequest('while-open', 2, 8);
     const m = record(r, 'json');
     await produce(n.requests, [{ ...m, headers: { ...m.headers, traceparent: `00-${traceId(10)}-${PARENT}-01` } }]);
@@ -141,6 +141,6 @@ describe('trace context through serve (SDK registered)', () => {
     expect(span.attributes[SPAN_ATTRIBUTES.fallback]).toBe(true);
     expect(span.attributes[`${SPAN_ATTRIBUTES.reasonPrefix}breaker_open`]).toBe(2);
     for (const g of recordsOf(out.records, r.request_id)) expect(parseTraceparent(header(g.message, 'traceparent'))?.traceId).toBe(traceId(10));
-    app.resetBreaker();
+    app.control.resetBreaker();
   });
 });
