@@ -38,7 +38,9 @@ import type { Config } from '../config.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
+import { countingObserver, newStreamCounters, type StreamCounters } from './accounting.js';
 import { AtLeastOnceSink } from './alo-sink.js';
+import { Backpressure } from './backpressure.js';
 import type { ScoringBreaker } from '../resilience/breaker.js';
 import { buildChunk, type Chunk, type ChunkObserver, type ResponseOptions } from './chunk.js';
 import { scoreRecord, type Decoder, type Scoring } from './score.js';
@@ -57,6 +59,7 @@ import { StaleChunkError, TransactionalSink } from './transactional-sink.js';
 
 export type { LoggedDecision } from './chunk.js';
 export type { DecisionLogPort } from './sink.js';
+export type { StreamCounters } from './accounting.js';
 
 export type { Decoder } from './score.js';
 
@@ -93,22 +96,6 @@ export interface ProcessorOptions {
   producerThread?: boolean;
   /** Builds the producer thread (default: `new ProducerThread(opts)`); tests keep a handle on it. */
   createProducerThread?: (opts: ProducerThreadOptions) => ProducerThread;
-}
-
-/** Lifetime counters (plain numbers, cheap to read for stats). */
-export interface StreamCounters {
-  consumed: number;
-  decided: number;
-  rejected: number;
-  decisions: number;
-  lightweight: number;
-  reasons: Record<string, number>;
-  /** Decision, DLQ and response records acknowledged by Kafka. */
-  produced: number;
-  dlq: number;
-  /** Requests answered by the breaker fallback. */
-  fallbacks: number;
-  committedBatches: number;
 }
 
 export interface ProcessorStatus {
@@ -156,9 +143,7 @@ export class Processor extends EventEmitter {
   #memberId: string | undefined;
   #generation = 0;
   #assignment: Record<string, number[]> = {};
-  #paused = false;
-  #pauseReason: string | undefined;
-  #pressureTimer: NodeJS.Timeout | undefined;
+  readonly #backpressure: Backpressure;
   #lastError: string | undefined;
   #stopping: Promise<boolean> | undefined;
   #draining = false;
@@ -167,18 +152,7 @@ export class Processor extends EventEmitter {
   /** Aborted when the drain's deadline passes: deliveries stop waiting for Kafka or Postgres. */
   readonly #deadlineCtl = new AbortController();
   readonly #observer: ChunkObserver;
-  readonly counters: StreamCounters = {
-    consumed: 0,
-    decided: 0,
-    rejected: 0,
-    decisions: 0,
-    lightweight: 0,
-    reasons: { model: 0, breaker_open: 0, uncertain: 0, below_threshold: 0 },
-    produced: 0,
-    dlq: 0,
-    fallbacks: 0,
-    committedBatches: 0,
-  };
+  readonly counters: StreamCounters = newStreamCounters();
 
   constructor(opts: ProcessorOptions) {
     super();
@@ -214,30 +188,16 @@ export class Processor extends EventEmitter {
         this.#logger.warn('offset commit failed; retrying shortly', { err });
       },
     });
-    const m = opts.metrics;
-    const k = this.counters;
-    this.#observer = {
-      rejected: (kind, encoding, err, msg) => {
-        if (kind === 'internal') this.#logger.error('decoder failed unexpectedly; record sent to the DLQ', { err, offset: msg.offset });
-        m.dlq.inc({ reason: kind });
-        m.requests.inc({ encoding, outcome: 'rejected' });
-        k.rejected++;
-      },
-      decided: (encoding, scored) => {
-        if (!scored.fallback) {
-          m.engine.observe(scored.engineSeconds);
-          this.#o.onEngineLatency?.(scored.response.inference_time_us);
-        } else k.fallbacks++;
-        k.decided++;
-        m.requests.inc({ encoding, outcome: 'decided' });
-      },
-      decision: (d) => {
-        m.decisions.inc({ route: d.use_lightweight ? 'lightweight' : 'heavyweight', reason: d.reason });
-        k.decisions++;
-        if (d.use_lightweight) k.lightweight++;
-        k.reasons[d.reason] = (k.reasons[d.reason] ?? 0) + 1;
-      },
-    };
+    this.#observer = countingObserver(this.counters, opts.metrics, this.#logger, opts.onEngineLatency);
+    this.#backpressure = new Backpressure({
+      topic: opts.config.topics.requests,
+      log: opts.log,
+      pressure: opts.pressure,
+      metrics: opts.metrics,
+      logger: this.#logger,
+      ownedPartitions: () => Object.values(this.#assignment).reduce((n, ps) => n + ps.length, 0),
+      onChange: (e) => this.#emit(e),
+    });
   }
 
   status(): ProcessorStatus {
@@ -247,8 +207,8 @@ export class Processor extends EventEmitter {
       memberId: this.#memberId,
       generation: this.#generation,
       assignment: this.#assignment,
-      paused: this.#paused,
-      pauseReason: this.#pauseReason,
+      paused: this.#backpressure.paused,
+      pauseReason: this.#backpressure.reason,
       inFlight: this.#slots.inUse,
       exactlyOnce: this.#c.exactlyOnce,
       lastError: this.#lastError,
@@ -336,8 +296,7 @@ export class Processor extends EventEmitter {
       this.#o.metrics.rebalances.inc();
       this.#logger.info('joined consumer group', { groupId: c.groupId, memberId: payload.memberId, assignment: this.#assignment });
       this.#emit({ type: 'joined', assignment: this.#assignment });
-      // A pause does not survive a re-join in kafkajs; re-apply it.
-      if (this.#paused) consumer.pause([{ topic: c.topics.requests }]);
+      this.#backpressure.reapply();
     });
     consumer.on(ev.REBALANCING, () => {
       this.#joined = false;
@@ -372,37 +331,7 @@ export class Processor extends EventEmitter {
       partitionsConsumedConcurrently: c.partitionsConcurrency,
       eachBatch: (payload) => this.#onBatch(payload),
     });
-    this.#pressureTimer = setInterval(() => this.#checkPressure(), 50);
-    this.#pressureTimer.unref();
-  }
-
-  // ---- backpressure -------------------------------------------------------------------------
-
-  #pressure(): string | undefined {
-    if (this.#o.log.underPressure()) return `decision log backlog ${this.#o.log.backlog()}`;
-    return this.#o.pressure?.();
-  }
-
-  #checkPressure(): void {
-    const consumer = this.#consumer;
-    if (!consumer || !this.#running) return;
-    const reason = this.#pressure();
-    this.#o.metrics.logBacklog.set(this.#o.log.backlog());
-    if (reason !== undefined && !this.#paused) {
-      this.#paused = true;
-      this.#pauseReason = reason;
-      consumer.pause([{ topic: this.#c.topics.requests }]);
-      this.#o.metrics.pausedPartitions.set(Object.values(this.#assignment).reduce((n, ps) => n + ps.length, 0));
-      this.#logger.warn('pausing consumption: backpressure', { reason });
-      this.#emit({ type: 'paused', reason });
-    } else if (reason === undefined && this.#paused) {
-      this.#paused = false;
-      this.#pauseReason = undefined;
-      consumer.resume([{ topic: this.#c.topics.requests }]);
-      this.#o.metrics.pausedPartitions.set(0);
-      this.#logger.info('resuming consumption: pressure relieved', { backlog: this.#o.log.backlog() });
-      this.#emit({ type: 'resumed' });
-    }
+    this.#backpressure.start(consumer);
   }
 
   // ---- batch handling -----------------------------------------------------------------------
@@ -583,7 +512,7 @@ export class Processor extends EventEmitter {
         const deadline = started + timeoutMs;
         this.#emit({ type: 'draining' });
         this.#logger.info('draining: finishing in-flight work and committing', { inFlight: this.#slots.inUse, timeoutMs });
-        if (this.#pressureTimer) clearInterval(this.#pressureTimer);
+        this.#backpressure.stop();
         this.#draining = true;
         this.#drainCtl.abort(new Error('draining'));
         const consumer = this.#consumer;
