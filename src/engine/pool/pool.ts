@@ -28,12 +28,11 @@
 // CPU per request as a worker spends scoring it — so on a 2-core machine one worker plus the
 // main thread fill both cores; a second worker would only contend with the main thread.
 import { availableParallelism } from 'node:os';
-import { readFile, stat } from 'node:fs/promises';
-import { InvalidInputError, ModelError, errorMessage } from '../../errors.js';
+import { InvalidInputError } from '../../errors.js';
 import { DecodeError } from '../../wire/errors.js';
 import type { FeatureConfig } from '../features.js';
-import { MAX_MODEL_BYTES, defaultModelPath, parseModel } from '../model.js';
-import { Router, assertRoutable } from '../router.js';
+import { defaultModelPath, parseModel } from '../model.js';
+import { Router } from '../router.js';
 import { DEFAULT_TENANT_KEY, PolicyTable, policyEntries, type TenantPolicies } from '../policy.js';
 import type { RoutingRequest, RoutingResponse } from '../../wire/types.js';
 import { requestTopK } from '../../wire/response.js';
@@ -41,8 +40,9 @@ import { completeFiniteCheck, isValidatedRequest, noMetadata, validateRequest, t
 import { cosineBatch } from '../features.js';
 import { ARENA_BYTES, ArenaCache, Packer, packBytes, packNumbers, type PackedNumbers } from './arena.js';
 import { Batcher, MAX_INFLIGHT, type Batch, type Task } from './batcher.js';
-import { PoolClosedError, PoolSaturatedError, WorkerCrashedError } from './errors.js';
-import { PROTOCOL_VERSION, TaskKind, reducedBytes, type FromWorker, type RouteResults, type ToWorker, type WorkerInit } from './messages.js';
+import { PoolClosedError, PoolSaturatedError } from './errors.js';
+import { PROTOCOL_VERSION, TaskKind, reducedBytes, type RouteResults, type WorkerInit } from './messages.js';
+import { PoolControl, readModelBytes } from './pool-control.js';
 import { decodeResults } from './results.js';
 import { WorkerSlot, type SlotHost } from './worker-slot.js';
 
@@ -93,19 +93,6 @@ export type ContentType = 'json' | 'protobuf';
 
 /** Raw encoded payloads larger than this are refused before copying. */
 export const MAX_ENCODED_BYTES = 64 * 1024 * 1024;
-const READY_TIMEOUT_MS = 30_000;
-
-async function readModelBytes(path: string): Promise<Uint8Array> {
-  try {
-    const st = await stat(path);
-    if (!st.isFile()) throw new ModelError(`${path}: not a regular file`);
-    if (st.size > MAX_MODEL_BYTES) throw new ModelError(`${path}: ${st.size} bytes, the limit is ${MAX_MODEL_BYTES}`);
-    return await readFile(path);
-  } catch (err) {
-    if (err instanceof ModelError) throw err;
-    throw new ModelError(`cannot read model file ${path}: ${errorMessage(err)}`, { cause: err });
-  }
-}
 
 function positiveInt(name: string, v: number | undefined, dflt: number): number {
   if (v === undefined) return dflt;
@@ -128,18 +115,18 @@ export class RouterPool {
   #completed = 0;
   #failed = 0;
   #crashes = 0;
-  #seq = 0;
   #closing = false;
   /** Set once create() has all workers up; before that a dying worker is not replaced. */
   #started = false;
   #closed: Promise<void> | null = null;
   #drainWaiters: (() => void)[] = [];
-  #exclusive: Promise<unknown> = Promise.resolve();
+  readonly #control: PoolControl;
   readonly #packer = new Packer<WorkerSlot, Batch>((slot, need) => this.#batcher.batchWithRoom(slot.queue, need));
 
   private constructor(init: WorkerInit, mirror: Router, workers: number, opts: RouterPoolOptions) {
     this.#init = init;
     this.#mirror = mirror;
+    this.#control = new PoolControl({ slots: () => this.#slots, init, mirror, closing: () => this.#closing });
     this.#maxQueue = positiveInt('maxQueue', opts.maxQueue, 1024);
     this.#maxQueueBytes = positiveInt('maxQueueBytes', opts.maxQueueBytes, 32 * 1024 * 1024);
     const maxBatch = positiveInt('maxBatch', opts.maxBatch, 64);
@@ -423,30 +410,6 @@ export class RouterPool {
   }
 
   // -------------------------------------------------------------------------------------------
-  // workers
-
-  async #allReady(): Promise<void> {
-    const waits = this.#slots.filter((s) => !s.ready).map((s) => s.whenReady());
-    if (waits.length === 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new WorkerCrashedError(`router workers not ready after ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS);
-    });
-    try {
-      await Promise.race([Promise.all(waits), timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  /** Runs reloads and threshold changes one at a time. */
-  #serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#exclusive.then(fn, fn);
-    this.#exclusive = run.catch(() => {});
-    return run;
-  }
-
-  // -------------------------------------------------------------------------------------------
   // control
 
   /**
@@ -454,79 +417,12 @@ export class RouterPool {
    * stays), prepared in all workers, then committed in all. Resolves when every worker uses it.
    */
   reload(model: string | { bytes: Uint8Array; source?: string }): Promise<{ version: string }> {
-    return this.#serial(async () => {
-      if (this.#closing) throw new PoolClosedError('the router pool is closed');
-      const source = typeof model === 'string' ? model : (model.source ?? 'model bytes');
-      const bytes = typeof model === 'string' ? await readModelBytes(model) : model.bytes;
-      const parsed = parseModel(bytes, source); // ModelError: refused before any worker sees it
-      assertRoutable(parsed);
-      await this.#allReady();
-      const reloadId = ++this.#seq;
-      const slots = [...this.#slots];
-      const generations = slots.map((s) => s.generation);
-      const isPrepared = (m: FromWorker): m is Extract<FromWorker, { type: 'prepared' }> => m.type === 'prepared' && m.reloadId === reloadId;
-      const isCommitted = (m: FromWorker): m is Extract<FromWorker, { type: 'committed' }> => m.type === 'committed' && m.reloadId === reloadId;
-      let prepared;
-      try {
-        prepared = await Promise.all(slots.map((s) => s.control({ type: 'prepare', reloadId, bytes, source }, isPrepared)));
-      } catch (err) {
-        this.#broadcast({ type: 'abort', reloadId });
-        throw err;
-      }
-      const bad = prepared.find((p) => !p.ok);
-      if (bad && !bad.ok) {
-        this.#broadcast({ type: 'abort', reloadId });
-        throw new ModelError(`reload of ${source} refused by a worker: ${bad.message}; the old model stays`);
-      }
-      // A worker replaced after it acknowledged (its replacement started with the old model)
-      // would miss the switch: abort, the old model stays everywhere.
-      if (slots.some((s, i) => s.generation !== generations[i])) {
-        this.#broadcast({ type: 'abort', reloadId });
-        throw new WorkerCrashedError(`a router worker was replaced during the reload of ${source}; the old model stays, retry`);
-      }
-      // No await between the check above and this line: from here replacements start with the
-      // new model, so a crash during the commit phase is harmless.
-      this.#init.model = { bytes, source };
-      await Promise.all(
-        slots.map((s) =>
-          s.control({ type: 'commit', reloadId }, isCommitted).catch((err) => {
-            if (err instanceof WorkerCrashedError) return; // replaced, with the new model
-            throw err;
-          }),
-        ),
-      );
-      this.#mirror.swapModel(parsed);
-      return { version: parsed.version };
-    });
+    return this.#control.reload(model);
   }
 
   /** Sets thresholds in every worker (and for replacements); resolves when all applied them. */
   setThresholds(t: { confidence?: number; maxUncertainty?: number }): Promise<void> {
-    return this.#serial(async () => {
-      if (this.#closing) throw new PoolClosedError('the router pool is closed');
-      for (const [k, v] of Object.entries(t)) {
-        if (v !== undefined && !(typeof v === 'number' && v >= 0 && v <= 1)) {
-          throw new InvalidInputError(`threshold ${k} must be a number in [0, 1], got ${String(v)}`);
-        }
-      }
-      this.#mirror.setThresholds(t);
-      if (t.confidence !== undefined) this.#init.router.confidenceThreshold = t.confidence;
-      if (t.maxUncertainty !== undefined) this.#init.router.maxUncertainty = t.maxUncertainty;
-      await this.#allReady();
-      const seq = ++this.#seq;
-      const msg: ToWorker = { type: 'thresholds', seq, ...t };
-      const acks = await Promise.all(
-        this.#slots.map((s) =>
-          s.control(msg, (m): m is Extract<FromWorker, { type: 'thresholds-set' }> => m.type === 'thresholds-set' && m.seq === seq)
-            .catch((err) => {
-              if (err instanceof WorkerCrashedError) return null; // its replacement reads #init
-              throw err;
-            }),
-        ),
-      );
-      const bad = acks.find((a) => a && !a.ok);
-      if (bad && !bad.ok) throw new InvalidInputError(`thresholds refused: ${bad.message}`);
-    });
+    return this.#control.setThresholds(t);
   }
 
   /**
@@ -535,32 +431,7 @@ export class RouterPool {
    * defaults to the current one.
    */
   setTenantPolicies(policies: TenantPolicies, tenantKey: string = this.#mirror.policies.tenantKey): Promise<void> {
-    return this.#serial(async () => {
-      if (this.#closing) throw new PoolClosedError('the router pool is closed');
-      const table = new PolicyTable(tenantKey, policies);
-      const entries = policyEntries(table);
-      this.#mirror.setPolicies(table);
-      this.#init.router.tenantKey = table.tenantKey;
-      this.#init.router.policies = entries;
-      await this.#allReady();
-      const seq = ++this.#seq;
-      const msg: ToWorker = { type: 'policies', seq, tenantKey: table.tenantKey, policies: entries };
-      const acks = await Promise.all(
-        this.#slots.map((s) =>
-          s.control(msg, (m): m is Extract<FromWorker, { type: 'policies-set' }> => m.type === 'policies-set' && m.seq === seq)
-            .catch((err) => {
-              if (err instanceof WorkerCrashedError) return null; // its replacement reads #init
-              throw err;
-            }),
-        ),
-      );
-      const bad = acks.find((a) => a && !a.ok);
-      if (bad && !bad.ok) throw new InvalidInputError(`tenant policies refused: ${bad.message}`);
-    });
-  }
-
-  #broadcast(msg: ToWorker): void {
-    for (const s of this.#slots) if (s.ready) s.post(msg);
+    return this.#control.setTenantPolicies(policies, tenantKey);
   }
 
   /** Test hook: makes worker `index` exit with `code` (requires `testHooks: true`). */
