@@ -18,6 +18,8 @@ describe('import layering (eslint no-restricted-imports)', () => {
     expect(await messages('src/wire/probe.ts', "import { loadConfig } from '../config.js';\nexport const x = loadConfig;\n")).toEqual([expect.stringMatching(/layering \(wire\)/)]);
     expect(await messages('src/engine/pool/probe.ts', "import '../../stream/kafka.js';\n")).toEqual([expect.stringMatching(/layering \(engine\)/)]);
     expect(await messages('src/store/probe.ts', "import '../observe/logger.js';\n")).toEqual([expect.stringMatching(/layering \(store\)/)]);
+    expect(await messages('src/threads/probe.ts', "import '../engine/router.js';\n")).toEqual([expect.stringMatching(/layering \(threads\)/)]);
+    expect(await messages('src/threads/probe.ts', "import '../stream/kafka.js';\n")).toEqual([expect.stringMatching(/layering \(threads\)/)]);
   });
 
   it('refuses app.ts and cli/ from anywhere but cli/', async () => {
@@ -28,6 +30,8 @@ describe('import layering (eslint no-restricted-imports)', () => {
 
   it('allows imports that run downward', async () => {
     expect(await messages('src/engine/probe.ts', "import '../wire/types.js';\nimport '../errors.js';\n")).toEqual([]);
+    expect(await messages('src/engine/pool/probe.ts', "import '../../threads/host.js';\n")).toEqual([]);
+    expect(await messages('src/stream/send/probe.ts', "import '../../threads/host.js';\n")).toEqual([]);
     expect(await messages('src/stream/probe.ts', "import '../engine/router.js';\nimport '../store/index.js';\n")).toEqual([]);
   });
 });
