@@ -110,9 +110,7 @@ export interface Config {
    * Decode and validate request records on the pool's worker threads (pool.routeEncoded)
    * instead of the consuming thread: true, false, or 'auto' (the default) — on the workers for
    * both encodings whenever the engine runs on worker threads. The consuming thread is serve's
-   * bottleneck: JSON measured 134 % → 152 % of the passthrough on the workers, and protobuf,
-   * once decisions are produced from a thread of their own, 83 % → 88 % (before that, its two
-   * paths were within run-to-run noise of each other and auto kept protobuf here).
+   * bottleneck, so whatever moves off it raises throughput (README, benchmarks).
    */
   decodeInWorkers: boolean | 'auto';
   /**
