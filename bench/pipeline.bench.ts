@@ -218,20 +218,23 @@ function startFlags(): string[] {
   return words.slice(1, words.indexOf('bin/tiny-dancer.js')).filter((w) => w.startsWith('--'));
 }
 
-let cachedEntry: { args: string[]; label: string } | undefined;
-function serveEntry(): { args: string[]; label: string } {
-  cachedEntry ??= findServeEntry();
-  return cachedEntry;
+const cachedEntries = new Map<string, { args: string[]; label: string }>();
+/** serve's entry: BENCH_DIST or dist/, or `dist` (the baseline build of a before/after run). */
+function serveEntry(dist?: string): { args: string[]; label: string } {
+  const key = dist ?? '';
+  let entry = cachedEntries.get(key);
+  if (!entry) cachedEntries.set(key, (entry = findServeEntry(dist)));
+  return entry;
 }
 
-function findServeEntry(): { args: string[]; label: string } {
-  const explicit = process.env.BENCH_DIST;
+function findServeEntry(baseline?: string): { args: string[]; label: string } {
+  const explicit = baseline ?? process.env.BENCH_DIST;
   const dist = explicit ?? join(ROOT, 'dist');
   const index = join(dist, 'cli', 'index.js');
   const fresh = existsSync(index) && (explicit !== undefined || statSync(join(dist, 'app.js')).mtimeMs >= newestMtime(join(ROOT, 'src')));
   if (fresh) {
     // A launcher file rather than `-e`: worker threads inherit the parent's execArgv.
-    const launcher = join(tmpdir(), `td-bench-serve-${process.pid}.mjs`);
+    const launcher = join(tmpdir(), `td-bench-serve-${process.pid}${baseline ? '-baseline' : ''}.mjs`);
     writeFileSync(launcher, `const { main } = await import(${JSON.stringify(pathToFileURL(index).href)});\nprocess.exitCode = await main(['serve']);\n`);
     process.on('exit', () => rmSync(launcher, { force: true }));
     return { args: [launcher], label: `compiled (${dist}), node flags of npm start: ${startFlags().join(' ') || 'none'}` };
@@ -239,11 +242,11 @@ function findServeEntry(): { args: string[]; label: string } {
   return { args: ['--import', 'tsx', SELF, '--child=serve'], label: 'TypeScript sources through tsx (dist/ is stale or missing: run npm run build for production RSS)' };
 }
 
-function spawnChild(kind: 'serve' | 'passthrough', env: Record<string, string>): Child {
+function spawnChild(kind: 'serve' | 'passthrough', env: Record<string, string>, dist?: string): Child {
   // serve gets npm start's node flags, then BENCH_SERVE_NODE_ARGS (which can override them),
   // e.g. "--cpu-prof --cpu-prof-dir=/tmp/p" or "--max-semi-space-size=4".
   const extra = (process.env.BENCH_SERVE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
-  const args = kind === 'serve' ? [...startFlags(), ...extra, ...serveEntry().args] : ['--import', 'tsx', SELF, `--child=${kind}`];
+  const args = kind === 'serve' ? [...startFlags(), ...extra, ...serveEntry(dist).args] : ['--import', 'tsx', SELF, `--child=${kind}`];
   const proc = spawn(process.execPath, args, {
     cwd: ROOT,
     env: { ...process.env, ...env },
@@ -288,7 +291,23 @@ type Mode =
   | 'serve, exactly-once'
   | 'serve, decode in workers'
   | 'serve, decode in workers, tracing off'
-  | 'serve, decode in workers, responses on';
+  | 'serve, decode in workers, responses on'
+  | 'serve, decode in workers, baseline build';
+
+/** `serve` as deployed, built from another commit (BENCH_BASELINE_DIST): the "before" of a before/after run. */
+const BASELINE = 'serve, decode in workers, baseline build' as const;
+
+function wantedModes(): string[] {
+  return (process.env.BENCH_MODES ?? 'passthrough,serve,eos,workers').split(',').map((m) => m.trim());
+}
+
+function baselineDist(): string {
+  const dist = process.env.BENCH_BASELINE_DIST;
+  if (!dist || !existsSync(join(dist, 'cli', 'index.js'))) {
+    throw new Error(`BENCH_MODES has baseline: BENCH_BASELINE_DIST must name a built dist/ directory (with cli/index.js); got ${dist ?? 'nothing'}`);
+  }
+  return dist;
+}
 
 interface Result {
   mode: Mode;
@@ -385,13 +404,13 @@ async function runMode(
     TD_FEEDBACK: 'false',
     TD_LOG_LEVEL: 'info',
     BENCH_PASSTHROUGH_OUT: topics.passthrough,
-    TD_DECODE_IN_WORKERS: mode === 'serve, decode in workers' || mode === 'serve, decode in workers, tracing off' || responsesOn ? 'true' : 'false',
+    TD_DECODE_IN_WORKERS: mode === 'serve, decode in workers' || mode === 'serve, decode in workers, tracing off' || mode === BASELINE || responsesOn ? 'true' : 'false',
     TD_EXACTLY_ONCE: mode === 'serve, exactly-once' ? 'true' : 'false',
     TD_TRACING: mode === 'serve, decode in workers, tracing off' ? 'off' : 'on',
     ...(responsesOn ? { TD_TOPIC_RESPONSES: topics.responses } : {}),
     ...(responsesOn && process.env.BENCH_RESPONSE_TOP_K ? { TD_RESPONSE_TOP_K: process.env.BENCH_RESPONSE_TOP_K } : {}),
   };
-  const child = spawnChild(kind, env);
+  const child = spawnChild(kind, env, mode === BASELINE ? baselineDist() : undefined);
   let maxRss = 0;
   let maxBacklog = 0;
   const rssTimer = setInterval(() => (maxRss = Math.max(maxRss, rssBytes(child.proc.pid!))), 100);
@@ -546,7 +565,7 @@ async function orchestrate(): Promise<void> {
   ].filter((x) => wantedCandidates.includes(x.candidates));
   const latencySeconds = num('BENCH_LATENCY_SECONDS', QUICK ? 3 : 5);
   const rounds = num('BENCH_ROUNDS', QUICK ? 1 : 3);
-  const allModes = ['passthrough', 'serve', 'serve, exactly-once', 'serve, decode in workers', 'serve, decode in workers, tracing off', 'serve, decode in workers, responses on'] as const;
+  const allModes = ['passthrough', 'serve', 'serve, exactly-once', 'serve, decode in workers', 'serve, decode in workers, tracing off', 'serve, decode in workers, responses on', BASELINE] as const;
   const modeKey = (m: Mode) =>
     m === 'serve, decode in workers'
       ? 'workers'
@@ -556,9 +575,13 @@ async function orchestrate(): Promise<void> {
           ? 'untraced'
           : m === 'serve, decode in workers, responses on'
             ? 'responses'
-            : m;
-  // BENCH_MODES=serve,eos (comma list: passthrough, serve, eos, workers, untraced, responses) and BENCH_ENCODINGS=protobuf narrow a run.
-  const wanted = (process.env.BENCH_MODES ?? 'passthrough,serve,eos,workers').split(',').map((m) => m.trim());
+            : m === BASELINE
+              ? 'baseline'
+              : m;
+  // BENCH_MODES=serve,eos (comma list: passthrough, serve, eos, workers, untraced, responses,
+  // baseline) and BENCH_ENCODINGS=protobuf narrow a run.
+  if (wantedModes().includes('baseline')) baselineDist();
+  const wanted = wantedModes();
   const modes = allModes.filter((m) => wanted.includes(modeKey(m)));
   const encodings = (process.env.BENCH_ENCODINGS ?? 'protobuf,json').split(',').map((e) => e.trim());
   const results: Result[] = [];
@@ -629,6 +652,17 @@ async function orchestrate(): Promise<void> {
         return [
           '',
           `responses on vs off, ${on.encoding}, ${on.candidates} candidates: throughput ${(100 * (on.rate / offRow.rate)).toFixed(0)} %, CPU ms/req ${on.cpuMs.toFixed(2)} vs ${offRow.cpuMs.toFixed(2)} (${(100 * (on.cpuMs / offRow.cpuMs - 1)).toFixed(0)} %)`,
+        ];
+      }),
+    // Before and after: this build against the baseline build, both as deployed.
+    ...rows
+      .filter((r) => r.mode === BASELINE)
+      .flatMap((before) => {
+        const after = rows.find((r) => r.mode === 'serve, decode in workers' && r.encoding === before.encoding && r.candidates === before.candidates);
+        if (!after) return [];
+        return [
+          '',
+          `this build vs the baseline build (${baselineDist()}), ${before.encoding}, ${before.candidates} candidates: throughput ${(100 * (after.rate / before.rate)).toFixed(0)} %, CPU ms/req ${after.cpuMs.toFixed(2)} vs ${before.cpuMs.toFixed(2)}, p99 ${after.p99ms.toFixed(0)} vs ${before.p99ms.toFixed(0)} ms, max RSS ${after.maxRssMb.toFixed(0)} vs ${before.maxRssMb.toFixed(0)} MB`,
         ];
       }),
   ].join('\n');
