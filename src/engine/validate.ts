@@ -204,11 +204,14 @@ export interface ValidateOptions {
  * and up to 24 of its characters (the first 8 and the last 16, where ids usually differ); equal
  * hashes are told apart by comparing the strings. Ids built to collide (long, differing only in
  * the middle) could make probing quadratic, so a probe longer than MAX_PROBE switches the rest
- * of the request to a Set.
+ * of the request to a Set. Each slot also keeps its id's full 32-bit hash, compared before the
+ * strings: ids of one request often share a prefix and a length, and comparing two such strings
+ * reads their characters, where comparing hashes is one integer test.
  */
 class IdTable {
   static readonly MAX_PROBE = 32;
   #slots = new Int32Array(0);
+  #hashes = new Int32Array(0);
   #stamps = new Uint32Array(0);
   #gen = 0;
   #mask = 0;
@@ -220,6 +223,7 @@ class IdTable {
       let size = 64;
       while (size < 2 * n) size *= 2;
       this.#slots = new Int32Array(size);
+      this.#hashes = new Int32Array(size);
       this.#stamps = new Uint32Array(size);
       this.#gen = 0;
     }
@@ -245,19 +249,23 @@ class IdTable {
       return true;
     }
     const len = id.length;
-    let h = (0x811c9dc5 ^ len) >>> 0;
+    let h = 0x811c9dc5 ^ len;
     const head = len < 8 ? len : 8;
     for (let k = 0; k < head; k++) h = Math.imul(h ^ id.charCodeAt(k), 0x01000193);
     for (let k = len - 16 > head ? len - 16 : head; k < len; k++) h = Math.imul(h ^ id.charCodeAt(k), 0x01000193);
-    const mask = this.#mask, gen = this.#gen, slots = this.#slots, stamps = this.#stamps;
-    let s = (h ^ (h >>> 15)) & mask;
+    // FNV-1a's low bits depend on few input bits; a multiply-xorshift spreads them to the slot index
+    h = Math.imul(h ^ (h >>> 16), 0x45d9f3b);
+    h ^= h >>> 16;
+    const mask = this.#mask, gen = this.#gen, slots = this.#slots, hashes = this.#hashes, stamps = this.#stamps;
+    let s = h & mask;
     for (let probe = 0; ; probe++) {
       if (stamps[s] !== gen) {
         stamps[s] = gen;
+        hashes[s] = h;
         slots[s] = this.#count++;
         return true;
       }
-      if (ids[slots[s]!] === id) return false;
+      if (hashes[s] === h && ids[slots[s]!] === id) return false;
       if (probe >= IdTable.MAX_PROBE) {
         // switch to a Set holding every id added so far, then add this one there
         const set = new Set<string>();
