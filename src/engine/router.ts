@@ -68,6 +68,8 @@ export class Router {
   /** The policy that decided the last #score call. */
   #lastPolicy = 'global';
   #feat = new Float32Array(0);
+  /** Views of exactly n rows of #feat, by n: the SIMD cell copies an exact view in one memcpy. */
+  #featViews: Float32Array[] = [];
   #scores = new Float32Array(0);
   /** The bit patterns of #scores (the same memory), which the ranking sorts on. */
   #scoreBits = new Uint32Array(0);
@@ -273,10 +275,11 @@ export class Router {
     const model = this.#model;
     if (this.#feat.length < n * FEATURE_COUNT) {
       this.#feat = new Float32Array(n * FEATURE_COUNT);
+      this.#featViews = [];
       this.#scores = new Float32Array(n);
       this.#scoreBits = new Uint32Array(this.#scores.buffer);
     }
-    const feat = this.#feat;
+    const feat = (this.#featViews[n] ??= this.#feat.subarray(0, n * FEATURE_COUNT));
     const scores = this.#scores;
 
     const tf = performance.now();
