@@ -287,8 +287,30 @@ class IdTable {
 const idTable = new IdTable();
 
 /**
+ * The request's `candidate_embeddings` (docs/contracts.md §7): every candidate's embedding in one
+ * Float32Array of n × dim, or null when the candidates carry their own.
+ */
+function packedEmbeddings(v: unknown, n: number, dim: number): Float32Array | null {
+  if (v === undefined || v === null) return null;
+  if (!(v instanceof Float32Array)) {
+    fail('candidate_embeddings', `must be a Float32Array of candidates × dimension values, got ${ArrayBuffer.isView(v) ? `a ${v.constructor.name}` : describe(v)}`);
+  }
+  if (v.length === 0 && v.buffer.byteLength === 0) {
+    fail('candidate_embeddings', 'is a detached view (a staging view is valid only until the next route call on its thread)');
+  }
+  if (v.length !== n * dim) {
+    fail('candidate_embeddings', `has ${v.length} values, must have ${n * dim} (${n} candidates × ${dim}, the query's dimension)`);
+  }
+  return v;
+}
+
+/**
  * Validates a RoutingRequest (SPEC §1) and packs it. Throws InvalidInputError with a one-line
- * message naming the field and, for candidate fields, the candidate index and id.
+ * message naming the field and, for candidate fields, the candidate index and id. A request may
+ * carry all its candidates' embeddings packed in `candidate_embeddings` instead (the library
+ * API, docs/contracts.md §7); they are then copied with one memcpy, or not at all when they
+ * already are where the caller's ValidateOptions would put them (a staging view), and checked
+ * as strictly.
  */
 export function validateRequest(input: unknown, opts?: ValidateOptions): ValidatedRequest {
   if (!isRecord(input)) fail('request', `must be a JSON object, got ${describe(input)}`);
@@ -320,6 +342,7 @@ export function validateRequest(input: unknown, opts?: ValidateOptions): Validat
     fail('candidates', `has ${n} entries, must have ${LIMITS.minCandidates}..${LIMITS.maxCandidates}`);
   }
 
+  const given = packedEmbeddings(input.candidate_embeddings, n, dim);
   const packed = opts?.allocCandidates ? opts.allocCandidates(n, dim) : null;
   const embeddings = packed ? packed.embeddings : new Float32Array(n * dim);
   const lists = opts?.allocLists ? opts.allocLists(n) : null;
@@ -346,7 +369,9 @@ export function validateRequest(input: unknown, opts?: ValidateOptions): Validat
     ids[i] = id;
 
     const e = c.embedding;
-    if (e instanceof Float32Array && e.length === dim) {
+    if (given !== null) {
+      if (e !== undefined && e !== null) fail(where, 'embedding must be absent when the request carries candidate_embeddings');
+    } else if (e instanceof Float32Array && e.length === dim) {
       // PERF: the common case first (one type test, one memcpy, the finite check deferred as in
       // copyEmbedding); everything else goes through the general checks.
       embeddings.set(e, i * dim);
@@ -369,6 +394,11 @@ export function validateRequest(input: unknown, opts?: ValidateOptions): Validat
       successRate[i] = 0; // PERF: the array may be a reused buffer
     }
     candidateMetadata[i] = stringMap(where, c.metadata);
+  }
+  if (given !== null) {
+    // in place already when the caller wrote them into the view allocCandidates hands out
+    if (given.buffer !== embeddings.buffer || given.byteOffset !== embeddings.byteOffset) embeddings.set(given);
+    unchecked = true;
   }
   // PERF: one vector pass over all Float32Array embeddings. A NaN is thus reported after the
   // other checks of all candidates rather than before those of later candidates; the message
