@@ -19,6 +19,7 @@ export {
   type DecisionReason,
   type Embedding,
   type Outcome,
+  type PackedRoutingRequest,
   type RoutingDecision,
   type RoutingRequest,
   type RoutingResponse,

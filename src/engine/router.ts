@@ -6,13 +6,13 @@
 // largest request seen, at most 1000 candidates) so steady-state routing allocates only the
 // decision objects it returns. Timing is taken at the edge of route()/routeValidated(), never
 // inside the kernels. Model file I/O happens only in the constructor (loadModelFile).
-import { ModelError } from '../errors.js';
+import { InvalidInputError, ModelError } from '../errors.js';
 import { HEURISTIC_QHAT, predictionSet, uncertaintyFromSet } from './conformal.js';
 import { DEFAULT_THRESHOLDS, decide, type Thresholds } from './decide.js';
 import { PolicyTable } from './policy.js';
 import { FEATURE_COUNT, FEATURE_NAMES, extractFeatures, resolveFeatureConfig, type FeatureConfig } from './features.js';
 import { defaultModelPath, loadModelFile, scoreBatch, type LoadedModel } from './model.js';
-import type { RoutingDecision, RoutingRequest, RoutingResponse } from '../wire/types.js';
+import { LIMITS, type PackedRoutingRequest, type RoutingDecision, type RoutingRequest, type RoutingResponse } from '../wire/types.js';
 import { validateRequest, type ValidatedRequest } from './validate.js';
 import { requestTopK } from '../wire/response.js';
 import { scoreRowsSimd } from './simd/fastgrnn-simd.js';
@@ -68,6 +68,8 @@ export class Router {
   /** The policy that decided the last #score call. */
   #lastPolicy = 'global';
   #feat = new Float32Array(0);
+  /** Views of exactly n rows of #feat, by n: the SIMD cell copies an exact view in one memcpy. */
+  #featViews: Float32Array[] = [];
   #scores = new Float32Array(0);
   /** The bit patterns of #scores (the same memory), which the ranking sorts on. */
   #scoreBits = new Uint32Array(0);
@@ -142,13 +144,36 @@ export class Router {
     return this.#policies;
   }
 
-  /** Validates (InvalidInputError on bad input) then routes. Time includes validation. */
-  route(request: RoutingRequest | unknown): RoutingResponse {
+  /**
+   * Validates (InvalidInputError on bad input) then routes. Time includes validation. The
+   * candidates' embeddings come either with each candidate or packed in the request's
+   * `candidate_embeddings` (PackedRoutingRequest), which is copied in one piece — or not at all
+   * when it is the view stagingEmbeddings() returned.
+   */
+  route(request: RoutingRequest | PackedRoutingRequest | unknown): RoutingResponse {
     const t0 = performance.now();
     // PERF: pack into reused buffers, the embeddings straight into the SIMD kernel's staging
     // memory, so the finite check and the similarity kernel read them in place (no per-request
     // allocation, no second copy). The request object is used only inside this call.
     return this.#route(validateRequest(request, this.#staged), t0);
+  }
+
+  /**
+   * n × dim floats inside the memory the similarity kernel reads (a reused buffer on hosts
+   * without WebAssembly SIMD), to fill with a request's candidate embeddings, candidate i at
+   * [i·dim, (i+1)·dim), and pass as its `candidate_embeddings` to route(), which then reads them
+   * in place instead of copying them. The same view comes back for the same n and dim. Valid
+   * until the next route() of any Router on this thread (which may grow that memory and detach
+   * the view): fill it right before the call, on the same thread, and do not keep it.
+   */
+  stagingEmbeddings(n: number, dim: number): Float32Array {
+    if (!Number.isInteger(n) || n < LIMITS.minCandidates || n > LIMITS.maxCandidates) {
+      throw new InvalidInputError(`stagingEmbeddings: n must be an integer in ${LIMITS.minCandidates}..${LIMITS.maxCandidates}, got ${String(n)}`);
+    }
+    if (!Number.isInteger(dim) || dim < LIMITS.minDim || dim > LIMITS.maxDim) {
+      throw new InvalidInputError(`stagingEmbeddings: dim must be an integer in ${LIMITS.minDim}..${LIMITS.maxDim}, got ${String(dim)}`);
+    }
+    return this.#staged.embeddings(n, dim);
   }
 
   routeValidated(req: ValidatedRequest): RoutingResponse {
@@ -273,10 +298,11 @@ export class Router {
     const model = this.#model;
     if (this.#feat.length < n * FEATURE_COUNT) {
       this.#feat = new Float32Array(n * FEATURE_COUNT);
+      this.#featViews = [];
       this.#scores = new Float32Array(n);
       this.#scoreBits = new Uint32Array(this.#scores.buffer);
     }
-    const feat = this.#feat;
+    const feat = (this.#featViews[n] ??= this.#feat.subarray(0, n * FEATURE_COUNT));
     const scores = this.#scores;
 
     const tf = performance.now();

@@ -204,11 +204,14 @@ export interface ValidateOptions {
  * and up to 24 of its characters (the first 8 and the last 16, where ids usually differ); equal
  * hashes are told apart by comparing the strings. Ids built to collide (long, differing only in
  * the middle) could make probing quadratic, so a probe longer than MAX_PROBE switches the rest
- * of the request to a Set.
+ * of the request to a Set. Each slot also keeps its id's full 32-bit hash, compared before the
+ * strings: ids of one request often share a prefix and a length, and comparing two such strings
+ * reads their characters, where comparing hashes is one integer test.
  */
 class IdTable {
   static readonly MAX_PROBE = 32;
   #slots = new Int32Array(0);
+  #hashes = new Int32Array(0);
   #stamps = new Uint32Array(0);
   #gen = 0;
   #mask = 0;
@@ -220,6 +223,7 @@ class IdTable {
       let size = 64;
       while (size < 2 * n) size *= 2;
       this.#slots = new Int32Array(size);
+      this.#hashes = new Int32Array(size);
       this.#stamps = new Uint32Array(size);
       this.#gen = 0;
     }
@@ -245,19 +249,23 @@ class IdTable {
       return true;
     }
     const len = id.length;
-    let h = (0x811c9dc5 ^ len) >>> 0;
+    let h = 0x811c9dc5 ^ len;
     const head = len < 8 ? len : 8;
     for (let k = 0; k < head; k++) h = Math.imul(h ^ id.charCodeAt(k), 0x01000193);
     for (let k = len - 16 > head ? len - 16 : head; k < len; k++) h = Math.imul(h ^ id.charCodeAt(k), 0x01000193);
-    const mask = this.#mask, gen = this.#gen, slots = this.#slots, stamps = this.#stamps;
-    let s = (h ^ (h >>> 15)) & mask;
+    // FNV-1a's low bits depend on few input bits; a multiply-xorshift spreads them to the slot index
+    h = Math.imul(h ^ (h >>> 16), 0x45d9f3b);
+    h ^= h >>> 16;
+    const mask = this.#mask, gen = this.#gen, slots = this.#slots, hashes = this.#hashes, stamps = this.#stamps;
+    let s = h & mask;
     for (let probe = 0; ; probe++) {
       if (stamps[s] !== gen) {
         stamps[s] = gen;
+        hashes[s] = h;
         slots[s] = this.#count++;
         return true;
       }
-      if (ids[slots[s]!] === id) return false;
+      if (hashes[s] === h && ids[slots[s]!] === id) return false;
       if (probe >= IdTable.MAX_PROBE) {
         // switch to a Set holding every id added so far, then add this one there
         const set = new Set<string>();
@@ -279,8 +287,30 @@ class IdTable {
 const idTable = new IdTable();
 
 /**
+ * The request's `candidate_embeddings` (docs/contracts.md §7): every candidate's embedding in one
+ * Float32Array of n × dim, or null when the candidates carry their own.
+ */
+function packedEmbeddings(v: unknown, n: number, dim: number): Float32Array | null {
+  if (v === undefined || v === null) return null;
+  if (!(v instanceof Float32Array)) {
+    fail('candidate_embeddings', `must be a Float32Array of candidates × dimension values, got ${ArrayBuffer.isView(v) ? `a ${v.constructor.name}` : describe(v)}`);
+  }
+  if (v.length === 0 && v.buffer.byteLength === 0) {
+    fail('candidate_embeddings', 'is a detached view (a staging view is valid only until the next route call on its thread)');
+  }
+  if (v.length !== n * dim) {
+    fail('candidate_embeddings', `has ${v.length} values, must have ${n * dim} (${n} candidates × ${dim}, the query's dimension)`);
+  }
+  return v;
+}
+
+/**
  * Validates a RoutingRequest (SPEC §1) and packs it. Throws InvalidInputError with a one-line
- * message naming the field and, for candidate fields, the candidate index and id.
+ * message naming the field and, for candidate fields, the candidate index and id. A request may
+ * carry all its candidates' embeddings packed in `candidate_embeddings` instead (the library
+ * API, docs/contracts.md §7); they are then copied with one memcpy, or not at all when they
+ * already are where the caller's ValidateOptions would put them (a staging view), and checked
+ * as strictly.
  */
 export function validateRequest(input: unknown, opts?: ValidateOptions): ValidatedRequest {
   if (!isRecord(input)) fail('request', `must be a JSON object, got ${describe(input)}`);
@@ -312,6 +342,7 @@ export function validateRequest(input: unknown, opts?: ValidateOptions): Validat
     fail('candidates', `has ${n} entries, must have ${LIMITS.minCandidates}..${LIMITS.maxCandidates}`);
   }
 
+  const given = packedEmbeddings(input.candidate_embeddings, n, dim);
   const packed = opts?.allocCandidates ? opts.allocCandidates(n, dim) : null;
   const embeddings = packed ? packed.embeddings : new Float32Array(n * dim);
   const lists = opts?.allocLists ? opts.allocLists(n) : null;
@@ -338,7 +369,9 @@ export function validateRequest(input: unknown, opts?: ValidateOptions): Validat
     ids[i] = id;
 
     const e = c.embedding;
-    if (e instanceof Float32Array && e.length === dim) {
+    if (given !== null) {
+      if (e !== undefined && e !== null) fail(where, 'embedding must be absent when the request carries candidate_embeddings');
+    } else if (e instanceof Float32Array && e.length === dim) {
       // PERF: the common case first (one type test, one memcpy, the finite check deferred as in
       // copyEmbedding); everything else goes through the general checks.
       embeddings.set(e, i * dim);
@@ -361,6 +394,11 @@ export function validateRequest(input: unknown, opts?: ValidateOptions): Validat
       successRate[i] = 0; // PERF: the array may be a reused buffer
     }
     candidateMetadata[i] = stringMap(where, c.metadata);
+  }
+  if (given !== null) {
+    // in place already when the caller wrote them into the view allocCandidates hands out
+    if (given.buffer !== embeddings.buffer || given.byteOffset !== embeddings.byteOffset) embeddings.set(given);
+    unchecked = true;
   }
   // PERF: one vector pass over all Float32Array embeddings. A NaN is thus reported after the
   // other checks of all candidates rather than before those of later candidates; the message

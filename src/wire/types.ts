@@ -21,6 +21,20 @@ export interface RoutingRequest {
   metadata?: Record<string, string>;
 }
 
+/**
+ * A RoutingRequest for the library API only (docs/contracts.md §7), never on the wire: every
+ * candidate's embedding in one Float32Array, candidate i at [i·dim, (i+1)·dim) with dim the
+ * query's length, and no `embedding` on the candidates. Routed exactly as the same request with
+ * per-candidate embeddings, and validated as strictly (length, finite values).
+ */
+export interface PackedRoutingRequest {
+  request_id: string;
+  query_embedding: Embedding;
+  candidates: Omit<Candidate, 'embedding'>[];
+  candidate_embeddings: Float32Array;
+  metadata?: Record<string, string>;
+}
+
 export type DecisionReason = 'model' | 'breaker_open' | 'uncertain' | 'below_threshold';
 
 export interface RoutingDecision {

@@ -34,7 +34,7 @@ import type { FeatureConfig } from '../features.js';
 import { defaultModelPath, parseModel } from '../model.js';
 import { Router } from '../router.js';
 import { DEFAULT_TENANT_KEY, PolicyTable, policyEntries, type TenantPolicies } from '../policy.js';
-import type { RoutingRequest, RoutingResponse } from '../../wire/types.js';
+import type { PackedRoutingRequest, RoutingRequest, RoutingResponse } from '../../wire/types.js';
 import { requestTopK } from '../../wire/response.js';
 import { completeFiniteCheck, isValidatedRequest, noMetadata, validateRequest, type ValidatedRequest } from '../validate.js';
 import { cosineBatch } from '../features.js';
@@ -230,9 +230,10 @@ export class RouterPool {
   /**
    * Routes one request on a worker. Invalid input rejects with InvalidInputError (validated
    * here, before anything is queued); PoolSaturatedError / WorkerCrashedError / PoolClosedError
-   * are retriable.
+   * are retriable. Embeddings packed in `candidate_embeddings` (PackedRoutingRequest) are
+   * copied in one piece.
    */
-  route(request: RoutingRequest | ValidatedRequest | unknown): Promise<RoutingResponse> {
+  route(request: RoutingRequest | PackedRoutingRequest | ValidatedRequest | unknown): Promise<RoutingResponse> {
     const refused = this.#admit();
     if (refused) return Promise.reject(refused);
     const slot = this.#pick();

@@ -237,9 +237,10 @@ export function scoreRowsSimd(cell: FastGrnnCell, features: ArrayLike<number>, n
   // the kernel's last σ pass writes whole vectors: room for n rounded up to 4
   if (ensureMemory(k.memory, featBytes + ((n + 3) & ~3) * 4)) k.f32 = new Float32Array(k.memory.buffer);
   const f32 = k.f32;
-  // element loops rather than set(subarray): a view object per call is garbage, and these are
-  // n·D and n values only
-  for (let i = 0; i < n * D; i++) f32[i] = features[i]!;
+  // One memcpy when the caller hands exactly the n rows as a Float32Array (the Router does);
+  // otherwise an element loop rather than set(subarray), whose view object per call is garbage.
+  if (features instanceof Float32Array && features.length === n * D) f32.set(features);
+  else for (let i = 0; i < n * D; i++) f32[i] = features[i]!;
   k.scoreRows(0, featBytes, n);
   const o = featBytes >> 2;
   for (let i = 0; i < n; i++) out[i] = f32[o + i]!;

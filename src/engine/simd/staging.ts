@@ -31,6 +31,8 @@ export class StagedArrays implements ValidateOptions {
   #queryViews: Float32Array[] = [];
   #candViews: CandidateArrays[] = [];
   #staged: { n: number; dim: number; view: Float32Array } = { n: 0, dim: 0, view: new Float32Array(0) };
+  /** The same for the plain buffer used without SIMD. */
+  #plain: { n: number; dim: number; view: Float32Array } = { n: 0, dim: 0, view: new Float32Array(0) };
 
   allocQuery(dim: number): Float32Array {
     if (this.#query.length < dim) {
@@ -79,7 +81,11 @@ export class StagedArrays implements ValidateOptions {
       this.#staged = { n, dim, view };
       return view;
     }
+    const pl = this.#plain;
+    if (pl.n === n && pl.dim === dim) return pl.view;
     if (this.#embeddings.length < n * dim) this.#embeddings = new Float32Array(n * dim);
-    return this.#embeddings.subarray(0, n * dim);
+    const view = this.#embeddings.subarray(0, n * dim);
+    this.#plain = { n, dim, view };
+    return view;
   }
 }
