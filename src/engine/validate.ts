@@ -61,7 +61,7 @@ function quote(s: string): string {
 
 /**
  * PERF: "candidates[i] (id "…")" built only when an error is thrown. Formatting it eagerly for
- * every candidate (template + JSON.stringify) was ~15% of validating a 100-candidate request.
+ * every candidate (template + JSON.stringify) was a visible share of validating a large request.
  */
 class CandidateWhere {
   constructor(public i: number, public id: string) {}
@@ -189,7 +189,7 @@ export interface ValidateOptions {
    * PERF: do not scan Float32Array embeddings for non-finite values here; the result carries
    * `finitePending` and the caller MUST pass the similarities computed from it by the SIMD
    * kernel (cosineBatchSimd) to `completeFiniteCheck` before using anything else. Saves one
-   * pass over the embeddings (~3 µs of ~45 for 100 × 384). Honoured only where the SIMD kernel
+   * pass over the embeddings. Honoured only where the SIMD kernel
    * runs (the argument in completeFiniteCheck needs it); numbers in plain arrays are always
    * checked one by one, and the query always here.
    */
@@ -305,7 +305,7 @@ function packedEmbeddings(v: unknown, n: number, dim: number): Float32Array | nu
 }
 
 /**
- * Validates a RoutingRequest (SPEC §1) and packs it. Throws InvalidInputError with a one-line
+ * Validates a RoutingRequest (docs/contracts.md §1) and packs it. Throws InvalidInputError with a one-line
  * message naming the field and, for candidate fields, the candidate index and id. A request may
  * carry all its candidates' embeddings packed in `candidate_embeddings` instead (the library
  * API, docs/contracts.md §7); they are then copied with one memcpy, or not at all when they

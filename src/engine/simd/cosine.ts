@@ -146,8 +146,7 @@ function firstNonFiniteScalar(view: Float32Array, from = 0): number {
 /**
  * Index of the first non-finite value (NaN, ±Infinity) in `view`, or -1. Uses the SIMD kernel:
  * in place when `view` lies in the kernel's memory (a staging view), otherwise through a
- * scratch copy in chunks (a memcpy plus a vector pass is ~10× faster than a JS loop with a
- * test per value). Falls back to the JS loop without SIMD.
+ * scratch copy in chunks (a memcpy plus a vector pass beats a JS loop with a test per value). Falls back to the JS loop without SIMD.
  */
 export function firstNonFinite(view: Float32Array): number {
   const k = enabled ? getKernel() : null;

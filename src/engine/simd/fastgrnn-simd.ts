@@ -1,4 +1,4 @@
-// The FastGRNN cell of SPEC §3 for routing (T = 1, h_0 = 0), as WebAssembly SIMD compiled per
+// The FastGRNN cell of docs/contracts.md §3 for routing (T = 1, h_0 = 0), as WebAssembly SIMD compiled per
 // model, over a whole batch in one call.
 //
 // WHY this shape. With T = 1 the recurrent term vanishes (U·h_0 = 0, z ⊙ h_0 = 0): the cell over
