@@ -109,9 +109,13 @@ export class ThreadHost<To extends { type: string }, From extends { type: string
     this.#consecutiveCrashes = 0;
   }
 
-  /** Ends the thread at once, as a crash would: onExit is called and a replacement follows. */
+  /**
+   * Ends the running thread at once, as a crash would: onExit is called and a replacement
+   * follows. A thread still starting is left alone, so repeated kills cannot keep every new
+   * thread from ever starting.
+   */
   async kill(): Promise<void> {
-    await this.#worker?.terminate();
+    if (this.#ready) await this.#worker?.terminate();
   }
 
   /** Ends the thread at once, expectedly: no onExit, no replacement. */

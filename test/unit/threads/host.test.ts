@@ -108,6 +108,18 @@ describe('ThreadHost', () => {
     expect(h.readies.map((r) => (r as { tag: string }).tag)).toEqual(['first', 'second']);
   });
 
+  it('kill() ends the running thread as a crash; a thread still starting is left alone', async () => {
+    const h = harness();
+    const starting = h.host.start();
+    await h.host.kill();
+    await starting;
+    expect(h.exits).toHaveLength(0);
+    await h.host.kill();
+    await until(() => h.exits.length === 1);
+    expect(h.exits[0]).toMatchObject({ wasReady: true, replacing: false });
+    expect(h.exits[0]!.error).toBeInstanceOf(ThreadCrashedError);
+  });
+
   it("an uncaught error in the thread is the crash's cause, and the owner's error class is used", async () => {
     class OwnCrash extends ThreadCrashedError {}
     const h = harness({}, { crashError: (message, cause) => new OwnCrash(message, { cause }) });
