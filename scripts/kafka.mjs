@@ -211,8 +211,11 @@ function java(s, mainClass, args) {
 /** Formats a new data directory; true when it did (SCRAM users given here exist from the start). */
 function formatStorage(s, extra = []) {
   if (existsSync(join(s.data, 'meta.properties'))) return false;
-  // A KRaft cluster id is 16 random bytes in URL-safe base64 without padding.
-  const clusterId = randomBytes(16).toString('base64url');
+  // A KRaft cluster id is 16 random bytes in URL-safe base64 without padding. One that starts
+  // with '-' would be read by kafka-storage as an option (as Kafka's own ids, it is drawn again).
+  let clusterId;
+  do clusterId = randomBytes(16).toString('base64url');
+  while (clusterId.startsWith('-'));
   say(`formatting ${s.data} (cluster id ${clusterId})`);
   const run = spawnSync('java', java(s, 'kafka.tools.StorageTool', ['format', '-t', clusterId, '-c', s.config, ...extra]), {
     encoding: 'utf8',
