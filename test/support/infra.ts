@@ -42,6 +42,19 @@ export async function createTopics(names: string[], numPartitions = 1): Promise<
   );
 }
 
+/**
+ * Deletes those of the topics that exist, ignoring errors (a tear-down must not fail a run).
+ * Only existing ones are named: kafkajs retries a deletion that names a missing topic for
+ * seconds before it gives up.
+ */
+export async function removeTopics(names: string[]): Promise<void> {
+  await withAdmin(async (admin) => {
+    const existing = new Set(await admin.listTopics());
+    const topics = names.filter((t) => existing.has(t));
+    if (topics.length > 0) await admin.deleteTopics({ topics });
+  }).catch(() => {});
+}
+
 /** A schema that exists for the test's lifetime; drop() removes it with everything in it. */
 export async function createSchema(prefix?: string): Promise<{ schema: string; drop: () => Promise<void> }> {
   const schema = uniqueSchema(prefix);

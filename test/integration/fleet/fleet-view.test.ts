@@ -13,7 +13,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ControlClient, type FleetMessage } from '../../../src/control/client.js';
 import { decodeReplicaStatus } from '../../../src/control/fleet-status.js';
 import { freePort } from '../stream/child.js';
-import { deleteTopics, dropSchema, envFor, kafkaBrokers, names, testKafka, waitFor } from '../stream/helpers.js';
+import { deleteTopics, dropSchema, envFor, kafkaBrokers, names, waitFor } from '../stream/helpers.js';
+import { removeTopics } from '../../support/infra.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const BIN = join(ROOT, 'bin/tiny-dancer.js');
@@ -37,10 +38,7 @@ afterAll(async () => {
   for (const r of replicas) r.proc.kill('SIGKILL');
   await dropSchema(n.schema);
   await deleteTopics(n);
-  const admin = testKafka().admin();
-  await admin.connect();
-  await admin.deleteTopics({ topics: [statusTopic] }).catch(() => {});
-  await admin.disconnect();
+  await removeTopics([statusTopic]);
 });
 
 async function startReplica(instance: string): Promise<Replica> {

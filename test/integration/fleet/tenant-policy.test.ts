@@ -7,8 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../../src/app.js';
 import type { RoutingDecision } from '../../../src/wire/types.js';
 import {
-  collect, decision, deleteTopics, dropSchema, makeRequest, names, produce, query, record, startApp, testConfig, testKafka, waitFor, type Collector,
+  collect, decision, deleteTopics, dropSchema, makeRequest, names, produce, query, record, startApp, testConfig, waitFor, type Collector,
 } from '../stream/helpers.js';
+import { removeTopics } from '../../support/infra.js';
 
 const n = names('tenant');
 const statusTopic = `${n.group}.status`;
@@ -27,10 +28,7 @@ afterAll(async () => {
   await app?.stop({ timeoutMs: 5000 });
   await dropSchema(n.schema);
   await deleteTopics(n);
-  const admin = testKafka().admin();
-  await admin.connect();
-  await admin.deleteTopics({ topics: [statusTopic] }).catch(() => {});
-  await admin.disconnect();
+  await removeTopics([statusTopic]);
 });
 
 describe('per-tenant policy', () => {

@@ -10,7 +10,7 @@ import { loadConfig, withConfig, type Config } from '../../../src/config.js';
 import type { RoutingDecision, RoutingRequest } from '../../../src/wire/types.js';
 import { createLogger, type Logger } from '../../../src/observe/logger.js';
 import { CONTENT_TYPES, decodeDecision, encodeRequest, encodingOf, type Encoding } from '../../../src/wire/index.js';
-import { databaseUrl, kafkaBrokers, testKafka, uniqueName, uniqueSchema } from '../../support/infra.js';
+import { databaseUrl, kafkaBrokers, removeTopics, testKafka, uniqueName, uniqueSchema } from '../../support/infra.js';
 
 export { databaseUrl, kafkaBrokers, testKafka, uniqueName, uniqueSchema };
 
@@ -291,15 +291,5 @@ export async function dropSchema(schema: string): Promise<void> {
 }
 
 export async function deleteTopics(n: Names): Promise<void> {
-  const admin = testKafka().admin();
-  await admin.connect();
-  try {
-    // Only the topics that exist: kafkajs retries a deletion that names a missing topic for
-    // seconds before it gives up, and most tests never create some of these.
-    const existing = new Set(await admin.listTopics());
-    const topics = [n.requests, n.lightweight, n.heavyweight, n.dlq, n.outcomes, n.control, n.responses].filter((t) => existing.has(t));
-    if (topics.length > 0) await admin.deleteTopics({ topics }).catch(() => {});
-  } finally {
-    await admin.disconnect();
-  }
+  await removeTopics([n.requests, n.lightweight, n.heavyweight, n.dlq, n.outcomes, n.control, n.responses]);
 }
