@@ -206,11 +206,6 @@ function newestMtime(dir: string): number {
   return newest;
 }
 
-/**
- * How `serve` runs: compiled (BENCH_DIST, or ./dist when it is newer than every source file)
- * as in production — RSS is then the product's — or from the TypeScript sources through tsx,
- * which adds the transpiler's ~25 MB.
- */
 /** The node flags `npm start` gives serve (package.json), so the benchmark runs it the same way. */
 function startFlags(): string[] {
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } };
@@ -218,16 +213,28 @@ function startFlags(): string[] {
   return words.slice(1, words.indexOf('bin/tiny-dancer.js')).filter((w) => w.startsWith('--'));
 }
 
-const cachedEntries = new Map<string, { args: string[]; label: string }>();
+interface ServeEntry {
+  args: string[];
+  label: string;
+  /** False when serve runs from the sources through tsx. */
+  compiled: boolean;
+}
+
+const cachedEntries = new Map<string, ServeEntry>();
 /** serve's entry: BENCH_DIST or dist/, or `dist` (the baseline build of a before/after run). */
-function serveEntry(dist?: string): { args: string[]; label: string } {
+function serveEntry(dist?: string): ServeEntry {
   const key = dist ?? '';
   let entry = cachedEntries.get(key);
   if (!entry) cachedEntries.set(key, (entry = findServeEntry(dist)));
   return entry;
 }
 
-function findServeEntry(baseline?: string): { args: string[]; label: string } {
+/**
+ * How `serve` runs: compiled (BENCH_DIST, or ./dist when it is newer than every source file)
+ * as in production, so that RSS and CPU are the product's; or, when dist/ is stale, from the
+ * TypeScript sources through tsx, whose transpiler adds its own memory and threads.
+ */
+function findServeEntry(baseline?: string): ServeEntry {
   const explicit = baseline ?? process.env.BENCH_DIST;
   const dist = explicit ?? join(ROOT, 'dist');
   const index = join(dist, 'cli', 'index.js');
@@ -237,9 +244,9 @@ function findServeEntry(baseline?: string): { args: string[]; label: string } {
     const launcher = join(tmpdir(), `td-bench-serve-${process.pid}${baseline ? '-baseline' : ''}.mjs`);
     writeFileSync(launcher, `const { main } = await import(${JSON.stringify(pathToFileURL(index).href)});\nprocess.exitCode = await main(['serve']);\n`);
     process.on('exit', () => rmSync(launcher, { force: true }));
-    return { args: [launcher], label: `compiled (${dist}), node flags of npm start: ${startFlags().join(' ') || 'none'}` };
+    return { args: [launcher], label: `compiled (${dist}), node flags of npm start: ${startFlags().join(' ') || 'none'}`, compiled: true };
   }
-  return { args: ['--import', 'tsx', SELF, '--child=serve'], label: 'TypeScript sources through tsx (dist/ is stale or missing: run npm run build for production RSS)' };
+  return { args: ['--import', 'tsx', SELF, '--child=serve'], label: 'TypeScript sources through tsx (dist/ is stale or missing: run npm run build for production RSS)', compiled: false };
 }
 
 function spawnChild(kind: 'serve' | 'passthrough', env: Record<string, string>, dist?: string): Child {
@@ -580,7 +587,11 @@ async function orchestrate(): Promise<void> {
               : m;
   // BENCH_MODES=serve,eos (comma list: passthrough, serve, eos, workers, untraced, responses,
   // baseline) and BENCH_ENCODINGS=protobuf narrow a run.
-  if (wantedModes().includes('baseline')) baselineDist();
+  if (wantedModes().includes('baseline')) {
+    baselineDist();
+    // a tsx-run serve against a compiled baseline would compare the transpiler, not the code
+    if (!serveEntry().compiled) throw new Error('BENCH_MODES has baseline, but dist/ is older than src/ (or missing): run npm run build first');
+  }
   const wanted = wantedModes();
   const modes = allModes.filter((m) => wanted.includes(modeKey(m)));
   const encodings = (process.env.BENCH_ENCODINGS ?? 'protobuf,json').split(',').map((e) => e.trim());

@@ -24,8 +24,9 @@
 // Compiling costs about a millisecond and happens once per model (cached per cell object), on
 // the thread that scores.
 //
-// Precision: float32 throughout, with σ/tanh within a few float32 ulps of exact (activations.ts);
-// scores agree with the float64 cell (fastgrnn.ts, which `model score` keeps using) to ~1e-7.
+// Precision: the pre-activations W·x + b in float64 (two units per f64x2), narrowed to f32x4
+// for the activations; σ/tanh within a few float32 ulps of exact (activations.ts). Scores agree
+// with the float64 cell (fastgrnn.ts, which `model score` keeps using) to ~1e-7.
 //
 // Models too large to unroll sensibly (H·D > MAX_UNROLLED_WEIGHTS) are not compiled; the caller
 // keeps the scalar float64 kernel for them (as it does on hosts without WebAssembly SIMD).
