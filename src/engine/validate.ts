@@ -111,6 +111,9 @@ function copyEmbedding(where: Where, src: unknown, out: Float32Array, offset: nu
   return false;
 }
 
+/** Where a non-finite query value is reported (one function, not a closure per request). */
+const queryWhere = (): Where => 'query_embedding';
+
 /** PERF: the deferred finite check of copyEmbedding, same message as the per-value one. */
 function checkFinite(packed: Float32Array, dim: number, whereOf: (i: number) => Where): void {
   const bad = firstNonFinite(packed);
@@ -332,7 +335,7 @@ export function validateRequest(input: unknown, opts?: ValidateOptions): Validat
     fail('query_embedding', `has ${dim} values, must have ${LIMITS.minDim}..${LIMITS.maxDim}`);
   }
   const query = opts?.allocQuery ? opts.allocQuery(dim) : new Float32Array(dim);
-  if (copyEmbedding('query_embedding', q, query, 0, dim)) checkFinite(query, dim, () => 'query_embedding');
+  if (copyEmbedding('query_embedding', q, query, 0, dim)) checkFinite(query, dim, queryWhere);
 
   const cands = input.candidates;
   if (cands === undefined || cands === null) fail('candidates', 'is required');

@@ -160,7 +160,9 @@ export function firstNonFinite(view: Float32Array): number {
   const chunk = Math.min(view.length, SCAN_CHUNK);
   ensureCapacity(s, chunk * 4);
   for (let off = 0; off < view.length; off += SCAN_CHUNK) {
-    const part = view.subarray(off, Math.min(view.length, off + SCAN_CHUNK));
+    // PERF: a view that fits one chunk (a query: every request has one) is copied as it is,
+    // without a subarray object per call
+    const part = view.length <= SCAN_CHUNK ? view : view.subarray(off, Math.min(view.length, off + SCAN_CHUNK));
     s.f32.set(part, 0);
     if (s.allFinite(0, part.length) !== 1) return off + firstNonFiniteScalar(part);
   }

@@ -77,7 +77,7 @@ describe('validateRequest', () => {
     expect(validateRequest(req({ query_embedding: max }, [{ id: 'a', embedding: max }])).dim).toBe(4096);
     expect(err(req({ query_embedding: [1, NaN, 0] }))).toMatch(/query_embedding: embedding\[1\] is NaN/);
     expect(err(req({ query_embedding: [1, null, 0] }))).toMatch(/embedding\[1\] is null, not a finite number/);
-    expect(err(req({ query_embedding: new Float32Array([1, Infinity, 0]) }))).toMatch(/embedding\[1\] is Infinity/);
+    expect(err(req({ query_embedding: new Float32Array([1, Infinity, 0]) }))).toMatch(/^query_embedding: embedding\[1\] is Infinity/);
     expect(err(req({ query_embedding: [1, 1e300, 0] }))).toMatch(/not a finite float32/);
   });
 
