@@ -39,7 +39,7 @@ import { requestTopK } from '../../wire/response.js';
 import { completeFiniteCheck, isValidatedRequest, noMetadata, validateRequest, type ValidatedRequest } from '../validate.js';
 import { cosineBatch } from '../features.js';
 import { ARENA_BYTES, ArenaCache, Packer, packBytes, packNumbers, type PackedNumbers } from './arena.js';
-import { Batcher, MAX_INFLIGHT, type Batch, type Task } from './batcher.js';
+import { Batcher, MAX_INFLIGHT, releaseBatch, settleTask, type Batch, type Task } from './batcher.js';
 import { PoolClosedError, PoolSaturatedError } from './errors.js';
 import { PROTOCOL_VERSION, TaskKind, reducedBytes, type RouteResults, type WorkerInit } from './messages.js';
 import { PoolControl, readModelBytes } from './pool-control.js';
@@ -144,7 +144,7 @@ export class RouterPool {
           this.#queuedBytes -= task.bytes;
         } else this.#inFlight--;
         this.#failed++;
-        task.reject(err);
+        settleTask(task, { ok: false, error: err });
       },
       onCrash: () => {
         this.#crashes++;
@@ -397,14 +397,11 @@ export class RouterPool {
       const o = outcomes[i]!;
       slot.load--;
       this.#inFlight--;
-      if (o.ok) {
-        this.#completed++;
-        task.resolve(o.response);
-      } else {
-        this.#failed++;
-        task.reject(o.error);
-      }
+      if (o.ok) this.#completed++;
+      else this.#failed++;
+      settleTask(task, o);
     }
+    releaseBatch(batch);
     this.#batcher.arenas.release(msg.arena);
     this.#pump(slot);
     this.#checkDrained();

@@ -2,7 +2,8 @@
 // posted when, and arenas reused.
 import { describe, expect, it } from 'vitest';
 import { ARENA_BYTES, ArenaCache, SMALL_ARENA_BYTES, packBytes, packNumbers } from '../../../../src/engine/pool/arena.js';
-import { Batcher, MAX_BATCH_CANDIDATES, MAX_INFLIGHT, type Batch, type Task } from '../../../../src/engine/pool/batcher.js';
+import { Batcher, MAX_BATCH_CANDIDATES, MAX_INFLIGHT, releaseBatch, settleTask, type Batch, type Task } from '../../../../src/engine/pool/batcher.js';
+import type { RoutingResponse } from '../../../../src/wire/types.js';
 import { TASK_STRIDE } from '../../../../src/engine/pool/messages.js';
 
 const task = (id: number): Task => ({ id, resolve: () => {}, reject: () => {}, requestId: `r${id}`, ids: [], candidateMetadata: null, bytes: 100 });
@@ -58,6 +59,48 @@ describe('Batcher', () => {
     expect(b.next(queue, 0, false)).toBeNull();
     expect(queue).toHaveLength(0);
     expect(arenas.bytes).toBe(SMALL_ARENA_BYTES);
+  });
+});
+
+describe('settled tasks and answered batches let go', () => {
+  // What a settled task or an answered batch still points to survives young-generation
+  // collections while they sit dead in the old generation (batcher.ts, settleTask).
+  const response = { decisions: [], inference_time_us: 1, feature_time_us: 0, candidates_processed: 0, policy: 'global' } as RoutingResponse;
+
+  it('settleTask resolves once, then the task holds neither its promise functions nor its lists', async () => {
+    const t = task(1);
+    t.ids = ['a', 'b'];
+    t.candidateMetadata = [{ k: 'v' }, { k: 'w' }];
+    const p = new Promise<RoutingResponse>((resolve, reject) => Object.assign(t, { resolve, reject }));
+    const { resolve, reject } = t;
+    settleTask(t, { ok: true, response });
+    await expect(p).resolves.toBe(response);
+    expect(t.resolve).not.toBe(resolve);
+    expect(t.reject).not.toBe(reject);
+    expect(t.ids).toHaveLength(0);
+    expect(t.candidateMetadata).toBeNull();
+    t.resolve(response); // a late second settle is a no-op, not an error
+    t.reject(new Error('late'));
+  });
+
+  it('settleTask rejects with the outcome error', async () => {
+    const t = task(2);
+    const p = new Promise<RoutingResponse>((resolve, reject) => Object.assign(t, { resolve, reject }));
+    const err = new Error('worker crashed');
+    settleTask(t, { ok: false, error: err });
+    await expect(p).rejects.toBe(err);
+    expect(t.ids).toHaveLength(0);
+  });
+
+  it('releaseBatch empties the batch of its tasks, rows and metadata', () => {
+    const b = new Batcher(4, new ArenaCache(4, 4));
+    const batch = b.batchWithRoom([], 64);
+    b.add(batch, task(3), row(3, 2));
+    batch.meta = [{ metadata: { a: 'b' }, candidateMetadata: [] }];
+    releaseBatch(batch);
+    expect(batch.tasks).toHaveLength(0);
+    expect(batch.index).toHaveLength(0);
+    expect(batch.meta).toBeNull();
   });
 });
 
