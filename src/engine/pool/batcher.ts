@@ -29,7 +29,8 @@ export interface Task {
 }
 
 const settled = (): void => {};
-const NO_IDS: string[] = [];
+/** Shared by every settled task, so frozen: a write into it would show in all of them. */
+const NO_IDS = Object.freeze([]) as unknown as string[];
 
 /**
  * Resolves or rejects a task's promise, then drops what the task points to. WHY: a task (or its
