@@ -12,11 +12,43 @@
 // scores bunch, as a trained model's do near 0 and 1; not an LSD radix sort: its four passes
 // over 256 counters outweigh the comparisons at these sizes. Indices come back as
 // key − ⌊key/M⌋·M, exact, where key % M would be a floating-point modulo call.
+//
+// Up to COUNT_RANK_MAX candidates, where WebAssembly SIMD is there, the ranking is counted
+// instead (simd/rank-module.ts): the same order from the same keys (bits(1.0f) − bits(score)),
+// without a branch that depends on the scores.
+import { buildRankModule } from './simd/rank-module.js';
+import { instantiate, type WasmMemory } from './simd/runtime.js';
 
 /** bits(1.0f). */
 const ONE = 0x3f800000;
 
+/** Largest request ranked by counting; its n² comparisons cost more than sorting beyond. */
+export const COUNT_RANK_MAX = 512;
+/** Byte offsets in the counting kernel's memory: keys (padded to 16), counters, order. */
+const KEYS_AT = 0, COUNTS_AT = 4 * COUNT_RANK_MAX, ORDER_AT = 8 * COUNT_RANK_MAX;
+
+interface CountKernel {
+  fn: (pKeys: number, n: number, pOrder: number, pCounts: number) => void;
+  keys: Int32Array;
+  order: Int32Array;
+}
+
+let rankModuleBytes: Uint8Array | undefined;
+
+function loadCountKernel(): CountKernel | null {
+  const instance = instantiate((rankModuleBytes ??= buildRankModule()));
+  if (!instance) return null;
+  const buffer = (instance.exports.memory as WasmMemory).buffer; // one page: never grown
+  return {
+    fn: instance.exports.rank_count as CountKernel['fn'],
+    keys: new Int32Array(buffer, KEYS_AT, COUNT_RANK_MAX),
+    order: new Int32Array(buffer, ORDER_AT, COUNT_RANK_MAX),
+  };
+}
+
 export class Ranker {
+  /** Its own instance of the counting kernel (undefined: not loaded yet; null: no SIMD here). */
+  #count: CountKernel | null | undefined;
   #keys = new Float64Array(0);
   #order = new Int32Array(0);
   /** Explicit stack of the quicksort (pairs of bounds). */
@@ -27,6 +59,10 @@ export class Ranker {
    * (entries [0, n) of the returned array, which the next call reuses).
    */
   rank(bits: Uint32Array, n: number): Int32Array {
+    if (n <= COUNT_RANK_MAX) {
+      const k = this.#count === undefined ? (this.#count = loadCountKernel()) : this.#count;
+      if (k !== null && rankByCount(k, bits, n)) return k.order;
+    }
     if (this.#keys.length < n) {
       this.#keys = new Float64Array(n);
       this.#order = new Int32Array(n);
@@ -44,6 +80,23 @@ export class Ranker {
     }
     return order;
   }
+}
+
+/**
+ * The counting kernel's ranking into k.order; false (nothing ranked) when a score lies outside
+ * [0, 1] or is NaN, whose keys the comparison sort orders as before.
+ */
+function rankByCount(k: CountKernel, bits: Uint32Array, n: number): boolean {
+  const keys = k.keys;
+  for (let i = 0; i < n; i++) {
+    const b = bits[i]!;
+    if (b > ONE) return false;
+    keys[i] = ONE - b;
+  }
+  const padded = (n + 15) & ~15;
+  for (let i = n; i < padded; i++) keys[i] = 0x7fffffff;
+  k.fn(KEYS_AT, n, ORDER_AT, COUNTS_AT);
+  return true;
 }
 
 /** a[0..n) ascending in place (distinct keys). */

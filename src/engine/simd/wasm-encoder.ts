@@ -101,11 +101,14 @@ export class Code {
   }
 
   // memory: memarg = alignment exponent (a hint) and a constant byte offset
+  i32Load(offset = 0): this { return this.op(0x28, 2, ...uleb(offset)); }
+  i32Store(offset = 0): this { return this.op(0x36, 2, ...uleb(offset)); }
   f32Load(offset = 0): this { return this.op(0x2a, 2, ...uleb(offset)); }
   f32Store(offset = 0): this { return this.op(0x38, 2, ...uleb(offset)); }
 
   // i32
   i32Eqz(): this { return this.op(0x45); }
+  i32LtU(): this { return this.op(0x49); }
   i32LeS(): this { return this.op(0x4c); }
   i32GeU(): this { return this.op(0x4f); }
   i32Add(): this { return this.op(0x6a); }
@@ -155,6 +158,10 @@ export class Code {
   f32x4Nearest(): this { return this.simd(0x6a); }
   i32x4Shl(): this { return this.simd(0xab); }
   i32x4Add(): this { return this.simd(0xae); }
+  i32x4Sub(): this { return this.simd(0xb1); }
+  /** Lane-wise signed a < b: all ones where true, zero where false. */
+  i32x4LtS(): this { return this.simd(0x39); }
+  i32x4ExtractLane(lane: 0 | 1 | 2 | 3): this { return this.simd(0x1b, lane); }
   f32x4Div(): this { return this.simd(0xe7); }
   f32x4Min(): this { return this.simd(0xe8); }
   f32x4Max(): this { return this.simd(0xe9); }

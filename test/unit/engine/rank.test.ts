@@ -39,6 +39,13 @@ describe('Ranker', () => {
     );
   });
 
+  it('ranks scores above 1 (outside the counting kernel\'s keys) like the comparator sort', () => {
+    for (const n of [5, 100, 600]) {
+      const scores = Float32Array.from({ length: n }, (_, i) => (i % 7 === 3 ? 1 + i / n : Math.abs(Math.cos(i))));
+      check(scores);
+    }
+  });
+
   it('reuses its buffers across sizes without mixing requests', () => {
     for (const n of [100, 3, 1000, 1, 100]) check(Float32Array.from({ length: n }, (_, i) => Math.abs(Math.sin(i * 1.7))));
   });
