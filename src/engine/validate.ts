@@ -204,10 +204,11 @@ export interface ValidateOptions {
  * several rehashes to 100 entries). An open-addressing table of candidate indices, reused by
  * every request on this thread (validation is synchronous, so one table suffices), cleared by
  * bumping a generation stamp rather than by writing it. The hash is FNV-1a over the id's length
- * and up to 24 of its characters (the first 8 and the last 16, where ids usually differ); equal
- * hashes are told apart by comparing the strings. Ids built to collide (long, differing only in
- * the middle) could make probing quadratic, so a probe longer than MAX_PROBE switches the rest
- * of the request to a Set. Each slot also keeps its id's full 32-bit hash, compared before the
+ * and up to 12 of its characters, the first 4 and the last 8, where ids usually differ (a
+ * counter, a UUID's last group); each character read costs a few nanoseconds, so a 36-character
+ * UUID hashed whole costs more than all the rest of its candidate's checks. Equal hashes are told
+ * apart by comparing the strings. Ids that differ only in the middle collide, and probing could
+ * turn quadratic, so a probe longer than MAX_PROBE switches the rest of the request to a Set. Each slot also keeps its id's full 32-bit hash, compared before the
  * strings: ids of one request often share a prefix and a length, and comparing two such strings
  * reads their characters, where comparing hashes is one integer test.
  */
@@ -253,9 +254,9 @@ class IdTable {
     }
     const len = id.length;
     let h = 0x811c9dc5 ^ len;
-    const head = len < 8 ? len : 8;
+    const head = len < 4 ? len : 4;
     for (let k = 0; k < head; k++) h = Math.imul(h ^ id.charCodeAt(k), 0x01000193);
-    for (let k = len - 16 > head ? len - 16 : head; k < len; k++) h = Math.imul(h ^ id.charCodeAt(k), 0x01000193);
+    for (let k = len - 8 > head ? len - 8 : head; k < len; k++) h = Math.imul(h ^ id.charCodeAt(k), 0x01000193);
     // FNV-1a's low bits depend on few input bits; a multiply-xorshift spreads them to the slot index
     h = Math.imul(h ^ (h >>> 16), 0x45d9f3b);
     h ^= h >>> 16;
