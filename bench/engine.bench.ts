@@ -47,7 +47,7 @@ const PACKED = 'packed:';
 // ---------------------------------------------------------------------------------------------
 // workload
 
-function makeRequests(n: number, count: number, seed: number): RoutingRequest[] {
+function makeRequests(n: number, count: number, seed: number, idOf: (request: number, i: number) => string = (_k, i) => `cand-${i}`): RoutingRequest[] {
   const rng = new Rng(seed);
   const r = (): number => rng.next();
   const vec = (): Float32Array => Float32Array.from({ length: DIM }, () => r() * 2 - 1);
@@ -55,7 +55,7 @@ function makeRequests(n: number, count: number, seed: number): RoutingRequest[] 
     request_id: `bench-${n}-${k}`,
     query_embedding: vec(),
     candidates: Array.from({ length: n }, (_, i) => ({
-      id: `cand-${i}`,
+      id: idOf(k, i),
       embedding: vec(),
       created_at: NOW - Math.floor(r() * 86_400),
       access_count: Math.floor(r() * 1000),
@@ -229,12 +229,13 @@ async function main(): Promise<void> {
     add(`complete routing, ${n} candidates, packed candidate_embeddings`, 2, n, () => router.route(reqs[i++ & 31]!));
   }
   {
-    // Ids as many callers have them: 36-character UUIDs, parsed from JSON like a request's.
+    // Ids as many callers have them: 36-character UUIDs, parsed from JSON like a request's. The
+    // same requests otherwise, built the same way: candidates of another object shape would
+    // make the Router's property loads polymorphic for the rows measured after this one.
     const rng = new Rng(4242);
     const hex = (k: number): string => Array.from({ length: k }, () => Math.floor(rng.next() * 16).toString(16)).join('');
-    const base = requests.get(100)!;
-    const uuids = JSON.parse(JSON.stringify(base.map((q) => q.candidates.map(() => `${hex(8)}-${hex(4)}-4${hex(3)}-a${hex(3)}-${hex(12)}`)))) as string[][];
-    const reqs: RoutingRequest[] = base.map((q, k) => ({ ...q, candidates: q.candidates.map((c, j) => ({ ...c, id: uuids[k]![j]! })) }));
+    const uuids = JSON.parse(JSON.stringify(Array.from({ length: 32 }, () => Array.from({ length: 100 }, () => `${hex(8)}-${hex(4)}-4${hex(3)}-a${hex(3)}-${hex(12)}`)))) as string[][];
+    const reqs = makeRequests(100, 32, 100, (k, i) => uuids[k]![i]!);
     let i = 0;
     add('complete routing, 100 candidates with UUID ids', 2, 100, () => router.route(reqs[i++ & 31]!));
   }
