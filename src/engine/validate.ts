@@ -206,11 +206,12 @@ export interface ValidateOptions {
  * bumping a generation stamp rather than by writing it. The hash is FNV-1a over the id's length
  * and up to 12 of its characters, the first 4 and the last 8, where ids usually differ (a
  * counter, a UUID's last group); each character read costs a few nanoseconds, so a 36-character
- * UUID hashed whole costs more than all the rest of its candidate's checks. Equal hashes are told
- * apart by comparing the strings. Ids that differ only in the middle collide, and probing could
- * turn quadratic, so a probe longer than MAX_PROBE switches the rest of the request to a Set. Each slot also keeps its id's full 32-bit hash, compared before the
- * strings: ids of one request often share a prefix and a length, and comparing two such strings
- * reads their characters, where comparing hashes is one integer test.
+ * UUID hashed whole costs more than all the rest of its candidate's checks. Equal hashes are
+ * told apart by comparing the strings. Ids that differ only in the middle collide, and probing
+ * could turn quadratic, so a probe longer than MAX_PROBE switches the rest of the request to a
+ * Set. Each slot also keeps its id's full 32-bit hash, compared before the strings: ids of one
+ * request often share a prefix and a length, and comparing two such strings reads their
+ * characters, where comparing hashes is one integer test.
  */
 class IdTable {
   static readonly MAX_PROBE = 32;

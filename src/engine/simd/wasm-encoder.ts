@@ -108,7 +108,6 @@ export class Code {
 
   // i32
   i32Eqz(): this { return this.op(0x45); }
-  i32LtU(): this { return this.op(0x49); }
   i32LeS(): this { return this.op(0x4c); }
   i32GeU(): this { return this.op(0x4f); }
   i32Add(): this { return this.op(0x6a); }
