@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { buildRankModule } from '../../../../src/engine/simd/rank-module.js';
+import { Rng } from '../../../../src/train/rng.js';
 
 interface Instance { exports: { memory: { buffer: ArrayBuffer }; rank_count: (k: number, n: number, o: number, c: number) => void } }
 const wasm = (globalThis as unknown as { WebAssembly: { Instance: new (m: object, i: object) => Instance; Module: new (b: Uint8Array) => object } }).WebAssembly;
@@ -30,13 +31,9 @@ describe('rank_count (WebAssembly SIMD)', () => {
         fc.integer({ min: 1, max: 0x3f800000 }),
         fc.integer(),
         (n, spread, seed) => {
-          let s = seed >>> 0 || 1;
-          const r = (): number => {
-            s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
-            return s / 0x100000000;
-          };
+          const rng = new Rng(seed);
           // a small spread gives many ties, a large one almost none
-          const keys = Array.from({ length: n }, () => Math.floor(r() * Math.min(spread, 0x3f800000 + 1)));
+          const keys = Array.from({ length: n }, () => Math.floor(rng.next() * Math.min(spread, 0x3f800000 + 1)));
           expect(rank(keys)).toEqual(reference(keys));
         },
       ),
