@@ -12,7 +12,8 @@
 //
 // WHY counting and not a sort: n² comparisons, but branch-free and four per instruction, where
 // a comparison sort's n·log n branches mispredict about half the time on scores in random
-// order. Up to a few hundred candidates the count wins; beyond, the comparison sort in rank.ts (the two cross near 700 candidates).
+// order. Up to a few hundred candidates the count wins; beyond, the comparison sort in rank.ts
+// (the two cross near 700 candidates).
 import { Code, I32, V128, encodeModule, type ValType } from './wasm-encoder.js';
 
 const P_KEYS = 0, P_N = 1, P_ORDER = 2, P_COUNTS = 3;

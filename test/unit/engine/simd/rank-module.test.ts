@@ -1,10 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { buildRankModule } from '../../../../src/engine/simd/rank-module.js';
+import { instantiate, type WasmMemory } from '../../../../src/engine/simd/runtime.js';
 import { Rng } from '../../../../src/train/rng.js';
 
-interface Instance { exports: { memory: { buffer: ArrayBuffer }; rank_count: (k: number, n: number, o: number, c: number) => void } }
-const wasm = (globalThis as unknown as { WebAssembly: { Instance: new (m: object, i: object) => Instance; Module: new (b: Uint8Array) => object } }).WebAssembly;
 
 /** Keys ascending, ties by index ascending. */
 function reference(keys: readonly number[]): number[] {
@@ -12,15 +11,17 @@ function reference(keys: readonly number[]): number[] {
 }
 
 describe('rank_count (WebAssembly SIMD)', () => {
-  const inst = new wasm.Instance(new wasm.Module(buildRankModule()), {});
-  const mem = new Int32Array(inst.exports.memory.buffer);
+  const inst = instantiate(buildRankModule());
+  if (!inst) throw new Error('the rank module did not compile: no WebAssembly SIMD here');
+  const rankCount = inst.exports.rank_count as (pKeys: number, n: number, pOrder: number, pCounts: number) => void;
+  const mem = new Int32Array((inst.exports.memory as WasmMemory).buffer);
   // keys at 0 (room for 1024 with padding), counters at 4096 B, order at 8192 B
   const rank = (keys: readonly number[]): number[] => {
     const n = keys.length;
     mem.set(keys, 0);
     for (let i = n; i < ((n + 15) & ~15); i++) mem[i] = 0x7fffffff;
     mem.fill(-7, 1024, 1024 + n); // stale counters: the kernel must clear them
-    inst.exports.rank_count(0, n, 8192, 4096);
+    rankCount(0, n, 8192, 4096);
     return Array.from(mem.subarray(2048, 2048 + n));
   };
 
